@@ -1,0 +1,75 @@
+//! Tells the parent, in plain words, what this device's graphics chip can do for the app.
+
+use leptos::prelude::*;
+
+use crate::gpu::{self, AdapterReport, GpuStatus, format_bytes};
+
+#[component]
+pub fn DeviceCheck() -> impl IntoView {
+    let status = LocalResource::new(gpu::probe);
+    view! {
+        <section class="card device-check" data-testid="device-check" aria-live="polite">
+            <h2>"Your device"</h2>
+            <Suspense fallback=|| view! { <p data-testid="device-checking">"Checking what your device can do…"</p> }>
+                {move || Suspend::new(async move {
+                    match status.await {
+                        GpuStatus::Adapter(report) => adapter_view(report).into_any(),
+                        GpuStatus::NoAdapter => no_gpu_view(
+                            "no-adapter",
+                            "This browser knows WebGPU, but it did not offer a graphics chip the app can use (it may be switched off or blocked for this device).",
+                        ).into_any(),
+                        GpuStatus::NoWebGpu => no_gpu_view(
+                            "no-webgpu",
+                            "This browser cannot use your graphics chip: it has no WebGPU.",
+                        ).into_any(),
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+fn adapter_view(report: AdapterReport) -> impl IntoView {
+    let speed = if report.is_fallback {
+        "This is a software graphics adapter: pictures will work, but slowly. A computer or tablet with a graphics chip will be much faster."
+    } else {
+        "Pictures will be drawn on your graphics chip."
+    };
+    let precision = if report.shader_f16 {
+        "Half precision (shader-f16) is available, so the picture model needs about half the memory."
+    } else {
+        "Half precision (shader-f16) is not available, so the picture model runs in full precision and needs about twice the memory."
+    };
+    view! {
+        <div data-testid="device-status" data-state="adapter" data-f16=report.shader_f16.to_string()>
+            <p class="status-ok">
+                <span aria-hidden="true">"✅ "</span>
+                "WebGPU is ready: " <strong data-testid="adapter-name">{report.name()}</strong>
+            </p>
+            <p>{speed}</p>
+            <p>{precision}</p>
+            <dl class="limits">
+                <dt>"Largest buffer"</dt>
+                <dd data-testid="limit-max-buffer">{format_bytes(report.max_buffer_size)}</dd>
+                <dt>"Largest storage binding"</dt>
+                <dd data-testid="limit-max-binding">{format_bytes(report.max_storage_buffer_binding_size)}</dd>
+                <dt>"Workgroup memory"</dt>
+                <dd>{format!("{:.0} KB", report.max_compute_workgroup_storage_size / 1024.0)}</dd>
+                <dt>"Threads per workgroup"</dt>
+                <dd>{report.max_compute_invocations_per_workgroup.to_string()}</dd>
+            </dl>
+        </div>
+    }
+}
+
+fn no_gpu_view(state: &'static str, reason: &'static str) -> impl IntoView {
+    view! {
+        <div data-testid="device-status" data-state=state>
+            <p class="status-warn"><span aria-hidden="true">"⚠️ "</span>{reason}</p>
+            <p>
+                "ToddlerStories will still work by using the processor instead, but each picture will take minutes rather than seconds. "
+                "For the best experience, open the app in a recent version of Chrome, Edge or Safari on a computer or tablet."
+            </p>
+        </div>
+    }
+}

@@ -1,0 +1,6 @@
+//! Reusable pieces shared by the screens.
+
+pub mod device_check;
+pub mod empty_state;
+pub mod nav;
+pub mod update_banner;

@@ -1,0 +1,12 @@
+//! Entry point: mounts the app. Everything else lives in the library modules.
+
+mod app;
+mod components;
+mod gpu;
+mod pages;
+mod service_worker;
+
+fn main() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(app::App);
+}

@@ -1,0 +1,10 @@
+//! The ToddlerStories diffusion engine.
+//!
+//! Loads diffusers-format models and runs them on burn. The backend is chosen at run time by the
+//! [`burn::tensor::Device`] passed in: WebGPU (or Vulkan/Metal natively) through burn-wgpu, or
+//! burn's pure-Rust CPU backend where no GPU is available.
+//!
+//! Architecture invariant: the engine never touches the DOM and never opens a network connection;
+//! the app hands it bytes and receives tensors and pictures back.
+
+pub mod device;

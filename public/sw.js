@@ -1,0 +1,50 @@
+// ToddlerStories service worker: keeps the app shell available offline.
+//
+// `cargo xtask precache` rewrites the two placeholders after every build: the list of every
+// file in dist/, and a version that is a hash of their contents. A new version therefore
+// installs beside the old one and waits until the parent chooses "Update now".
+const VERSION = 'BUILD_VERSION';
+const PRECACHE = PRECACHE_FILES;
+const SHELL_CACHE = `toddler-shell-${VERSION}`;
+const SHELL_PREFIX = 'toddler-shell-';
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(caches.open(SHELL_CACHE).then((cache) => cache.addAll(PRECACHE)));
+});
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil(
+    (async () => {
+      const names = await caches.keys();
+      await Promise.all(
+        names
+          .filter((name) => name.startsWith(SHELL_PREFIX) && name !== SHELL_CACHE)
+          .map((name) => caches.delete(name)),
+      );
+      // The very first install takes over the open page at once; updates wait for the parent.
+      await self.clients.claim();
+    })(),
+  );
+});
+
+self.addEventListener('message', (event) => {
+  if (event.data === 'skip-waiting') {
+    self.skipWaiting();
+  }
+});
+
+self.addEventListener('fetch', (event) => {
+  const request = event.request;
+  const url = new URL(request.url);
+  if (request.method !== 'GET' || url.origin !== self.location.origin) {
+    return;
+  }
+  // Every screen is the same single page: serve index.html for any in-app navigation.
+  const key = request.mode === 'navigate' ? '/index.html' : url.pathname;
+  if (!PRECACHE.includes(key)) {
+    return;
+  }
+  event.respondWith(
+    caches.open(SHELL_CACHE).then(async (cache) => (await cache.match(key)) ?? fetch(request)),
+  );
+});

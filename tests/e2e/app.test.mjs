@@ -1,0 +1,202 @@
+// The app shell in a real browser: it loads cleanly, reports WebGPU, works offline, updates when
+// asked, and never talks to any origin but its own.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startServer, launchBrowser, watchPage, waitForApp, screenshot, saveArtifact, repoRoot } from './harness.mjs';
+
+const SCREENS = [
+  { path: '/', name: 'library', heading: 'Your bookshelf' },
+  { path: '/avatars', name: 'avatars', heading: 'Avatars' },
+  { path: '/story', name: 'story', heading: 'New story' },
+  { path: '/book', name: 'book', heading: 'Read' },
+  { path: '/models', name: 'models', heading: 'Picture model' },
+  { path: '/settings', name: 'settings', heading: 'Settings' },
+];
+const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser(server);
+});
+
+after(async () => {
+  await browser?.close();
+  await saveArtifact('network-log.json', server.requests);
+  await server?.close();
+});
+
+test('every screen loads with no console errors, on desktop and phone', async () => {
+  for (const [layout, options] of [['desktop', { viewport: { width: 1280, height: 800 } }], ['phone', PHONE]]) {
+    const context = await browser.newContext(options);
+    const page = await context.newPage();
+    const problems = watchPage(page);
+    for (const screen of SCREENS) {
+      await page.goto(server.origin + screen.path);
+      await waitForApp(page);
+      await page.getByRole('heading', { level: 1, name: screen.heading }).waitFor();
+      if (screen.name === 'settings' || screen.name === 'models') {
+        await page.getByTestId('device-status').first().waitFor();
+      }
+      await screenshot(page, `${layout}-${screen.name}`);
+    }
+    // Navigating with the app's own links, not just by address.
+    await page.getByTestId('nav-avatars').click();
+    await page.getByRole('heading', { level: 1, name: 'Avatars' }).waitFor();
+    assert.equal(new URL(page.url()).pathname, '/avatars');
+    await context.close();
+    assert.deepEqual(problems, [], `${layout}: the app logged errors`);
+  }
+});
+
+test('the WebGPU check finds the adapter and reports what it can do', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${server.origin}/settings`);
+  const status = page.getByTestId('device-status');
+  await status.waitFor();
+  // What the browser itself says, asked directly.
+  const truth = await page.evaluate(async () => {
+    const adapter = await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' });
+    return {
+      vendor: adapter.info.vendor,
+      architecture: adapter.info.architecture,
+      f16: adapter.features.has('shader-f16'),
+      maxBufferSize: adapter.limits.maxBufferSize,
+    };
+  });
+  assert.equal(await status.getAttribute('data-state'), 'adapter');
+  const name = await page.getByTestId('adapter-name').textContent();
+  assert.ok(name.includes(truth.vendor) && name.includes(truth.architecture), `reported "${name}"`);
+  assert.equal(await status.getAttribute('data-f16'), String(truth.f16));
+  const shownBuffer = await page.getByTestId('limit-max-buffer').textContent();
+  const gib = truth.maxBufferSize / 2 ** 30;
+  assert.equal(shownBuffer, gib >= 1 ? `${Math.round(gib * 10) / 10} GB` : `${Math.round(truth.maxBufferSize / 2 ** 20)} MB`);
+  const f16Sentence = truth.f16 ? /shader-f16\) is available/ : /shader-f16\) is not available/;
+  assert.match(await status.textContent(), f16Sentence);
+  await screenshot(page, 'webgpu-check');
+  await context.close();
+});
+
+test('without WebGPU the parent is told plainly what happens', async () => {
+  const noGpuBrowser = await launchBrowser(server, { webgpu: false });
+  const page = await noGpuBrowser.newPage();
+  const problems = watchPage(page);
+  await page.goto(`${server.origin}/settings`);
+  const status = page.getByTestId('device-status');
+  await status.waitFor();
+  assert.notEqual(await status.getAttribute('data-state'), 'adapter');
+  assert.match(await status.textContent(), /will still work by using the processor/);
+  await screenshot(page, 'webgpu-missing');
+  await noGpuBrowser.close();
+  assert.deepEqual(problems, []);
+});
+
+test('the Content-Security-Policy admits only the app and the configured model host', async () => {
+  const registry = JSON.parse(await readFile(join(repoRoot, 'models', 'registry.json'), 'utf8'));
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(server.origin);
+  await waitForApp(page);
+  const policy = await page.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute('content');
+  const directives = Object.fromEntries(policy.split(';').map((part) => {
+    const [name, ...sources] = part.trim().split(/\s+/);
+    return [name, sources];
+  }));
+  assert.deepEqual(directives['default-src'], ["'self'"]);
+  assert.deepEqual(directives['connect-src'], ["'self'", registry.hub_base]);
+  // The browser enforces it: a fetch elsewhere is refused before it reaches the network.
+  const outcome = await page.evaluate(async () => {
+    const violation = new Promise((resolve) => document.addEventListener('securitypolicyviolation', (event) => resolve(event.blockedURI), { once: true }));
+    try {
+      await fetch('https://example.org/tracker');
+      return 'fetched';
+    } catch {
+      return `blocked ${await violation}`;
+    }
+  });
+  assert.equal(outcome, 'blocked https://example.org/tracker');
+  await context.close();
+});
+
+test('a new version waits until the parent chooses "Update now"', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const problems = watchPage(page);
+  await page.goto(server.origin);
+  await waitForApp(page);
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+  const before = await page.evaluate(() => caches.keys());
+  // Publish a new version: the same files with a new service-worker version.
+  server.setRewrite((path, body) =>
+    path === '/sw.js' ? body.toString().replace(/const VERSION = '([^']+)'/, "const VERSION = '$1-next'") : null);
+  try {
+    await page.evaluate(async () => (await navigator.serviceWorker.getRegistration()).update());
+    const banner = page.getByTestId('update-banner');
+    await banner.waitFor();
+    await screenshot(page, 'update-ready');
+    // Nothing changes until the parent agrees.
+    assert.deepEqual(await page.evaluate(() => caches.keys()).then((keys) => keys.filter((key) => before.includes(key))), before);
+    await Promise.all([page.waitForEvent('load'), banner.getByRole('button', { name: 'Update now' }).click()]);
+    await waitForApp(page);
+    const after = await page.evaluate(() => caches.keys());
+    assert.deepEqual(after, [`${before[0]}-next`]);
+    assert.equal(await page.getByTestId('update-banner').count(), 0);
+  } finally {
+    server.setRewrite(null);
+    await context.close();
+  }
+  assert.deepEqual(problems, []);
+});
+
+test('the service worker controls the page and an offline reload still renders the app', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${server.origin}/settings`);
+  await waitForApp(page);
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null, null, { timeout: 30_000 });
+  server.setOffline(true);
+  await context.setOffline(true);
+  try {
+    await page.reload();
+    await waitForApp(page);
+    await page.getByRole('heading', { level: 1, name: 'Settings' }).waitFor();
+    // A screen not yet visited, opened by address while offline.
+    await page.goto(`${server.origin}/avatars`);
+    await page.getByRole('heading', { level: 1, name: 'Avatars' }).waitFor();
+    await screenshot(page, 'offline-avatars');
+  } finally {
+    server.setOffline(false);
+    await context.setOffline(false);
+    await context.close();
+  }
+});
+
+test('control: without the service worker an offline reload shows no app', async () => {
+  const context = await browser.newContext({ serviceWorkers: 'block' });
+  const page = await context.newPage();
+  await page.goto(server.origin);
+  await waitForApp(page);
+  server.setOffline(true);
+  await context.setOffline(true);
+  try {
+    await page.reload().catch(() => {});
+    await assert.rejects(page.getByRole('navigation', { name: 'Main' }).waitFor({ timeout: 3_000 }));
+  } finally {
+    server.setOffline(false);
+    await context.setOffline(false);
+    await context.close();
+  }
+});
+
+// Runs last: node:test runs a file's tests in order.
+test('no request in the whole run went to an origin other than the app', () => {
+  // The log really is in the browser's path: it saw the app's own files.
+  assert.ok(server.requests.some((entry) => entry.url === `${server.origin}/toddler-app_bg.wasm`));
+  assert.deepEqual(server.foreignRequests(), []);
+});

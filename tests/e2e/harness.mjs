@@ -1,0 +1,153 @@
+// Browser-test harness: a static server for dist/ that is also the browser's HTTP proxy, so every
+// request the browser makes — from pages, workers, the service worker or the browser itself —
+// passes through it and is logged. Requests for any other origin are logged and refused.
+
+import { createServer } from 'node:http';
+import { readFile, stat, mkdir, writeFile } from 'node:fs/promises';
+import { extname, join, normalize, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const repoRoot = join(here, '..', '..');
+export const distDir = join(repoRoot, 'dist');
+export const artifactsDir = join(repoRoot, 'tests', 'artifacts');
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.webmanifest': 'application/manifest+json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+};
+
+/**
+ * Serves `root` on 127.0.0.1 and acts as the browser's proxy.
+ * Unknown paths without an extension get index.html, as a static host's SPA fallback would.
+ * `rewrite(path, body)` may change a file on the way out (used to publish a "new version").
+ */
+export async function startServer({ root = distDir, rewrite = null } = {}) {
+  const requests = [];
+  const state = { offline: false, rewrite };
+  const server = createServer(async (request, response) => {
+    const host = request.headers.host;
+    // A proxied request carries an absolute URL; a direct one only a path.
+    const url = new URL(request.url, `http://${host}`);
+    const entry = { method: request.method, url: url.href, origin: url.origin, at: Date.now() };
+    requests.push(entry);
+    if (url.origin !== origin || state.offline) {
+      entry.refused = true;
+      response.writeHead(502).end();
+      return;
+    }
+    await serveFile(root, url.pathname, response, state.rewrite);
+  });
+  // HTTPS through a proxy arrives as CONNECT host:port: log it, never tunnel it.
+  server.on('connect', (request, socket) => {
+    requests.push({ method: 'CONNECT', url: `https://${request.url}`, origin: `https://${request.url}`, at: Date.now(), refused: true });
+    socket.end('HTTP/1.1 502 Bad Gateway\r\n\r\n');
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  return {
+    origin,
+    port: server.address().port,
+    requests,
+    /** While offline, every request fails as if the network were down. */
+    setOffline(offline) {
+      state.offline = offline;
+    },
+    setRewrite(rewrite) {
+      state.rewrite = rewrite;
+    },
+    /** Every logged request whose origin is not the app's own. */
+    foreignRequests() {
+      return requests.filter((entry) => entry.origin !== origin);
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+async function serveFile(root, pathname, response, rewrite) {
+  let path = normalize(decodeURIComponent(pathname)).replace(/^(\.\.[/\\])+/, '');
+  if (path.endsWith('/')) path += 'index.html';
+  let file = join(root, path);
+  if (!(await isFile(file)) && extname(path) === '') {
+    path = '/index.html';
+    file = join(root, path);
+  }
+  if (!(await isFile(file))) {
+    response.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+    return;
+  }
+  let body = await readFile(file);
+  if (rewrite) body = rewrite(path, body) ?? body;
+  response
+    .writeHead(200, {
+      'content-type': MIME[extname(file)] ?? 'application/octet-stream',
+      'cache-control': 'no-cache',
+    })
+    .end(body);
+}
+
+async function isFile(path) {
+  try {
+    return (await stat(path)).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Debian's Chromium, headless, with every request sent through `server` (loopback included).
+ * `webgpu: false` leaves out the one flag that enables WebGPU on this machine.
+ */
+export async function launchBrowser(server, { webgpu = true } = {}) {
+  const args = [
+    '--no-sandbox',
+    '--disable-gpu-sandbox',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--disable-default-apps',
+    `--proxy-server=http://127.0.0.1:${server.port}`,
+    // Chromium bypasses proxies for loopback unless told not to.
+    '--proxy-bypass-list=<-loopback>',
+  ];
+  if (webgpu) args.push('--enable-unsafe-webgpu');
+  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args });
+}
+
+/** Collects console errors, page errors and failed requests of a page. */
+export function watchPage(page) {
+  const problems = [];
+  page.on('console', (message) => {
+    if (message.type() === 'error') problems.push(`console.error: ${message.text()}`);
+  });
+  page.on('pageerror', (error) => problems.push(`uncaught: ${error.message}`));
+  return problems;
+}
+
+/** The app has mounted: the navigation is on screen. */
+export async function waitForApp(page) {
+  await page.getByRole('navigation', { name: 'Main' }).waitFor({ state: 'visible', timeout: 30_000 });
+}
+
+export async function screenshot(page, name) {
+  await mkdir(artifactsDir, { recursive: true });
+  await page.screenshot({ path: join(artifactsDir, `${name}.png`), fullPage: true });
+}
+
+export async function saveArtifact(name, data) {
+  await mkdir(artifactsDir, { recursive: true });
+  await writeFile(join(artifactsDir, name), typeof data === 'string' ? data : JSON.stringify(data, null, 2));
+}

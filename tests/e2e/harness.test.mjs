@@ -1,0 +1,38 @@
+// Controls for the harness itself: each check of app.test.mjs must fail when its property breaks.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { startServer, launchBrowser, watchPage } from './harness.mjs';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer({ root: join(import.meta.dirname, 'fixtures') });
+  browser = await launchBrowser(server);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+test('control: console errors and uncaught exceptions are caught', async () => {
+  const page = await browser.newPage();
+  const problems = watchPage(page);
+  await page.goto(`${server.origin}/console-error.html`);
+  await page.waitForTimeout(200);
+  assert.deepEqual(problems, ['console.error: something went wrong', 'uncaught: uncaught']);
+  await page.close();
+});
+
+test('control: requests to other origins reach the log, over HTTP and HTTPS', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${server.origin}/foreign-request.html`);
+  await page.waitForFunction(() => performance.getEntriesByType('resource').length >= 2);
+  const foreign = server.foreignRequests().map((entry) => entry.url);
+  assert.ok(foreign.includes('http://tracker.example/collect?photo=1'), JSON.stringify(foreign));
+  assert.ok(foreign.includes('https://cdn.example:443'), JSON.stringify(foreign));
+  await page.close();
+});

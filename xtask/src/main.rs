@@ -1,0 +1,175 @@
+//! Project automation, one entry point for people and CI alike (`cargo xtask <command>`).
+//!
+//! Standard library only, so that it compiles in seconds on a fresh machine.
+
+mod precache;
+mod tools;
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+const HELP: &str = "\
+cargo xtask <command>
+
+  serve       set up the pinned tools, then build and serve the app on http://127.0.0.1:8080
+  test        run every check: rustfmt, clippy, native tests, wasm32 builds, browser tests
+  setup       install the pinned tools only (wasm32 target, trunk, wasm-bindgen-cli)
+  bench size  release-build the app and report the wasm bundle size, raw and gzip
+  precache    (Trunk post-build hook) write the service worker's file list and version
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["serve"] => serve(),
+        ["test"] => test(),
+        ["setup"] => tools::setup(),
+        ["bench", "size"] => bench_size(),
+        ["precache"] => precache::run(),
+        _ => {
+            eprint!("{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub type Result<T = ()> = std::result::Result<T, String>;
+
+/// The repository root (xtask lives one level below it).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask has a parent folder")
+        .to_path_buf()
+}
+
+/// Runs a command in the repository root, echoing it first; fails if it fails.
+pub fn run(program: &str, args: &[&str]) -> Result {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .status()
+        .map_err(|error| format!("could not start `{program}`: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn serve() -> Result {
+    tools::setup()?;
+    eprintln!("Serving ToddlerStories on http://127.0.0.1:8080 (Ctrl+C to stop)");
+    run("trunk", &["serve"])
+}
+
+/// Every check CI runs, in order from quickest to slowest, with each step's time.
+fn test() -> Result {
+    let started = Instant::now();
+    let steps: [(&str, fn() -> Result); 7] = [
+        ("tools", tools::setup),
+        ("browser tools", tools::setup_browser),
+        ("rustfmt", || run("cargo", &["fmt", "--all", "--check"])),
+        ("clippy", || {
+            run(
+                "cargo",
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--locked",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            )
+        }),
+        ("native tests", || {
+            run(
+                "cargo",
+                &["test", "--workspace", "--exclude", "app", "--locked"],
+            )
+        }),
+        ("wasm32 engine", || {
+            run(
+                "cargo",
+                &[
+                    "build",
+                    "--package",
+                    "engine",
+                    "--target",
+                    "wasm32-unknown-unknown",
+                    "--locked",
+                ],
+            )
+        }),
+        ("app + browser tests", || {
+            run("trunk", &["build"])?;
+            run("npm", &["test", "--prefix", "tests"])
+        }),
+    ];
+    for (name, step) in steps {
+        let step_started = Instant::now();
+        eprintln!("\n=== {name} ===");
+        step().map_err(|error| format!("step `{name}` failed: {error}"))?;
+        eprintln!(
+            "=== {name}: done in {:.0} s ===",
+            step_started.elapsed().as_secs_f64()
+        );
+    }
+    eprintln!(
+        "\nAll checks passed in {:.0} s.",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Release build of the app, then the size of each wasm module, raw and gzipped.
+fn bench_size() -> Result {
+    tools::setup()?;
+    run("trunk", &["build", "--release", "--dist", "dist-release"])?;
+    let dist = root().join("dist-release");
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(&dist).map_err(|error| format!("{}: {error}", dist.display()))? {
+        let path = entry.map_err(|error| error.to_string())?.path();
+        if path
+            .extension()
+            .is_some_and(|extension| extension == "wasm" || extension == "js")
+        {
+            let raw = std::fs::metadata(&path)
+                .map_err(|error| error.to_string())?
+                .len();
+            let output = Command::new("gzip")
+                .args(["-9", "-c"])
+                .arg(&path)
+                .output()
+                .map_err(|error| format!("gzip: {error}"))?;
+            rows.push((
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                raw,
+                output.stdout.len(),
+            ));
+        }
+    }
+    rows.sort();
+    println!("| file | raw | gzip -9 |\n|---|---:|---:|");
+    for (name, raw, gzip) in rows {
+        println!(
+            "| {name} | {:.1} KiB | {:.1} KiB |",
+            raw as f64 / 1024.0,
+            gzip as f64 / 1024.0
+        );
+    }
+    Ok(())
+}

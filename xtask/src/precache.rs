@@ -1,0 +1,128 @@
+//! Trunk post-build hook: fills in the service worker's precache list and version, and the model
+//! hosts in the Content-Security-Policy, in Trunk's staging folder.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::{Result, root};
+
+const SERVICE_WORKER: &str = "sw.js";
+
+pub fn run() -> Result {
+    let staging = std::env::var_os("TRUNK_STAGING_DIR")
+        .map(PathBuf::from)
+        .ok_or("`precache` runs as Trunk's post_build hook (TRUNK_STAGING_DIR is not set)")?;
+    write_model_hosts(&staging.join("index.html"))?;
+    let mut files = Vec::new();
+    collect_files(&staging, &staging, &mut files)?;
+    files.retain(|path| path != &format!("/{SERVICE_WORKER}"));
+    files.sort();
+    // The version is a hash of every cached file, so any change to the app installs a new worker.
+    let mut version = Fnv1a::default();
+    for path in &files {
+        version.write(path.as_bytes());
+        version.write(&read(&staging.join(&path[1..]))?);
+    }
+    let list = files
+        .iter()
+        .map(|path| format!("'{path}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let worker_path = staging.join(SERVICE_WORKER);
+    let worker = read_text(&worker_path)?
+        .replacen(
+            "'BUILD_VERSION'",
+            &format!("'{:016x}'", version.finish()),
+            1,
+        )
+        .replacen("PRECACHE_FILES", &format!("[{list}]"), 1);
+    fs::write(&worker_path, worker)
+        .map_err(|error| format!("{}: {error}", worker_path.display()))?;
+    eprintln!(
+        "precache: {} files, version {:016x}",
+        files.len(),
+        version.finish()
+    );
+    Ok(())
+}
+
+/// The `connect-src` hosts: the model hub from models/registry.json.
+fn write_model_hosts(index: &Path) -> Result {
+    let registry_path = root().join("models/registry.json");
+    let registry: serde_json::Value = serde_json::from_str(&read_text(&registry_path)?)
+        .map_err(|error| format!("{}: {error}", registry_path.display()))?;
+    let hosts = registry["hub_base"]
+        .as_str()
+        .ok_or("models/registry.json has no \"hub_base\" string")?;
+    let html = read_text(index)?;
+    if !html.contains("MODEL_HOSTS") {
+        return Err(format!(
+            "{} has no MODEL_HOSTS placeholder in its Content-Security-Policy",
+            index.display()
+        ));
+    }
+    fs::write(index, html.replacen("MODEL_HOSTS", hosts, 1))
+        .map_err(|error| format!("{}: {error}", index.display()))
+}
+
+fn collect_files(base: &Path, folder: &Path, files: &mut Vec<String>) -> Result {
+    for entry in fs::read_dir(folder).map_err(|error| format!("{}: {error}", folder.display()))? {
+        let path = entry.map_err(|error| error.to_string())?.path();
+        if path.is_dir() {
+            collect_files(base, &path, files)?;
+        } else {
+            let relative = path.strip_prefix(base).expect("entries lie inside base");
+            files.push(format!(
+                "/{}",
+                relative.to_string_lossy().replace('\\', "/")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    fs::read(path).map_err(|error| format!("{}: {error}", path.display()))
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display()))
+}
+
+/// 64-bit FNV-1a: a stable content fingerprint (std's hasher may change between Rust releases).
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_matches_the_published_test_vectors() {
+        let hash = |text: &str| {
+            let mut hasher = Fnv1a::default();
+            hasher.write(text.as_bytes());
+            hasher.finish()
+        };
+        assert_eq!(hash(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(hash("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(hash("foobar"), 0x8594_4171_f739_67e8);
+    }
+}

@@ -1,0 +1,89 @@
+//! Installs the pinned tools a fresh machine lacks. Everything is built from crates.io or taken
+//! from Debian and npm: no step downloads a prebuilt binary.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::{Result, root, run};
+
+const TRUNK_VERSION: &str = "0.21.14";
+const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// The wasm32 target, trunk and the wasm-bindgen-cli that matches Cargo.lock.
+pub fn setup() -> Result {
+    run("rustup", &["target", "add", WASM_TARGET])?;
+    if !reports_version("trunk", TRUNK_VERSION) {
+        run(
+            "cargo",
+            &["install", "trunk", "--version", TRUNK_VERSION, "--locked"],
+        )?;
+    }
+    let wasm_bindgen = locked_version("wasm-bindgen")?;
+    if !reports_version("wasm-bindgen", &wasm_bindgen) {
+        // Not `--locked`: the CLI's own lockfile pins a crate version that crates.io no longer serves.
+        run(
+            "cargo",
+            &["install", "wasm-bindgen-cli", "--version", &wasm_bindgen],
+        )?;
+    }
+    Ok(())
+}
+
+/// Debian's Chromium and the npm packages of the browser tests.
+pub fn setup_browser() -> Result {
+    if !Path::new("/usr/bin/chromium").exists() {
+        let root_user = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|output| output.stdout.trim_ascii() == b"0");
+        let sudo: &[&str] = if root_user { &[] } else { &["sudo"] };
+        let apt = |args: &[&str]| {
+            let mut command: Vec<&str> = sudo.to_vec();
+            command.extend_from_slice(args);
+            run(command[0], &command[1..])
+        };
+        apt(&["apt-get", "update"])?;
+        apt(&[
+            "apt-get",
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "chromium",
+            "fonts-noto-color-emoji",
+        ])?;
+    }
+    run(
+        "npm",
+        &["ci", "--prefix", "tests", "--no-audit", "--no-fund"],
+    )
+}
+
+fn reports_version(program: &str, version: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| {
+            String::from_utf8_lossy(&output.stdout)
+                .split_whitespace()
+                .any(|word| word == version)
+        })
+}
+
+/// The version of `package` that Cargo.lock resolved.
+fn locked_version(package: &str) -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock"))
+        .map_err(|error| format!("Cargo.lock: {error}"))?;
+    let name_line = format!("name = \"{package}\"");
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == name_line {
+            if let Some(version) = lines
+                .next()
+                .and_then(|line| line.strip_prefix("version = \""))
+            {
+                return Ok(version.trim_end_matches('"').to_owned());
+            }
+        }
+    }
+    Err(format!("Cargo.lock has no `{package}` package"))
+}
