@@ -51,7 +51,7 @@ mod tests {
         let device = ComputeBackend::Cpu.device();
         let a = Tensor::<2>::from_floats([[1.0, 2.0], [3.0, 4.0]], &device);
         let b = Tensor::<2>::from_floats([[5.0, 6.0], [7.0, 8.0]], &device);
-        let product: Vec<f32> = a.matmul(b).into_data().to_vec().unwrap();
+        let product: Vec<f32> = a.matmul(b).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(product, vec![19.0, 22.0, 43.0, 50.0]);
     }
 

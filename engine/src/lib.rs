@@ -7,4 +7,13 @@
 //! Architecture invariant: the engine never touches the DOM and never opens a network connection;
 //! the app hands it bytes and receives tensors and pictures back.
 
+pub mod clip;
 pub mod device;
+pub mod error;
+pub mod files;
+pub mod prompt;
+pub mod textual_inversion;
+pub mod tokenizer;
+pub mod weights;
+
+pub use error::{EngineError, Result};

@@ -45,6 +45,9 @@ fn main() -> ExitCode {
 
 pub type Result<T = ()> = std::result::Result<T, String>;
 
+/// One named step of `cargo xtask test`.
+type Step = (&'static str, fn() -> Result);
+
 /// The repository root (xtask lives one level below it).
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -77,7 +80,7 @@ fn serve() -> Result {
 /// Every check CI runs, in order from quickest to slowest, with each step's time.
 fn test() -> Result {
     let started = Instant::now();
-    let steps: [(&str, fn() -> Result); 7] = [
+    let steps: [Step; 7] = [
         ("tools", tools::setup),
         ("browser tools", tools::setup_browser),
         ("rustfmt", || run("cargo", &["fmt", "--all", "--check"])),

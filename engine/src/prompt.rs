@@ -1,0 +1,106 @@
+//! The text side of a Stable Diffusion pipeline: tokenizer + CLIP text encoder + any
+//! textual-inversion embeddings, as diffusers' `encode_prompt` and `load_textual_inversion` do it.
+
+use burn::module::Param;
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+
+use crate::clip::{ClipTextConfig, ClipTextModel};
+use crate::error::{EngineError, Result};
+use crate::files::ModelFiles;
+use crate::textual_inversion::TextualInversion;
+use crate::tokenizer::{ClipTokenizer, MAX_LENGTH};
+use crate::weights::{WeightFiles, load_into};
+
+pub struct PromptEncoder {
+    pub tokenizer: ClipTokenizer,
+    pub text_encoder: ClipTextModel,
+    device: Device,
+}
+
+impl PromptEncoder {
+    /// Loads `tokenizer/` and `text_encoder/` of a diffusers folder; `variant` picks e.g. the
+    /// `model.fp16.safetensors` weights when present. Weights are converted to f32.
+    pub fn load(files: &impl ModelFiles, variant: Option<&str>, device: &Device) -> Result<Self> {
+        let tokenizer = ClipTokenizer::from_model(files)?;
+        let config: ClipTextConfig = files.json("text_encoder/config.json", "the text encoder's configuration")?;
+        if config.num_attention_heads == 0 || !config.hidden_size.is_multiple_of(config.num_attention_heads) {
+            return Err(EngineError::Json {
+                path: files.display_path("text_encoder/config.json"),
+                what: "the text encoder's configuration",
+                message: format!(
+                    "hidden_size {} is not a multiple of num_attention_heads {}",
+                    config.hidden_size, config.num_attention_heads
+                ),
+            });
+        }
+        let weights = WeightFiles::find(files, "text_encoder", "model", variant)?;
+        let text_encoder = load_into(config.init(device), files, &weights, "text_model.", DType::F32)?;
+        Ok(PromptEncoder { tokenizer, text_encoder, device: device.clone() })
+    }
+
+    /// Adds a learned token: new ids after the vocabulary, its rows appended to the token table.
+    pub fn add_embedding(&mut self, embedding: &TextualInversion, source: &std::path::Path) -> Result<()> {
+        let dim = self.text_encoder.hidden_size();
+        if embedding.dim() != dim {
+            return Err(EngineError::Embedding {
+                path: source.to_owned(),
+                problem: format!(
+                    "its vectors have {} values but this model's text encoder uses {dim}: it was made for a different model",
+                    embedding.dim()
+                ),
+            });
+        }
+        let tokens = embedding.tokens();
+        let ids = self.tokenizer.add_tokens(&tokens).map_err(|error| EngineError::Embedding {
+            path: source.to_owned(),
+            problem: error.to_string(),
+        })?;
+        let rows = self.text_encoder.vocab_rows();
+        // Ids are handed out after every existing row, so appending keeps id == row.
+        if ids.iter().enumerate().any(|(offset, id)| *id as usize != rows + offset) {
+            return Err(EngineError::Embedding {
+                path: source.to_owned(),
+                problem: "the tokenizer and the text encoder disagree on the vocabulary size".into(),
+            });
+        }
+        let values: Vec<f32> = embedding.vectors.iter().flatten().copied().collect();
+        let new_rows = Tensor::<2>::from_data(TensorData::new(values, [tokens.len(), dim]), &self.device);
+        let table = &mut self.text_encoder.embeddings.token_embedding.weight;
+        let grown = Tensor::cat(vec![table.val(), new_rows], 0);
+        *table = Param::from_tensor(grown);
+        Ok(())
+    }
+
+    /// diffusers' `maybe_convert_prompt`: a multi-vector token `<t>` becomes `<t> <t>_1 …`.
+    pub fn expand_multi_vector_tokens(&self, prompt: &str) -> Result<String> {
+        let mut unique: Vec<String> = self.tokenizer.tokens(prompt)?;
+        unique.sort();
+        unique.dedup();
+        let mut prompt = prompt.to_owned();
+        for token in unique.iter().filter(|token| self.tokenizer.is_added_token(token)) {
+            let mut replacement = token.clone();
+            let mut index = 1;
+            while self.tokenizer.is_added_token(&format!("{token}_{index}")) {
+                replacement.push_str(&format!(" {token}_{index}"));
+                index += 1;
+            }
+            prompt = prompt.replace(token.as_str(), &replacement);
+        }
+        Ok(prompt)
+    }
+
+    /// The 77 ids the text encoder sees for `prompt`.
+    pub fn input_ids(&self, prompt: &str) -> Result<Vec<u32>> {
+        self.tokenizer.encode(&self.expand_multi_vector_tokens(prompt)?)
+    }
+
+    /// Last hidden states `[prompts, 77, hidden]`.
+    pub fn encode(&self, prompts: &[&str]) -> Result<Tensor<3>> {
+        let mut ids = Vec::with_capacity(prompts.len() * MAX_LENGTH);
+        for prompt in prompts {
+            ids.extend(self.input_ids(prompt)?.into_iter().map(i64::from));
+        }
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [prompts.len(), MAX_LENGTH]), &self.device);
+        Ok(self.text_encoder.forward(ids))
+    }
+}

@@ -1,0 +1,83 @@
+//! Textual-inversion embeddings (an avatar is one): reading the file formats in use.
+//!
+//! - diffusers `learned_embeds.safetensors`: one tensor, named by its token, `[n, dim]` (or `[dim]`);
+//! - A1111 safetensors: one tensor `emb_params`; as in A1111, the file name is the token.
+//!
+//! Adding them to a tokenizer and text encoder follows diffusers' `load_textual_inversion`; see
+//! `prompt.rs`.
+
+use std::path::Path;
+
+use safetensors::{Dtype, SafeTensors};
+
+use crate::error::{EngineError, Result};
+
+/// One learned token and its vectors.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextualInversion {
+    /// The placeholder as written in prompts, e.g. `<mia>`.
+    pub token: String,
+    /// `vectors.len()` rows of `dim` values each.
+    pub vectors: Vec<Vec<f32>>,
+}
+
+impl TextualInversion {
+    pub fn dim(&self) -> usize {
+        self.vectors.first().map_or(0, Vec::len)
+    }
+
+    /// The tokens this embedding adds: `<t>`, `<t>_1`, `<t>_2`, … (diffusers' naming).
+    pub fn tokens(&self) -> Vec<String> {
+        (0..self.vectors.len())
+            .map(|index| if index == 0 { self.token.clone() } else { format!("{}_{index}", self.token) })
+            .collect()
+    }
+
+    /// Reads an embedding file. `path` names it in errors and, for A1111 files, gives the token.
+    pub fn from_safetensors(bytes: &[u8], path: &Path) -> Result<Self> {
+        let error = |problem: String| EngineError::Embedding { path: path.to_owned(), problem };
+        let tensors = SafeTensors::deserialize(bytes)
+            .map_err(|cause| error(format!("is not an embedding file (safetensors could not be read: {cause})")))?;
+        let names = tensors.names();
+        let name = match names.as_slice() {
+            [name] => name.to_string(),
+            [] => return Err(error("holds no tensors, so it is not an embedding".into())),
+            _ => {
+                let mut sorted: Vec<&str> = names.iter().map(|name| name.as_ref()).collect();
+                sorted.sort();
+                return Err(error(format!(
+                    "holds {} tensors ({}); an embedding file holds exactly one",
+                    sorted.len(),
+                    sorted.join(", ")
+                )));
+            }
+        };
+        let tensor = tensors.tensor(&name).expect("the name was listed");
+        let (rows, dim) = match tensor.shape() {
+            [dim] => (1, *dim),
+            [rows, dim] => (*rows, *dim),
+            shape => return Err(error(format!("tensor `{name}` has shape {shape:?}; expected [vectors, dim]"))),
+        };
+        if rows == 0 || dim == 0 {
+            return Err(error(format!("tensor `{name}` is empty")));
+        }
+        let values = to_f32(tensor.dtype(), tensor.data())
+            .ok_or_else(|| error(format!("tensor `{name}` has type {:?}; expected F32, F16 or BF16", tensor.dtype())))?;
+        let token = if name == "emb_params" {
+            path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or(name)
+        } else {
+            name
+        };
+        Ok(TextualInversion { token, vectors: values.chunks(dim).map(<[f32]>::to_vec).collect() })
+    }
+}
+
+fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    let words = |size: usize| bytes.chunks_exact(size);
+    Some(match dtype {
+        Dtype::F32 => words(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        Dtype::F16 => words(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::BF16 => words(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        _ => return None,
+    })
+}
