@@ -17,6 +17,9 @@ use crate::files::{ModelFiles, parse_json};
 /// Checkpoint buffers that the math does not need (transformers derives position ids itself).
 const IGNORED_TENSORS: [&str; 1] = ["embeddings.position_ids"];
 
+/// The diffusers variants tried, in order, when no variant is asked for and no plain file exists.
+const HALF_VARIANTS: [&str; 2] = ["fp16", "bf16"];
+
 /// The weight files of one component, resolved from what the folder holds.
 #[derive(Debug, PartialEq)]
 pub struct WeightFiles {
@@ -26,13 +29,18 @@ pub struct WeightFiles {
 
 impl WeightFiles {
     /// Looks in `component/` for `{stem}[.{variant}].safetensors` or its sharded index.
-    /// With a variant, the plain files are the fallback (as diffusers falls back).
+    /// With a variant, the plain files are the fallback (as diffusers falls back); without one,
+    /// the plain files come first and the half-precision variants after them, so a folder that
+    /// holds only `*.fp16.safetensors` (the smaller download) still loads.
     pub fn find(files: &impl ModelFiles, component: &str, stem: &str, variant: Option<&str>) -> Result<Self> {
         let mut names = Vec::new();
         if let Some(variant) = variant {
             names.push(format!("{component}/{stem}.{variant}.safetensors"));
         }
         names.push(format!("{component}/{stem}.safetensors"));
+        if variant.is_none() {
+            names.extend(HALF_VARIANTS.iter().map(|half| format!("{component}/{stem}.{half}.safetensors")));
+        }
         for name in &names {
             let index = format!("{name}.index.json");
             if let Some(bytes) = files.read(&index)? {
@@ -49,7 +57,7 @@ impl WeightFiles {
             }
         }
         Err(EngineError::MissingFile {
-            path: files.display_path(&names[names.len() - 1]),
+            path: files.display_path(&names[usize::from(variant.is_some())]),
             what: "the component's weights (safetensors)",
         })
     }

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, launchBrowser, watchPage, waitForApp, screenshot, saveArtifact, repoRoot } from './harness.mjs';
+import { startServer, launchBrowser, trackContext, watchPage, waitForApp, screenshot, saveArtifact, repoRoot } from './harness.mjs';
 
 const SCREENS = [
   { path: '/', name: 'library', heading: 'Your bookshelf' },
@@ -20,6 +20,11 @@ const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch:
 let server;
 let browser;
 
+/** A fresh browser profile whose every request is logged. */
+async function openContext(options = {}) {
+  return trackContext(server, await browser.newContext(options));
+}
+
 before(async () => {
   server = await startServer();
   browser = await launchBrowser(server);
@@ -27,13 +32,13 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await saveArtifact('network-log.json', server.requests);
+  await saveArtifact('network-log.json', { proxy: server.requests, app: server.appRequests });
   await server?.close();
 });
 
 test('every screen loads with no console errors, on desktop and phone', async () => {
   for (const [layout, options] of [['desktop', { viewport: { width: 1280, height: 800 } }], ['phone', PHONE]]) {
-    const context = await browser.newContext(options);
+    const context = await openContext(options);
     const page = await context.newPage();
     const problems = watchPage(page);
     for (const screen of SCREENS) {
@@ -55,7 +60,7 @@ test('every screen loads with no console errors, on desktop and phone', async ()
 });
 
 test('the WebGPU check finds the adapter and reports what it can do', async () => {
-  const context = await browser.newContext();
+  const context = await openContext();
   const page = await context.newPage();
   await page.goto(`${server.origin}/settings`);
   const status = page.getByTestId('device-status');
@@ -85,7 +90,7 @@ test('the WebGPU check finds the adapter and reports what it can do', async () =
 
 test('without WebGPU the parent is told plainly what happens', async () => {
   const noGpuBrowser = await launchBrowser(server, { webgpu: false });
-  const page = await noGpuBrowser.newPage();
+  const page = await trackContext(server, await noGpuBrowser.newContext()).newPage();
   const problems = watchPage(page);
   await page.goto(`${server.origin}/settings`);
   const status = page.getByTestId('device-status');
@@ -99,7 +104,7 @@ test('without WebGPU the parent is told plainly what happens', async () => {
 
 test('the Content-Security-Policy admits only the app and the configured model host', async () => {
   const registry = JSON.parse(await readFile(join(repoRoot, 'models', 'registry.json'), 'utf8'));
-  const context = await browser.newContext();
+  const context = await openContext();
   const page = await context.newPage();
   await page.goto(server.origin);
   await waitForApp(page);
@@ -125,7 +130,7 @@ test('the Content-Security-Policy admits only the app and the configured model h
 });
 
 test('a new version waits until the parent chooses "Update now"', async () => {
-  const context = await browser.newContext();
+  const context = await openContext();
   const page = await context.newPage();
   const problems = watchPage(page);
   await page.goto(server.origin);
@@ -155,7 +160,7 @@ test('a new version waits until the parent chooses "Update now"', async () => {
 });
 
 test('the service worker controls the page and an offline reload still renders the app', async () => {
-  const context = await browser.newContext();
+  const context = await openContext();
   const page = await context.newPage();
   await page.goto(`${server.origin}/settings`);
   await waitForApp(page);
@@ -178,7 +183,7 @@ test('the service worker controls the page and an offline reload still renders t
 });
 
 test('control: without the service worker an offline reload shows no app', async () => {
-  const context = await browser.newContext({ serviceWorkers: 'block' });
+  const context = await openContext({ serviceWorkers: 'block' });
   const page = await context.newPage();
   await page.goto(server.origin);
   await waitForApp(page);
@@ -196,7 +201,11 @@ test('control: without the service worker an offline reload shows no app', async
 
 // Runs last: node:test runs a file's tests in order.
 test('no request in the whole run went to an origin other than the app', () => {
-  // The log really is in the browser's path: it saw the app's own files.
+  // Both logs really are in the path: they saw the app's own files, the service worker's too.
   assert.ok(server.requests.some((entry) => entry.url === `${server.origin}/toddler-app_bg.wasm`));
+  assert.ok(server.appRequests.some((entry) => entry.fromServiceWorker));
+  // At the network level: whatever the browser sent went to the app's origin (or was Chromium's own).
   assert.deepEqual(server.foreignRequests(), []);
+  // And no page, worker or service worker of the app asked for any other origin at all.
+  assert.deepEqual(server.foreignAppRequests(), []);
 });

@@ -32,6 +32,8 @@ const MIME = {
  */
 export async function startServer({ root = distDir, rewrite = null } = {}) {
   const requests = [];
+  // What the app's own pages, workers and service worker asked for (see `trackContext`).
+  const appRequests = [];
   const state = { offline: false, rewrite };
   const server = createServer(async (request, response) => {
     const host = request.headers.host;
@@ -57,6 +59,7 @@ export async function startServer({ root = distDir, rewrite = null } = {}) {
     origin,
     port: server.address().port,
     requests,
+    appRequests,
     /** While offline, every request fails as if the network were down. */
     setOffline(offline) {
       state.offline = offline;
@@ -64,9 +67,13 @@ export async function startServer({ root = distDir, rewrite = null } = {}) {
     setRewrite(rewrite) {
       state.rewrite = rewrite;
     },
-    /** Every logged request whose origin is not the app's own. */
+    /** Every request the browser sent to another origin, less Chromium's own background traffic. */
     foreignRequests() {
-      return requests.filter((entry) => entry.origin !== origin);
+      return requests.filter((entry) => entry.origin !== origin && !isChromiumBackground(entry.origin));
+    },
+    /** Every request a page, worker or service worker of the app sent to another origin. */
+    foreignAppRequests() {
+      return appRequests.filter((entry) => new URL(entry.url).origin !== origin);
     },
     async close() {
       server.closeAllConnections();
@@ -103,6 +110,34 @@ async function isFile(path) {
   } catch {
     return false;
   }
+}
+
+/**
+ * Chromium itself talks to Google's update and account services in the background, whatever
+ * page is open (seen even with every background-networking switch off). Those requests come from
+ * the browser process, not from the app: `trackContext` shows that no page, worker or service
+ * worker of the app made them, and they are refused at the proxy all the same.
+ */
+const CHROMIUM_BACKGROUND_HOSTS = new Set([
+  'accounts.google.com',
+  'update.googleapis.com',
+  'clients2.google.com',
+  'clientservices.googleapis.com',
+  'optimizationguide-pa.googleapis.com',
+  'safebrowsing.googleapis.com',
+  'redirector.gvt1.com',
+]);
+
+function isChromiumBackground(origin) {
+  return CHROMIUM_BACKGROUND_HOSTS.has(new URL(origin).hostname);
+}
+
+/** Logs every request of a context's pages, workers and service workers into `server.appRequests`. */
+export function trackContext(server, context) {
+  context.on('request', (request) => {
+    server.appRequests.push({ url: request.url(), type: request.resourceType(), fromServiceWorker: request.serviceWorker() !== null });
+  });
+  return context;
 }
 
 /**

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { startServer, launchBrowser, watchPage } from './harness.mjs';
+import { startServer, launchBrowser, trackContext, watchPage } from './harness.mjs';
 
 let server;
 let browser;
@@ -27,12 +27,14 @@ test('control: console errors and uncaught exceptions are caught', async () => {
   await page.close();
 });
 
-test('control: requests to other origins reach the log, over HTTP and HTTPS', async () => {
-  const page = await browser.newPage();
+test('control: requests to other origins reach both logs, over HTTP and HTTPS', async () => {
+  const page = await trackContext(server, await browser.newContext()).newPage();
   await page.goto(`${server.origin}/foreign-request.html`);
   await page.waitForFunction(() => performance.getEntriesByType('resource').length >= 2);
   const foreign = server.foreignRequests().map((entry) => entry.url);
   assert.ok(foreign.includes('http://tracker.example/collect?photo=1'), JSON.stringify(foreign));
   assert.ok(foreign.includes('https://cdn.example:443'), JSON.stringify(foreign));
+  const fromPage = server.foreignAppRequests().map((entry) => entry.url);
+  assert.deepEqual(fromPage.sort(), ['http://tracker.example/collect?photo=1', 'https://cdn.example/pixel.png']);
   await page.close();
 });

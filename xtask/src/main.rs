@@ -17,6 +17,8 @@ cargo xtask <command>
   test        run every check: rustfmt, clippy, native tests, wasm32 builds, browser tests
   setup       install the pinned tools only (wasm32 target, trunk, wasm-bindgen-cli)
   bench size  release-build the app and report the wasm bundle size, raw and gzip
+  bench text [DIR]  time loading a text encoder and encoding one prompt (native release build;
+                    default DIR: models/fixtures/tiny-sd2)
   precache    (Trunk post-build hook) write the service worker's file list and version
 ";
 
@@ -28,6 +30,8 @@ fn main() -> ExitCode {
         ["test"] => test(),
         ["setup"] => tools::setup(),
         ["bench", "size"] => bench_size(),
+        ["bench", "text"] => bench_text(None),
+        ["bench", "text", folder] => bench_text(Some(folder)),
         ["precache"] => precache::run(),
         _ => {
             eprint!("{HELP}");
@@ -174,5 +178,49 @@ fn bench_size() -> Result {
             gzip as f64 / 1024.0
         );
     }
+    Ok(())
+}
+
+/// Median load and encode times of `toddler encode-prompt` over five runs (after one warm-up).
+fn bench_text(folder: Option<&str>) -> Result {
+    run("cargo", &["build", "--release", "--locked", "--package", "engine", "--bin", "toddler"])?;
+    let target = env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"));
+    let binary = target.join("release").join("toddler");
+    let folder = folder.map(PathBuf::from).unwrap_or_else(|| root().join("models/fixtures/tiny-sd2"));
+    let out = env::temp_dir().join("toddler-bench-text.safetensors");
+    let prompt = "a watercolor illustration of a toddler in a yellow raincoat jumping in puddles";
+    let mut loads = Vec::new();
+    let mut encodes = Vec::new();
+    for attempt in 0..6 {
+        let output = Command::new(&binary)
+            .args(["encode-prompt", "--model"])
+            .arg(&folder)
+            .arg("--out")
+            .arg(&out)
+            .arg(prompt)
+            .output()
+            .map_err(|error| format!("{}: {error}", binary.display()))?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            return Err(format!("toddler encode-prompt failed: {stderr}"));
+        }
+        // "loaded in X ms, encoded in Y ms"
+        let numbers: Vec<f64> = stderr.split_whitespace().filter_map(|word| word.parse().ok()).collect();
+        if attempt > 0 && numbers.len() == 2 {
+            loads.push(numbers[0]);
+            encodes.push(numbers[1]);
+        }
+    }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    println!(
+        "text encoder {}: load {:.0} ms, encode one prompt {:.0} ms (median of {}, CPU backend)",
+        folder.display(),
+        median(&mut loads),
+        median(&mut encodes),
+        loads.len()
+    );
     Ok(())
 }

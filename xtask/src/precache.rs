@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::{Result, root};
 
 const SERVICE_WORKER: &str = "sw.js";
+/// What app/index.html's Content-Security-Policy says until the model host is filled in.
+const CONNECT_SRC_PLACEHOLDER: &str = "connect-src 'self' MODEL_HOSTS";
 
 pub fn run() -> Result {
     let staging = std::env::var_os("TRUNK_STAGING_DIR")
