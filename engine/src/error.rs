@@ -9,16 +9,27 @@ pub enum EngineError {
     MissingFile { path: PathBuf, what: &'static str },
 
     #[error("{path}: could not be read: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("{path}: is not valid JSON for {what}: {message}")]
-    Json { path: PathBuf, what: &'static str, message: String },
+    Json {
+        path: PathBuf,
+        what: &'static str,
+        message: String,
+    },
 
     #[error("{path}: {message}")]
     Tokenizer { path: PathBuf, message: String },
 
     #[error("{path}: tensor `{tensor}`: {problem}")]
-    Tensor { path: PathBuf, tensor: String, problem: String },
+    Tensor {
+        path: PathBuf,
+        tensor: String,
+        problem: String,
+    },
 
     #[error("{path}: {problem}")]
     Weights { path: PathBuf, problem: String },

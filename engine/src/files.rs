@@ -17,7 +17,10 @@ pub trait ModelFiles {
     /// The file's bytes; a missing file is an error that says what it was needed for.
     fn require(&self, relative: &str, what: &'static str) -> Result<Vec<u8>> {
         self.read(relative)?
-            .ok_or_else(|| EngineError::MissingFile { path: self.display_path(relative), what })
+            .ok_or_else(|| EngineError::MissingFile {
+                path: self.display_path(relative),
+                what,
+            })
     }
 
     /// The file parsed as JSON.
@@ -30,7 +33,11 @@ pub trait ModelFiles {
     }
 }
 
-pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], path: &Path, what: &'static str) -> Result<T> {
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+    what: &'static str,
+) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|error| EngineError::Json {
         path: path.to_owned(),
         what,

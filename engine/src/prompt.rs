@@ -22,8 +22,15 @@ impl PromptEncoder {
     /// `model.fp16.safetensors` weights when present. Weights are converted to f32.
     pub fn load(files: &impl ModelFiles, variant: Option<&str>, device: &Device) -> Result<Self> {
         let tokenizer = ClipTokenizer::from_model(files)?;
-        let config: ClipTextConfig = files.json("text_encoder/config.json", "the text encoder's configuration")?;
-        if config.num_attention_heads == 0 || !config.hidden_size.is_multiple_of(config.num_attention_heads) {
+        let config: ClipTextConfig = files.json(
+            "text_encoder/config.json",
+            "the text encoder's configuration",
+        )?;
+        if config.num_attention_heads == 0
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
+        {
             return Err(EngineError::Json {
                 path: files.display_path("text_encoder/config.json"),
                 what: "the text encoder's configuration",
@@ -34,12 +41,26 @@ impl PromptEncoder {
             });
         }
         let weights = WeightFiles::find(files, "text_encoder", "model", variant)?;
-        let text_encoder = load_into(config.init(device), files, &weights, "text_model.", DType::F32)?;
-        Ok(PromptEncoder { tokenizer, text_encoder, device: device.clone() })
+        let text_encoder = load_into(
+            config.init(device),
+            files,
+            &weights,
+            "text_model.",
+            DType::F32,
+        )?;
+        Ok(PromptEncoder {
+            tokenizer,
+            text_encoder,
+            device: device.clone(),
+        })
     }
 
     /// Adds a learned token: new ids after the vocabulary, its rows appended to the token table.
-    pub fn add_embedding(&mut self, embedding: &TextualInversion, source: &std::path::Path) -> Result<()> {
+    pub fn add_embedding(
+        &mut self,
+        embedding: &TextualInversion,
+        source: &std::path::Path,
+    ) -> Result<()> {
         let dim = self.text_encoder.hidden_size();
         if embedding.dim() != dim {
             return Err(EngineError::Embedding {
@@ -51,20 +72,29 @@ impl PromptEncoder {
             });
         }
         let tokens = embedding.tokens();
-        let ids = self.tokenizer.add_tokens(&tokens).map_err(|error| EngineError::Embedding {
-            path: source.to_owned(),
-            problem: error.to_string(),
-        })?;
+        let ids = self
+            .tokenizer
+            .add_tokens(&tokens)
+            .map_err(|error| EngineError::Embedding {
+                path: source.to_owned(),
+                problem: error.to_string(),
+            })?;
         let rows = self.text_encoder.vocab_rows();
         // Ids are handed out after every existing row, so appending keeps id == row.
-        if ids.iter().enumerate().any(|(offset, id)| *id as usize != rows + offset) {
+        if ids
+            .iter()
+            .enumerate()
+            .any(|(offset, id)| *id as usize != rows + offset)
+        {
             return Err(EngineError::Embedding {
                 path: source.to_owned(),
-                problem: "the tokenizer and the text encoder disagree on the vocabulary size".into(),
+                problem: "the tokenizer and the text encoder disagree on the vocabulary size"
+                    .into(),
             });
         }
         let values: Vec<f32> = embedding.vectors.iter().flatten().copied().collect();
-        let new_rows = Tensor::<2>::from_data(TensorData::new(values, [tokens.len(), dim]), &self.device);
+        let new_rows =
+            Tensor::<2>::from_data(TensorData::new(values, [tokens.len(), dim]), &self.device);
         let table = &mut self.text_encoder.embeddings.token_embedding.weight;
         let grown = Tensor::cat(vec![table.val(), new_rows], 0);
         *table = Param::from_tensor(grown);
@@ -77,7 +107,10 @@ impl PromptEncoder {
         unique.sort();
         unique.dedup();
         let mut prompt = prompt.to_owned();
-        for token in unique.iter().filter(|token| self.tokenizer.is_added_token(token)) {
+        for token in unique
+            .iter()
+            .filter(|token| self.tokenizer.is_added_token(token))
+        {
             let mut replacement = token.clone();
             let mut index = 1;
             while self.tokenizer.is_added_token(&format!("{token}_{index}")) {
@@ -91,7 +124,8 @@ impl PromptEncoder {
 
     /// The 77 ids the text encoder sees for `prompt`.
     pub fn input_ids(&self, prompt: &str) -> Result<Vec<u32>> {
-        self.tokenizer.encode(&self.expand_multi_vector_tokens(prompt)?)
+        self.tokenizer
+            .encode(&self.expand_multi_vector_tokens(prompt)?)
     }
 
     /// Last hidden states `[prompts, 77, hidden]`.
@@ -100,7 +134,10 @@ impl PromptEncoder {
         for prompt in prompts {
             ids.extend(self.input_ids(prompt)?.into_iter().map(i64::from));
         }
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [prompts.len(), MAX_LENGTH]), &self.device);
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(ids, [prompts.len(), MAX_LENGTH]),
+            &self.device,
+        );
         Ok(self.text_encoder.forward(ids))
     }
 }

@@ -29,15 +29,27 @@ impl TextualInversion {
     /// The tokens this embedding adds: `<t>`, `<t>_1`, `<t>_2`, … (diffusers' naming).
     pub fn tokens(&self) -> Vec<String> {
         (0..self.vectors.len())
-            .map(|index| if index == 0 { self.token.clone() } else { format!("{}_{index}", self.token) })
+            .map(|index| {
+                if index == 0 {
+                    self.token.clone()
+                } else {
+                    format!("{}_{index}", self.token)
+                }
+            })
             .collect()
     }
 
     /// Reads an embedding file. `path` names it in errors and, for A1111 files, gives the token.
     pub fn from_safetensors(bytes: &[u8], path: &Path) -> Result<Self> {
-        let error = |problem: String| EngineError::Embedding { path: path.to_owned(), problem };
-        let tensors = SafeTensors::deserialize(bytes)
-            .map_err(|cause| error(format!("is not an embedding file (safetensors could not be read: {cause})")))?;
+        let error = |problem: String| EngineError::Embedding {
+            path: path.to_owned(),
+            problem,
+        };
+        let tensors = SafeTensors::deserialize(bytes).map_err(|cause| {
+            error(format!(
+                "is not an embedding file (safetensors could not be read: {cause})"
+            ))
+        })?;
         let names = tensors.names();
         let name = match names.as_slice() {
             [name] => name.to_string(),
@@ -56,28 +68,47 @@ impl TextualInversion {
         let (rows, dim) = match tensor.shape() {
             [dim] => (1, *dim),
             [rows, dim] => (*rows, *dim),
-            shape => return Err(error(format!("tensor `{name}` has shape {shape:?}; expected [vectors, dim]"))),
+            shape => {
+                return Err(error(format!(
+                    "tensor `{name}` has shape {shape:?}; expected [vectors, dim]"
+                )));
+            }
         };
         if rows == 0 || dim == 0 {
             return Err(error(format!("tensor `{name}` is empty")));
         }
-        let values = to_f32(tensor.dtype(), tensor.data())
-            .ok_or_else(|| error(format!("tensor `{name}` has type {:?}; expected F32, F16 or BF16", tensor.dtype())))?;
+        let values = to_f32(tensor.dtype(), tensor.data()).ok_or_else(|| {
+            error(format!(
+                "tensor `{name}` has type {:?}; expected F32, F16 or BF16",
+                tensor.dtype()
+            ))
+        })?;
         let token = if name == "emb_params" {
-            path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or(name)
+            path.file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+                .unwrap_or(name)
         } else {
             name
         };
-        Ok(TextualInversion { token, vectors: values.chunks(dim).map(<[f32]>::to_vec).collect() })
+        Ok(TextualInversion {
+            token,
+            vectors: values.chunks(dim).map(<[f32]>::to_vec).collect(),
+        })
     }
 }
 
 fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
     let words = |size: usize| bytes.chunks_exact(size);
     Some(match dtype {
-        Dtype::F32 => words(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        Dtype::F16 => words(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-        Dtype::BF16 => words(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        Dtype::F32 => words(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => words(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => words(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
         _ => return None,
     })
 }

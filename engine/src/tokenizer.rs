@@ -41,17 +41,21 @@ impl ClipTokenizer {
         let folder = files.display_path("tokenizer");
         let config = special_tokens(files)?;
         let tokenizer = match files.read("tokenizer/tokenizer.json")? {
-            Some(bytes) => Tokenizer::from_bytes(&bytes).map_err(|error| EngineError::Tokenizer {
-                path: files.display_path("tokenizer/tokenizer.json"),
-                message: error.to_string(),
-            })?,
+            Some(bytes) => {
+                Tokenizer::from_bytes(&bytes).map_err(|error| EngineError::Tokenizer {
+                    path: files.display_path("tokenizer/tokenizer.json"),
+                    message: error.to_string(),
+                })?
+            }
             None => from_vocab_and_merges(files, &config)?,
         };
         let id = |token: &str, role: &str| {
-            tokenizer.token_to_id(token).ok_or_else(|| EngineError::Tokenizer {
-                path: folder.clone(),
-                message: format!("the {role} token `{token}` is not in the vocabulary"),
-            })
+            tokenizer
+                .token_to_id(token)
+                .ok_or_else(|| EngineError::Tokenizer {
+                    path: folder.clone(),
+                    message: format!("the {role} token `{token}` is not in the vocabulary"),
+                })
         };
         Ok(ClipTokenizer {
             bos_id: id(&config.bos, "beginning-of-text")?,
@@ -65,7 +69,10 @@ impl ClipTokenizer {
 
     /// Exactly `MAX_LENGTH` ids: BOS, the prompt's tokens (truncated), EOS, then padding.
     pub fn encode(&self, prompt: &str) -> Result<Vec<u32>> {
-        let encoding = self.tokenizer.encode(prompt, false).map_err(|error| self.error(error))?;
+        let encoding = self
+            .tokenizer
+            .encode(prompt, false)
+            .map_err(|error| self.error(error))?;
         let content = &encoding.get_ids()[..encoding.get_ids().len().min(self.max_length - 2)];
         let mut ids = Vec::with_capacity(MAX_LENGTH);
         ids.push(self.bos_id);
@@ -77,7 +84,10 @@ impl ClipTokenizer {
 
     /// The tokens of a prompt, as strings (no BOS/EOS), as transformers' `tokenize`.
     pub fn tokens(&self, prompt: &str) -> Result<Vec<String>> {
-        let encoding = self.tokenizer.encode(prompt, false).map_err(|error| self.error(error))?;
+        let encoding = self
+            .tokenizer
+            .encode(prompt, false)
+            .map_err(|error| self.error(error))?;
         Ok(encoding.get_tokens().to_vec())
     }
 
@@ -96,22 +106,36 @@ impl ClipTokenizer {
             if self.tokenizer.token_to_id(token).is_some() {
                 return Err(EngineError::Tokenizer {
                     path: self.folder.clone(),
-                    message: format!("the token `{token}` is already in the vocabulary; choose another name"),
+                    message: format!(
+                        "the token `{token}` is already in the vocabulary; choose another name"
+                    ),
                 });
             }
         }
-        let added: Vec<AddedToken> = tokens.iter().map(|token| AddedToken::from(token.as_str(), false)).collect();
+        let added: Vec<AddedToken> = tokens
+            .iter()
+            .map(|token| AddedToken::from(token.as_str(), false))
+            .collect();
         self.tokenizer.add_tokens(&added);
-        Ok(tokens.iter().map(|token| self.tokenizer.token_to_id(token).expect("just added")).collect())
+        Ok(tokens
+            .iter()
+            .map(|token| self.tokenizer.token_to_id(token).expect("just added"))
+            .collect())
     }
 
     /// Whether `token` was added after the base vocabulary (a textual-inversion token).
     pub fn is_added_token(&self, token: &str) -> bool {
-        self.tokenizer.get_added_vocabulary().get_vocab().contains_key(token)
+        self.tokenizer
+            .get_added_vocabulary()
+            .get_vocab()
+            .contains_key(token)
     }
 
     fn error(&self, error: impl std::fmt::Display) -> EngineError {
-        EngineError::Tokenizer { path: self.folder.clone(), message: error.to_string() }
+        EngineError::Tokenizer {
+            path: self.folder.clone(),
+            message: error.to_string(),
+        }
     }
 }
 
@@ -136,14 +160,19 @@ fn special_tokens(files: &impl ModelFiles) -> Result<SpecialTokens> {
     }
     let read = |relative: &str| -> Result<Entries> {
         match files.read(relative)? {
-            Some(bytes) => parse_json(&bytes, &files.display_path(relative), "a tokenizer configuration"),
+            Some(bytes) => parse_json(
+                &bytes,
+                &files.display_path(relative),
+                "a tokenizer configuration",
+            ),
             None => Ok(Entries::default()),
         }
     };
     let config = read("tokenizer/tokenizer_config.json")?;
     let map = read("tokenizer/special_tokens_map.json")?;
     let pick = |over: Option<TokenEntry>, under: Option<TokenEntry>, default: &str| {
-        over.or(under).map_or_else(|| default.to_owned(), TokenEntry::content)
+        over.or(under)
+            .map_or_else(|| default.to_owned(), TokenEntry::content)
     };
     let eos = pick(map.eos_token, config.eos_token, "<|endoftext|>");
     Ok(SpecialTokens {
@@ -152,7 +181,9 @@ fn special_tokens(files: &impl ModelFiles) -> Result<SpecialTokens> {
         pad: pick(map.pad_token, config.pad_token, &eos),
         eos,
         // Some configs say 1e30 for "no limit"; CLIP's position table has 77 rows either way.
-        max_length: config.model_max_length.map_or(MAX_LENGTH, |length| length.min(MAX_LENGTH as f64) as usize),
+        max_length: config
+            .model_max_length
+            .map_or(MAX_LENGTH, |length| length.min(MAX_LENGTH as f64) as usize),
     })
 }
 
@@ -239,8 +270,10 @@ fn from_vocab_and_merges(files: &impl ModelFiles, special: &SpecialTokens) -> Re
             "vocab": vocab, "merges": merges
         }
     });
-    Tokenizer::from_bytes(definition.to_string().as_bytes()).map_err(|error| EngineError::Tokenizer {
-        path: files.display_path("tokenizer"),
-        message: format!("vocab.json and merges.txt do not make a BPE tokenizer: {error}"),
+    Tokenizer::from_bytes(definition.to_string().as_bytes()).map_err(|error| {
+        EngineError::Tokenizer {
+            path: files.display_path("tokenizer"),
+            message: format!("vocab.json and merges.txt do not make a BPE tokenizer: {error}"),
+        }
     })
 }

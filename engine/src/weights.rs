@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use burn::module::Module;
 use burn::tensor::DType;
-use burn_store::{ApplyError, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn_store::{
+    ApplyError, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
+    SafetensorsStore,
+};
 use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
@@ -32,14 +35,23 @@ impl WeightFiles {
     /// With a variant, the plain files are the fallback (as diffusers falls back); without one,
     /// the plain files come first and the half-precision variants after them, so a folder that
     /// holds only `*.fp16.safetensors` (the smaller download) still loads.
-    pub fn find(files: &impl ModelFiles, component: &str, stem: &str, variant: Option<&str>) -> Result<Self> {
+    pub fn find(
+        files: &impl ModelFiles,
+        component: &str,
+        stem: &str,
+        variant: Option<&str>,
+    ) -> Result<Self> {
         let mut names = Vec::new();
         if let Some(variant) = variant {
             names.push(format!("{component}/{stem}.{variant}.safetensors"));
         }
         names.push(format!("{component}/{stem}.safetensors"));
         if variant.is_none() {
-            names.extend(HALF_VARIANTS.iter().map(|half| format!("{component}/{stem}.{half}.safetensors")));
+            names.extend(
+                HALF_VARIANTS
+                    .iter()
+                    .map(|half| format!("{component}/{stem}.{half}.safetensors")),
+            );
         }
         for name in &names {
             let index = format!("{name}.index.json");
@@ -48,12 +60,23 @@ impl WeightFiles {
                 struct ShardIndex {
                     weight_map: BTreeMap<String, String>,
                 }
-                let parsed: ShardIndex = parse_json(&bytes, &files.display_path(&index), "a sharded-weights index")?;
+                let parsed: ShardIndex = parse_json(
+                    &bytes,
+                    &files.display_path(&index),
+                    "a sharded-weights index",
+                )?;
                 let shards: BTreeSet<String> = parsed.weight_map.into_values().collect();
-                return Ok(WeightFiles { files: shards.into_iter().map(|shard| format!("{component}/{shard}")).collect() });
+                return Ok(WeightFiles {
+                    files: shards
+                        .into_iter()
+                        .map(|shard| format!("{component}/{shard}"))
+                        .collect(),
+                });
             }
             if files.read(name)?.is_some() {
-                return Ok(WeightFiles { files: vec![name.clone()] });
+                return Ok(WeightFiles {
+                    files: vec![name.clone()],
+                });
             }
         }
         Err(EngineError::MissingFile {
@@ -86,19 +109,30 @@ pub fn load_into<M: Module + ModuleSnapshot>(
         }
         let result = module
             .load_from(&mut store)
-            .map_err(|error| EngineError::Weights { path: path.clone(), problem: error.to_string() })?;
+            .map_err(|error| EngineError::Weights {
+                path: path.clone(),
+                problem: error.to_string(),
+            })?;
         if let Some(error) = result.errors.first() {
             return Err(tensor_error(&path, error));
         }
-        if let Some(unused) = result.unused.iter().find(|key| !IGNORED_TENSORS.contains(&key.as_str())) {
+        if let Some(unused) = result
+            .unused
+            .iter()
+            .find(|key| !IGNORED_TENSORS.contains(&key.as_str()))
+        {
             return Err(EngineError::Tensor {
                 path,
                 tensor: unused.clone(),
                 problem: "is not part of this model (does config.json match the weights?)".into(),
             });
         }
-        let all: BTreeSet<String> =
-            result.applied.iter().cloned().chain(result.missing.iter().map(|(key, _)| key.clone())).collect();
+        let all: BTreeSet<String> = result
+            .applied
+            .iter()
+            .cloned()
+            .chain(result.missing.iter().map(|(key, _)| key.clone()))
+            .collect();
         expected.get_or_insert(all);
         applied.extend(result.applied);
     }
@@ -115,17 +149,45 @@ pub fn load_into<M: Module + ModuleSnapshot>(
 
 fn tensor_error(path: &std::path::Path, error: &ApplyError) -> EngineError {
     let (tensor, problem) = match error {
-        ApplyError::ShapeMismatch { path, expected, found } => {
-            (path, format!("has shape {:?} but this model needs {:?}", found.as_slice(), expected.as_slice()))
+        ApplyError::ShapeMismatch {
+            path,
+            expected,
+            found,
+        } => (
+            path,
+            format!(
+                "has shape {:?} but this model needs {:?}",
+                found.as_slice(),
+                expected.as_slice()
+            ),
+        ),
+        ApplyError::DTypeMismatch {
+            path,
+            expected,
+            found,
+        } => (
+            path,
+            format!("has unsupported type {found:?} (expected a float type such as {expected:?})"),
+        ),
+        ApplyError::AdapterError { path, message } | ApplyError::LoadError { path, message } => {
+            (path, message.clone())
         }
-        ApplyError::DTypeMismatch { path, expected, found } => {
-            (path, format!("has unsupported type {found:?} (expected a float type such as {expected:?})"))
-        }
-        ApplyError::AdapterError { path, message } | ApplyError::LoadError { path, message } => (path, message.clone()),
     };
-    EngineError::Tensor { path: path.to_owned(), tensor: tensor.clone(), problem }
+    EngineError::Tensor {
+        path: path.to_owned(),
+        tensor: tensor.clone(),
+        problem,
+    }
 }
 
 fn regex_escape(text: &str) -> String {
-    text.chars().flat_map(|c| if c.is_ascii_punctuation() { vec!['\\', c] } else { vec![c] }).collect()
+    text.chars()
+        .flat_map(|c| {
+            if c.is_ascii_punctuation() {
+                vec!['\\', c]
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }

@@ -27,7 +27,9 @@ fn error_text(files: &InMemory) -> String {
 }
 
 /// The tiny SD2 folder with its f32 weights rewritten by `edit` (name → (dtype, shape, bytes)).
-fn with_weights(edit: impl FnOnce(&mut BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>)) -> InMemory {
+fn with_weights(
+    edit: impl FnOnce(&mut BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>),
+) -> InMemory {
     let mut files = model_in_memory("tiny-sd2");
     files.0.remove("text_encoder/model.fp16.safetensors");
     let bytes = read(&files, WEIGHTS);
@@ -35,14 +37,26 @@ fn with_weights(edit: impl FnOnce(&mut BTreeMap<String, (Dtype, Vec<usize>, Vec<
     let mut map: BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> = tensors
         .tensors()
         .into_iter()
-        .map(|(name, view)| (name, (view.dtype(), view.shape().to_vec(), view.data().to_vec())))
+        .map(|(name, view)| {
+            (
+                name,
+                (view.dtype(), view.shape().to_vec(), view.data().to_vec()),
+            )
+        })
         .collect();
     edit(&mut map);
     let views: Vec<(String, TensorView)> = map
         .iter()
-        .map(|(name, (dtype, shape, data))| (name.clone(), TensorView::new(*dtype, shape.clone(), data).unwrap()))
+        .map(|(name, (dtype, shape, data))| {
+            (
+                name.clone(),
+                TensorView::new(*dtype, shape.clone(), data).unwrap(),
+            )
+        })
         .collect();
-    files.0.insert(WEIGHTS.into(), safetensors::serialize(views, None).unwrap());
+    files
+        .0
+        .insert(WEIGHTS.into(), safetensors::serialize(views, None).unwrap());
     files
 }
 
@@ -51,15 +65,24 @@ fn a_missing_tokenizer_file_is_named() {
     let mut files = model_in_memory("tiny-sd2");
     files.0.remove("tokenizer/merges.txt");
     let message = error_text(&files);
-    assert!(message.contains("tokenizer/merges.txt") && message.contains("missing"), "{message}");
+    assert!(
+        message.contains("tokenizer/merges.txt") && message.contains("missing"),
+        "{message}"
+    );
 }
 
 #[test]
 fn broken_config_json_is_named() {
     let mut files = model_in_memory("tiny-sd2");
-    files.0.insert("text_encoder/config.json".into(), b"{ \"hidden_size\": 16,".to_vec());
+    files.0.insert(
+        "text_encoder/config.json".into(),
+        b"{ \"hidden_size\": 16,".to_vec(),
+    );
     let message = error_text(&files);
-    assert!(message.contains("text_encoder/config.json") && message.contains("not valid JSON"), "{message}");
+    assert!(
+        message.contains("text_encoder/config.json") && message.contains("not valid JSON"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -67,7 +90,10 @@ fn missing_weights_are_named() {
     let mut files = model_in_memory("tiny-sd2");
     files.0.retain(|path, _| !path.ends_with(".safetensors"));
     let message = error_text(&files);
-    assert!(message.contains("text_encoder/model.safetensors") && message.contains("missing"), "{message}");
+    assert!(
+        message.contains("text_encoder/model.safetensors") && message.contains("missing"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -76,27 +102,43 @@ fn a_missing_tensor_is_named() {
         tensors.remove("encoder.layers.1.mlp.fc2.bias");
     });
     let message = error_text(&files);
-    assert!(message.contains("model.safetensors") && message.contains("encoder.layers.1.mlp.fc2.bias"), "{message}");
+    assert!(
+        message.contains("model.safetensors") && message.contains("encoder.layers.1.mlp.fc2.bias"),
+        "{message}"
+    );
     assert!(message.contains("missing"), "{message}");
 }
 
 #[test]
 fn an_extra_tensor_is_named() {
     let files = with_weights(|tensors| {
-        tensors.insert("encoder.layers.2.mlp.fc1.bias".into(), (Dtype::F32, vec![2], vec![0; 8]));
+        tensors.insert(
+            "encoder.layers.2.mlp.fc1.bias".into(),
+            (Dtype::F32, vec![2], vec![0; 8]),
+        );
     });
     let message = error_text(&files);
-    assert!(message.contains("encoder.layers.2.mlp.fc1.bias") && message.contains("not part of this model"), "{message}");
+    assert!(
+        message.contains("encoder.layers.2.mlp.fc1.bias")
+            && message.contains("not part of this model"),
+        "{message}"
+    );
 }
 
 #[test]
 fn a_mis_shaped_tensor_is_named_with_both_shapes() {
     let files = with_weights(|tensors| {
-        tensors.insert("final_layer_norm.weight".into(), (Dtype::F32, vec![8], vec![0; 32]));
+        tensors.insert(
+            "final_layer_norm.weight".into(),
+            (Dtype::F32, vec![8], vec![0; 32]),
+        );
     });
     let message = error_text(&files);
     assert!(message.contains("final_layer_norm"), "{message}");
-    assert!(message.contains("[8]") && message.contains("[16]"), "{message}");
+    assert!(
+        message.contains("[8]") && message.contains("[16]"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -112,30 +154,41 @@ fn an_unsupported_dtype_is_named() {
 #[test]
 fn a_file_that_is_not_safetensors_is_named() {
     let mut files = model_in_memory("tiny-sd2");
-    files.0.insert(WEIGHTS.into(), b"this is not a safetensors file".to_vec());
+    files
+        .0
+        .insert(WEIGHTS.into(), b"this is not a safetensors file".to_vec());
     let message = error_text(&files);
     assert!(message.contains("model.safetensors"), "{message}");
 }
 
 fn embedding_error(bytes: &[u8], name: &str) -> String {
     let path = std::path::Path::new("/photos").join(name);
-    TextualInversion::from_safetensors(bytes, &path).unwrap_err().to_string()
+    TextualInversion::from_safetensors(bytes, &path)
+        .unwrap_err()
+        .to_string()
 }
 
 fn safetensors_file(tensors: &[(&str, Dtype, Vec<usize>)]) -> Vec<u8> {
-    let data: Vec<Vec<u8>> =
-        tensors.iter().map(|(_, dtype, shape)| vec![0; shape.iter().product::<usize>() * dtype.bitsize() / 8]).collect();
+    let data: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, dtype, shape)| vec![0; shape.iter().product::<usize>() * dtype.bitsize() / 8])
+        .collect();
     let views: Vec<(&str, TensorView)> = tensors
         .iter()
         .zip(&data)
-        .map(|((name, dtype, shape), data)| (*name, TensorView::new(*dtype, shape.clone(), data).unwrap()))
+        .map(|((name, dtype, shape), data)| {
+            (*name, TensorView::new(*dtype, shape.clone(), data).unwrap())
+        })
         .collect();
     safetensors::serialize(views, None).unwrap()
 }
 
 #[test]
 fn embedding_files_in_unknown_formats_are_explained() {
-    let two = safetensors_file(&[("a", Dtype::F32, vec![1, 16]), ("b", Dtype::F32, vec![1, 16])]);
+    let two = safetensors_file(&[
+        ("a", Dtype::F32, vec![1, 16]),
+        ("b", Dtype::F32, vec![1, 16]),
+    ]);
     assert!(embedding_error(&two, "two.safetensors").contains("exactly one"));
     assert!(embedding_error(b"GIF89a", "picture.gif").contains("is not an embedding file"));
     let ints = safetensors_file(&[("<x>", Dtype::I64, vec![1, 16])]);
@@ -150,7 +203,12 @@ fn an_embedding_for_another_model_is_refused_and_changes_nothing() {
     let path = common::fixtures().join("embeddings/wrong-dimension.safetensors");
     let wide = TextualInversion::from_safetensors(&std::fs::read(&path).unwrap(), &path).unwrap();
     let message = encoder.add_embedding(&wide, &path).unwrap_err().to_string();
-    assert!(message.contains("wrong-dimension.safetensors") && message.contains("24") && message.contains("16"), "{message}");
+    assert!(
+        message.contains("wrong-dimension.safetensors")
+            && message.contains("24")
+            && message.contains("16"),
+        "{message}"
+    );
     assert_eq!(encoder.tokenizer.token_id("<wide>"), None);
     assert_eq!(encoder.text_encoder.vocab_rows(), 49408);
 }
@@ -158,9 +216,15 @@ fn an_embedding_for_another_model_is_refused_and_changes_nothing() {
 #[test]
 fn a_token_already_in_the_vocabulary_is_refused() {
     let mut encoder = PromptEncoder::load(&common::model("tiny-sd2"), None, &device()).unwrap();
-    let cat = TextualInversion { token: "cat</w>".into(), vectors: vec![vec![0.0; 16]] };
+    let cat = TextualInversion {
+        token: "cat</w>".into(),
+        vectors: vec![vec![0.0; 16]],
+    };
     let path = std::path::Path::new("cat.safetensors");
     let message = encoder.add_embedding(&cat, path).unwrap_err().to_string();
-    assert!(message.contains("cat</w>") && message.contains("already in the vocabulary"), "{message}");
+    assert!(
+        message.contains("cat</w>") && message.contains("already in the vocabulary"),
+        "{message}"
+    );
     assert_eq!(encoder.text_encoder.vocab_rows(), 49408);
 }

@@ -12,7 +12,12 @@ use engine::tokenizer::ClipTokenizer;
 const TOLERANCE: f32 = 1e-4;
 
 fn prompts() -> Vec<String> {
-    golden_json()["prompts"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_owned()).collect()
+    golden_json()["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn golden_ids(model_name: &str) -> Vec<Vec<u32>> {
@@ -20,18 +25,34 @@ fn golden_ids(model_name: &str) -> Vec<Vec<u32>> {
 }
 
 fn assert_ids_match(model_name: &str) {
-    let tokenizer = ClipTokenizer::from_model(&model(model_name)).unwrap();
+    assert_folder_ids_match(model_name, model_name);
+}
+
+fn assert_folder_ids_match(folder: &str, model_name: &str) {
+    let tokenizer = ClipTokenizer::from_model(&model(folder)).unwrap();
     let prompts = prompts();
-    assert!(prompts.len() >= 50, "the golden set has {} prompts", prompts.len());
+    assert!(
+        prompts.len() >= 50,
+        "the golden set has {} prompts",
+        prompts.len()
+    );
     let mismatches: Vec<String> = prompts
         .iter()
         .zip(golden_ids(model_name))
         .filter_map(|(prompt, expected)| {
             let actual = tokenizer.encode(prompt).unwrap();
-            (actual != expected).then(|| format!("{prompt:?}\n  ours:         {actual:?}\n  transformers: {expected:?}"))
+            (actual != expected).then(|| {
+                format!("{prompt:?}\n  ours:         {actual:?}\n  transformers: {expected:?}")
+            })
         })
         .collect();
-    assert!(mismatches.is_empty(), "{} of {} prompts differ:\n{}", mismatches.len(), prompts.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} prompts differ:\n{}",
+        mismatches.len(),
+        prompts.len(),
+        mismatches.join("\n")
+    );
 }
 
 #[test]
@@ -53,16 +74,28 @@ fn tokenizer_matches_transformers_sd1_pads_with_end_of_text() {
     assert_ids_match("tiny-sd1");
 }
 
+#[test]
+fn tokenizer_json_matches_transformers() {
+    assert_folder_ids_match("tokenizer-json", "tiny-sd2");
+}
+
 fn assert_hidden_states_match(model_name: &str, variant: Option<&str>, golden_name: &str) {
     let encoder = PromptEncoder::load(&model(model_name), variant, &device()).unwrap();
     let prompts = prompts();
-    let indices: Vec<usize> = serde_json::from_value(golden_json()["hidden_state_prompts"].clone()).unwrap();
-    let selected: Vec<&str> = indices.iter().map(|&index| prompts[index].as_str()).collect();
+    let indices: Vec<usize> =
+        serde_json::from_value(golden_json()["hidden_state_prompts"].clone()).unwrap();
+    let selected: Vec<&str> = indices
+        .iter()
+        .map(|&index| prompts[index].as_str())
+        .collect();
     let actual = values(encoder.encode(&selected).unwrap());
     let expected = golden_tensor("text-golden.safetensors", golden_name);
     let error = max_abs_diff(&actual, &expected);
     eprintln!("{golden_name}: max abs error {error:e}");
-    assert!(error <= TOLERANCE, "{golden_name}: max abs error {error} > {TOLERANCE}");
+    assert!(
+        error <= TOLERANCE,
+        "{golden_name}: max abs error {error} > {TOLERANCE}"
+    );
 }
 
 #[test]
@@ -82,7 +115,10 @@ fn text_encoder_matches_transformers_quick_gelu_bf16_sharded_with_text_model_pre
 
 fn embedding(name: &str) -> (TextualInversion, std::path::PathBuf) {
     let path = common::fixtures().join("embeddings").join(name);
-    (TextualInversion::from_safetensors(&std::fs::read(&path).unwrap(), &path).unwrap(), path)
+    (
+        TextualInversion::from_safetensors(&std::fs::read(&path).unwrap(), &path).unwrap(),
+        path,
+    )
 }
 
 fn encoder_with_embeddings(model_name: &str, variant: Option<&str>) -> PromptEncoder {
@@ -101,11 +137,22 @@ fn assert_textual_inversion_matches(model_name: &str, variant: Option<&str>) {
     let expected: Vec<Vec<u32>> = serde_json::from_value(golden["ids"].clone()).unwrap();
     let prompts = prompts();
     for (index, expected) in indices.iter().zip(&expected) {
-        assert_eq!(&encoder.input_ids(&prompts[*index]).unwrap(), expected, "prompt {:?}", prompts[*index]);
+        assert_eq!(
+            &encoder.input_ids(&prompts[*index]).unwrap(),
+            expected,
+            "prompt {:?}",
+            prompts[*index]
+        );
     }
-    let selected: Vec<&str> = indices[..4].iter().map(|&index| prompts[index].as_str()).collect();
+    let selected: Vec<&str> = indices[..4]
+        .iter()
+        .map(|&index| prompts[index].as_str())
+        .collect();
     let actual = values(encoder.encode(&selected).unwrap());
-    let expected = golden_tensor("text-golden.safetensors", &format!("{model_name}.embeddings.hidden_states"));
+    let expected = golden_tensor(
+        "text-golden.safetensors",
+        &format!("{model_name}.embeddings.hidden_states"),
+    );
     let error = max_abs_diff(&actual, &expected);
     eprintln!("{model_name} with embeddings: max abs error {error:e}");
     assert!(error <= TOLERANCE, "max abs error {error}");
@@ -124,7 +171,12 @@ fn embedding_tokens_get_ids_after_the_vocabulary() {
     assert_eq!(encoder.tokenizer.token_id("<mia>_1"), Some(49409));
     assert_eq!(encoder.tokenizer.token_id("cat-toy"), Some(49410));
     assert_eq!(encoder.text_encoder.vocab_rows(), 49411);
-    assert_eq!(encoder.expand_multi_vector_tokens("a photo of <mia>").unwrap(), "a photo of <mia> <mia>_1");
+    assert_eq!(
+        encoder
+            .expand_multi_vector_tokens("a photo of <mia>")
+            .unwrap(),
+        "a photo of <mia> <mia>_1"
+    );
 }
 
 #[test]
@@ -140,13 +192,18 @@ fn the_cli_prints_ids_and_writes_hidden_states() {
         .arg("a photo of <mia>")
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let ids: Vec<u32> = serde_json::from_value(line["input_ids"].clone()).unwrap();
     assert_eq!(&ids[..7], &[49406, 320, 1125, 539, 49408, 49409, 49407]);
     assert_eq!(ids.len(), 77);
 
-    let out = std::env::temp_dir().join(format!("toddler-encode-{}.safetensors", std::process::id()));
+    let out =
+        std::env::temp_dir().join(format!("toddler-encode-{}.safetensors", std::process::id()));
     let output = std::process::Command::new(binary)
         .args(["encode-prompt", "--model"])
         .arg(&folder)
@@ -155,7 +212,11 @@ fn the_cli_prints_ids_and_writes_hidden_states() {
         .arg("a photo of a cat")
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let written = std::fs::read(&out).unwrap();
     std::fs::remove_file(&out).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&written).unwrap();
@@ -163,8 +224,16 @@ fn the_cli_prints_ids_and_writes_hidden_states() {
     assert_eq!(hidden.shape(), &[1, 77, 16]);
     // Same as the library for the same prompt (the first golden prompt).
     let (_, golden) = golden_tensor("text-golden.safetensors", "tiny-sd2.f32.hidden_states");
-    let first: Vec<f32> = hidden.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    let error = first.iter().zip(&golden[..77 * 16]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    let first: Vec<f32> = hidden
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let error = first
+        .iter()
+        .zip(&golden[..77 * 16])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
     assert!(error <= TOLERANCE, "{error}");
 }
 
@@ -176,5 +245,8 @@ fn the_cli_explains_a_missing_model_folder() {
         .unwrap();
     assert!(!output.status.success());
     let message = String::from_utf8_lossy(&output.stderr);
-    assert!(message.contains("/nonexistent/model/tokenizer/vocab.json"), "{message}");
+    assert!(
+        message.contains("/nonexistent/model/tokenizer/vocab.json"),
+        "{message}"
+    );
 }

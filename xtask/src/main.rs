@@ -183,10 +183,25 @@ fn bench_size() -> Result {
 
 /// Median load and encode times of `toddler encode-prompt` over five runs (after one warm-up).
 fn bench_text(folder: Option<&str>) -> Result {
-    run("cargo", &["build", "--release", "--locked", "--package", "engine", "--bin", "toddler"])?;
-    let target = env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"));
+    run(
+        "cargo",
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "--package",
+            "engine",
+            "--bin",
+            "toddler",
+        ],
+    )?;
+    let target = env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"));
     let binary = target.join("release").join("toddler");
-    let folder = folder.map(PathBuf::from).unwrap_or_else(|| root().join("models/fixtures/tiny-sd2"));
+    let folder = folder
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("models/fixtures/tiny-sd2"));
     let out = env::temp_dir().join("toddler-bench-text.safetensors");
     let prompt = "a watercolor illustration of a toddler in a yellow raincoat jumping in puddles";
     let mut loads = Vec::new();
@@ -205,7 +220,10 @@ fn bench_text(folder: Option<&str>) -> Result {
             return Err(format!("toddler encode-prompt failed: {stderr}"));
         }
         // "loaded in X ms, encoded in Y ms"
-        let numbers: Vec<f64> = stderr.split_whitespace().filter_map(|word| word.parse().ok()).collect();
+        let numbers: Vec<f64> = stderr
+            .split_whitespace()
+            .filter_map(|word| word.parse().ok())
+            .collect();
         if attempt > 0 && numbers.len() == 2 {
             loads.push(numbers[0]);
             encodes.push(numbers[1]);

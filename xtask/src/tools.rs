@@ -77,7 +77,9 @@ fn locked_version(package: &str) -> Result<String> {
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
         if line == name_line
-            && let Some(version) = lines.next().and_then(|line| line.strip_prefix("version = \""))
+            && let Some(version) = lines
+                .next()
+                .and_then(|line| line.strip_prefix("version = \""))
         {
             return Ok(version.trim_end_matches('"').to_owned());
         }

@@ -2,6 +2,7 @@
 
 use leptos::prelude::*;
 
+use crate::components::icon::{Icon, IconName};
 use crate::gpu::{self, AdapterReport, GpuStatus, format_bytes};
 
 #[component]
@@ -43,8 +44,8 @@ fn adapter_view(report: AdapterReport) -> impl IntoView {
     view! {
         <div data-testid="device-status" data-state="adapter" data-f16=report.shader_f16.to_string()>
             <p class="status-ok">
-                <span aria-hidden="true">"✅ "</span>
-                "WebGPU is ready: " <strong data-testid="adapter-name">{report.name()}</strong>
+                <Icon name=IconName::Check />
+                <span>"WebGPU is ready: " <strong data-testid="adapter-name">{report.name()}</strong></span>
             </p>
             <p>{speed}</p>
             <p>{precision}</p>
@@ -65,7 +66,7 @@ fn adapter_view(report: AdapterReport) -> impl IntoView {
 fn no_gpu_view(state: &'static str, reason: &'static str) -> impl IntoView {
     view! {
         <div data-testid="device-status" data-state=state>
-            <p class="status-warn"><span aria-hidden="true">"⚠️ "</span>{reason}</p>
+            <p class="status-warn"><Icon name=IconName::Warning /><span>{reason}</span></p>
             <p>
                 "ToddlerStories will still work by using the processor instead, but each picture will take minutes rather than seconds. "
                 "For the best experience, open the app in a recent version of Chrome, Edge or Safari on a computer or tablet."

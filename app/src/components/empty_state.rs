@@ -2,10 +2,12 @@
 
 use leptos::prelude::*;
 
+use crate::components::icon::{Icon, IconName};
+
 #[component]
 pub fn EmptyState(
-    /// A large decorative emoji.
-    icon: &'static str,
+    /// A large decorative picture.
+    icon: IconName,
     /// One short sentence: what is missing.
     title: &'static str,
     /// What this screen will do for the parent, in plain words.
@@ -13,7 +15,7 @@ pub fn EmptyState(
 ) -> impl IntoView {
     view! {
         <section class="empty-state" data-testid="empty-state">
-            <div class="empty-icon" aria-hidden="true">{icon}</div>
+            <div class="empty-icon"><Icon name=icon size=64 /></div>
             <h2>{title}</h2>
             <div class="empty-body">{children()}</div>
         </section>

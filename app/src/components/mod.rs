@@ -2,5 +2,6 @@
 
 pub mod device_check;
 pub mod empty_state;
+pub mod icon;
 pub mod nav;
 pub mod update_banner;

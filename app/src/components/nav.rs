@@ -3,43 +3,45 @@
 use leptos::prelude::*;
 use leptos_router::components::A;
 
+use crate::components::icon::{Icon, IconName};
+
 /// One destination in the navigation.
 struct Destination {
     href: &'static str,
     label: &'static str,
-    icon: &'static str,
+    icon: IconName,
 }
 
 const DESTINATIONS: [Destination; 6] = [
     Destination {
         href: "/",
         label: "Library",
-        icon: "📚",
+        icon: IconName::Library,
     },
     Destination {
         href: "/avatars",
         label: "Avatars",
-        icon: "🧒",
+        icon: IconName::Avatar,
     },
     Destination {
         href: "/story",
         label: "Story",
-        icon: "✏️",
+        icon: IconName::Story,
     },
     Destination {
         href: "/book",
         label: "Book",
-        icon: "📖",
+        icon: IconName::Book,
     },
     Destination {
         href: "/models",
         label: "Models",
-        icon: "🎨",
+        icon: IconName::Palette,
     },
     Destination {
         href: "/settings",
         label: "Settings",
-        icon: "⚙️",
+        icon: IconName::Settings,
     },
 ];
 
@@ -59,7 +61,7 @@ pub fn Nav() -> impl IntoView {
                         view! {
                             <li>
                                 <A href=destination.href exact=true attr:data-testid=format!("nav-{}", destination.label.to_lowercase())>
-                                    <span class="nav-icon" aria-hidden="true">{destination.icon}</span>
+                                    <span class="nav-icon"><Icon name=destination.icon /></span>
                                     <span class="nav-label">{destination.label}</span>
                                 </A>
                             </li>

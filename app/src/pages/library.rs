@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 
 use crate::components::empty_state::EmptyState;
+use crate::components::icon::IconName;
 
 #[component]
 pub fn Library() -> impl IntoView {
@@ -11,7 +12,7 @@ pub fn Library() -> impl IntoView {
         <header class="page-header">
             <h1>"Your bookshelf"</h1>
         </header>
-        <EmptyState icon="📚" title="No books yet">
+        <EmptyState icon=IconName::Library title="No books yet">
             <p>
                 "Make a picture book that stars your own child. Teach the app what your little one looks like from a few photos, "
                 "pick a story, and ToddlerStories draws every page — with the same child on each one."

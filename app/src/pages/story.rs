@@ -3,6 +3,7 @@
 use leptos::prelude::*;
 
 use crate::components::empty_state::EmptyState;
+use crate::components::icon::IconName;
 
 #[component]
 pub fn Story() -> impl IntoView {
@@ -10,7 +11,7 @@ pub fn Story() -> impl IntoView {
         <header class="page-header">
             <h1>"New story"</h1>
         </header>
-        <EmptyState icon="✏️" title="Pick a story to begin">
+        <EmptyState icon=IconName::Story title="Pick a story to begin">
             <p>
                 "Here you will choose a ready-made story — bedtime, bath time, a trip to the zoo, a birthday and more — "
                 "or start from a blank book. Your child's name goes into the text, and you can change every page."

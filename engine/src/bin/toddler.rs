@@ -29,7 +29,10 @@ mod cli {
     use engine::{EngineError, Result};
 
     #[derive(Parser)]
-    #[command(name = "toddler", about = "ToddlerStories' diffusion engine on the command line")]
+    #[command(
+        name = "toddler",
+        about = "ToddlerStories' diffusion engine on the command line"
+    )]
     struct Cli {
         #[command(subcommand)]
         command: Command,
@@ -85,15 +88,23 @@ mod cli {
                 println!("{}", serde_json::json!({ "input_ids": ids }));
             }
             Command::EncodePrompt { text, out, backend } => {
-                let backend: ComputeBackend = backend.parse().map_err(|error| EngineError::Usage(format!("{error}")))?;
+                let backend: ComputeBackend = backend
+                    .parse()
+                    .map_err(|error| EngineError::Usage(format!("{error}")))?;
                 let started = Instant::now();
                 let encoder = load(&text, backend)?;
                 let loaded = started.elapsed();
                 let hidden = encoder.encode(&[&text.prompt])?;
                 let shape = hidden.dims().to_vec();
-                let values = hidden.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|error| {
-                    EngineError::Usage(format!("could not read the hidden states back: {error:?}"))
-                })?;
+                let values = hidden
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .map_err(|error| {
+                        EngineError::Usage(format!(
+                            "could not read the hidden states back: {error:?}"
+                        ))
+                    })?;
                 let encoded = started.elapsed() - loaded;
                 write_safetensors(&out, "hidden_states", &shape, &values)?;
                 eprintln!(
@@ -107,21 +118,37 @@ mod cli {
     }
 
     fn load(text: &TextArgs, backend: ComputeBackend) -> Result<PromptEncoder> {
-        let mut encoder = PromptEncoder::load(&Folder(text.model.clone()), None, &backend.device())?;
+        let mut encoder =
+            PromptEncoder::load(&Folder(text.model.clone()), None, &backend.device())?;
         for path in &text.embeddings {
-            let bytes = std::fs::read(path).map_err(|source| EngineError::Io { path: path.clone(), source })?;
+            let bytes = std::fs::read(path).map_err(|source| EngineError::Io {
+                path: path.clone(),
+                source,
+            })?;
             let embedding = TextualInversion::from_safetensors(&bytes, path)?;
             encoder.add_embedding(&embedding, path)?;
         }
         Ok(encoder)
     }
 
-    fn write_safetensors(path: &PathBuf, name: &str, shape: &[usize], values: &[f32]) -> Result<()> {
-        let bytes: Vec<u8> = values.iter().flat_map(|value| value.to_le_bytes()).collect();
-        let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), &bytes)
-            .map_err(|error| EngineError::Usage(format!("{error}")))?;
+    fn write_safetensors(
+        path: &PathBuf,
+        name: &str,
+        shape: &[usize],
+        values: &[f32],
+    ) -> Result<()> {
+        let bytes: Vec<u8> = values
+            .iter()
+            .flat_map(|value| value.to_le_bytes())
+            .collect();
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), &bytes)
+                .map_err(|error| EngineError::Usage(format!("{error}")))?;
         let file = safetensors::serialize([(name, view)], None)
             .map_err(|error| EngineError::Usage(format!("{error}")))?;
-        std::fs::write(path, file).map_err(|source| EngineError::Io { path: path.clone(), source })
+        std::fs::write(path, file).map_err(|source| EngineError::Io {
+            path: path.clone(),
+            source,
+        })
     }
 }

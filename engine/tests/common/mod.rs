@@ -30,12 +30,19 @@ pub fn model_in_memory(name: &str) -> InMemory {
     for component in std::fs::read_dir(&root).unwrap() {
         let component = component.unwrap().path();
         let entries: Vec<PathBuf> = if component.is_dir() {
-            std::fs::read_dir(&component).unwrap().map(|entry| entry.unwrap().path()).collect()
+            std::fs::read_dir(&component)
+                .unwrap()
+                .map(|entry| entry.unwrap().path())
+                .collect()
         } else {
             vec![component]
         };
         for path in entries {
-            let relative = path.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
+            let relative = path
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .replace('\\', "/");
             files.insert(relative, std::fs::read(&path).unwrap());
         }
     }
@@ -50,21 +57,39 @@ pub fn golden_json() -> serde_json::Value {
 pub fn golden_tensor(file: &str, name: &str) -> (Vec<usize>, Vec<f32>) {
     let bytes = std::fs::read(fixtures().join(file)).unwrap();
     let tensors = SafeTensors::deserialize(&bytes).unwrap();
-    let tensor = tensors.tensor(name).unwrap_or_else(|_| panic!("golden tensor {name} in {file}"));
+    let tensor = tensors
+        .tensor(name)
+        .unwrap_or_else(|_| panic!("golden tensor {name} in {file}"));
     assert_eq!(tensor.dtype(), safetensors::Dtype::F32);
-    let values = tensor.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let values = tensor
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
     (tensor.shape().to_vec(), values)
 }
 
 pub fn values<const D: usize>(tensor: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
     let shape = tensor.dims().to_vec();
-    (shape, tensor.into_data().convert::<f32>().try_into_vec::<f32>().unwrap())
+    (
+        shape,
+        tensor
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap(),
+    )
 }
 
 /// The largest absolute difference; panics on a shape mismatch.
 pub fn max_abs_diff(actual: &(Vec<usize>, Vec<f32>), expected: &(Vec<usize>, Vec<f32>)) -> f32 {
     assert_eq!(actual.0, expected.0, "shapes differ");
-    actual.1.iter().zip(&expected.1).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    actual
+        .1
+        .iter()
+        .zip(&expected.1)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
 }
 
 /// Reads a fixture folder's file through the folder API (for tampering).
