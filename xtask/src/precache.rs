@@ -57,14 +57,18 @@ fn write_model_hosts(index: &Path) -> Result {
         .as_str()
         .ok_or("models/registry.json has no \"hub_base\" string")?;
     let html = read_text(index)?;
-    if !html.contains("MODEL_HOSTS") {
+    if !html.contains(CONNECT_SRC_PLACEHOLDER) {
         return Err(format!(
-            "{} has no MODEL_HOSTS placeholder in its Content-Security-Policy",
+            "{} has no `{CONNECT_SRC_PLACEHOLDER}` in its Content-Security-Policy",
             index.display()
         ));
     }
-    fs::write(index, html.replacen("MODEL_HOSTS", hosts, 1))
-        .map_err(|error| format!("{}: {error}", index.display()))
+    let connect_src = format!("connect-src 'self' {hosts}");
+    fs::write(
+        index,
+        html.replacen(CONNECT_SRC_PLACEHOLDER, &connect_src, 1),
+    )
+    .map_err(|error| format!("{}: {error}", index.display()))
 }
 
 fn collect_files(base: &Path, folder: &Path, files: &mut Vec<String>) -> Result {
