@@ -12,6 +12,7 @@ pub mod device;
 pub mod error;
 pub mod files;
 pub mod prompt;
+pub mod schedulers;
 pub mod textual_inversion;
 pub mod tokenizer;
 pub mod weights;

@@ -3,6 +3,9 @@
 //! - diffusers `learned_embeds.safetensors`: one tensor, named by its token, `[n, dim]` (or `[dim]`);
 //! - A1111 safetensors: one tensor `emb_params`; as in A1111, the file name is the token.
 //!
+//! A1111's `.pt` files (`string_to_param`) are Python pickles, which can run code when read; they
+//! are recognised and refused with an explanation rather than parsed.
+//!
 //! Adding them to a tokenizer and text encoder follows diffusers' `load_textual_inversion`; see
 //! `prompt.rs`.
 
@@ -45,6 +48,14 @@ impl TextualInversion {
             path: path.to_owned(),
             problem,
         };
+        // A zip archive or a bare pickle: PyTorch's `torch.save` format (A1111 `.pt` embeddings).
+        if bytes.starts_with(b"PK\x03\x04") || bytes.first() == Some(&0x80) {
+            return Err(error(
+                "is a PyTorch .pt file; unpickling it could run code, so only safetensors embeddings are read \
+                 (convert it with a safetensors converter, or train the avatar in the app)"
+                    .into(),
+            ));
+        }
         let tensors = SafeTensors::deserialize(bytes).map_err(|cause| {
             error(format!(
                 "is not an embedding file (safetensors could not be read: {cause})"

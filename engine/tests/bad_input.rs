@@ -191,6 +191,9 @@ fn embedding_files_in_unknown_formats_are_explained() {
     ]);
     assert!(embedding_error(&two, "two.safetensors").contains("exactly one"));
     assert!(embedding_error(b"GIF89a", "picture.gif").contains("is not an embedding file"));
+    assert!(
+        embedding_error(b"PK\x03\x04archive/data.pkl", "a1111.pt").contains("PyTorch .pt file")
+    );
     let ints = safetensors_file(&[("<x>", Dtype::I64, vec![1, 16])]);
     assert!(embedding_error(&ints, "ints.safetensors").contains("I64"));
     let cube = safetensors_file(&[("<x>", Dtype::F32, vec![1, 2, 16])]);
