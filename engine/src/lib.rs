@@ -7,14 +7,18 @@
 //! Architecture invariant: the engine never touches the DOM and never opens a network connection;
 //! the app hands it bytes and receives tensors and pictures back.
 
+pub mod attention;
 pub mod clip;
 pub mod device;
+pub mod embeddings;
 pub mod error;
 pub mod files;
 pub mod prompt;
+pub mod resnet;
 pub mod schedulers;
 pub mod textual_inversion;
 pub mod tokenizer;
+pub mod unet_2d;
 pub mod weights;
 
 pub use error::{EngineError, Result};

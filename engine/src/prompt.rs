@@ -45,7 +45,7 @@ impl PromptEncoder {
             config.init(device),
             files,
             &weights,
-            "text_model.",
+            &[(r"^text_model\.", "")],
             DType::F32,
         )?;
         Ok(PromptEncoder {

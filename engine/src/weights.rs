@@ -86,13 +86,14 @@ impl WeightFiles {
     }
 }
 
-/// Loads `weights` into `module`, converting every float tensor to `dtype`.
-/// `strip_prefix` is a key prefix some checkpoints carry (`text_model.`).
+/// Loads `weights` into `module`, converting every float tensor to `dtype`. `remaps` are
+/// (regex, replacement) pairs from checkpoint keys to module paths, for the few places where
+/// diffusers' layout is not a plain field path (a `text_model.` prefix, list-valued layers).
 pub fn load_into<M: Module + ModuleSnapshot>(
     mut module: M,
     files: &impl ModelFiles,
     weights: &WeightFiles,
-    strip_prefix: &str,
+    remaps: &[(&str, &str)],
     dtype: DType,
 ) -> Result<M> {
     let mut expected: Option<BTreeSet<String>> = None;
@@ -103,9 +104,11 @@ pub fn load_into<M: Module + ModuleSnapshot>(
         let mut store = SafetensorsStore::from_bytes(Some(bytes))
             .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(dtype)))
             .allow_partial(true)
+            // `proj_in` is a linear layer or a convolution: an enum whose variant is not in the key.
+            .skip_enum_variants(true)
             .validate(false);
-        if !strip_prefix.is_empty() {
-            store = store.with_key_remapping(format!("^{}", regex_escape(strip_prefix)), "");
+        for (pattern, replacement) in remaps {
+            store = store.with_key_remapping(*pattern, *replacement);
         }
         let result = module
             .load_from(&mut store)
@@ -178,16 +181,4 @@ fn tensor_error(path: &std::path::Path, error: &ApplyError) -> EngineError {
         tensor: tensor.clone(),
         problem,
     }
-}
-
-fn regex_escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            if c.is_ascii_punctuation() {
-                vec!['\\', c]
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }

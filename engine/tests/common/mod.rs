@@ -96,3 +96,22 @@ pub fn max_abs_diff(actual: &(Vec<usize>, Vec<f32>), expected: &(Vec<usize>, Vec
 pub fn read(files: &impl ModelFiles, relative: &str) -> Vec<u8> {
     files.read(relative).unwrap().unwrap()
 }
+
+/// A golden tensor as a burn tensor on the test device.
+pub fn golden_burn<const D: usize>(file: &str, name: &str) -> Tensor<D> {
+    let (shape, values) = golden_tensor(file, name);
+    Tensor::from_data(burn::tensor::TensorData::new(values, shape), &device())
+}
+
+/// ‖actual − expected‖ / ‖expected‖.
+pub fn relative_l2(actual: &(Vec<usize>, Vec<f32>), expected: &(Vec<usize>, Vec<f32>)) -> f64 {
+    assert_eq!(actual.0, expected.0, "shapes differ");
+    let difference: f64 = actual
+        .1
+        .iter()
+        .zip(&expected.1)
+        .map(|(a, b)| f64::from(a - b).powi(2))
+        .sum();
+    let norm: f64 = expected.1.iter().map(|b| f64::from(*b).powi(2)).sum();
+    (difference / norm).sqrt()
+}

@@ -1,0 +1,272 @@
+//! diffusers' attention pieces: `Attention`, `FeedForward` (GEGLU), `BasicTransformerBlock`,
+//! `Transformer2DModel`, and the VAE's single-head spatial attention.
+
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::nn::{GroupNorm, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::{Device, Tensor};
+
+use crate::resnet::{conv1x1, group_norm};
+
+/// Scaled dot-product attention over `[batch, tokens, heads·dim]`.
+///
+/// Queries are processed in slices so the score matrix of one slice stays small: at 512² the
+/// full 4096×4096 scores per head would not fit a WebGPU binding.
+pub fn scaled_dot_product(
+    query: Tensor<3>,
+    key: Tensor<3>,
+    value: Tensor<3>,
+    heads: usize,
+) -> Tensor<3> {
+    /// Score elements per slice (per head and batch): 1024 queries × 4096 keys = 16 MiB in f32.
+    const MAX_SLICE_SCORES: usize = 1 << 22;
+    let [batch, queries, width] = query.dims();
+    let keys = key.dims()[1];
+    let head_dim = width / heads;
+    let split = |tensor: Tensor<3>, tokens: usize| {
+        tensor
+            .reshape([batch, tokens, heads, head_dim])
+            .swap_dims(1, 2)
+    };
+    let query = split(query, queries) * (head_dim as f64).powf(-0.5);
+    let key_t = split(key, keys).swap_dims(2, 3);
+    let value = split(value, keys);
+    let slice = (MAX_SLICE_SCORES / keys).clamp(1, queries);
+    let outputs: Vec<Tensor<4>> = (0..queries)
+        .step_by(slice)
+        .map(|start| {
+            let length = slice.min(queries - start);
+            let scores = query.clone().narrow(2, start, length).matmul(key_t.clone());
+            softmax(scores, 3).matmul(value.clone())
+        })
+        .collect();
+    let context = if outputs.len() == 1 {
+        outputs.into_iter().next().unwrap()
+    } else {
+        Tensor::cat(outputs, 2)
+    };
+    context.swap_dims(1, 2).reshape([batch, queries, width])
+}
+
+/// Multi-head attention; keys and values come from `context` for cross-attention.
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub to_q: Linear,
+    pub to_k: Linear,
+    pub to_v: Linear,
+    /// diffusers' `to_out` is `[Linear, Dropout]`; only the linear layer has weights.
+    pub to_out: Vec<Linear>,
+    heads: usize,
+}
+
+impl Attention {
+    pub fn new(
+        device: &Device,
+        query_dim: usize,
+        context_dim: usize,
+        heads: usize,
+        head_dim: usize,
+        bias: bool,
+    ) -> Self {
+        let inner = heads * head_dim;
+        Attention {
+            to_q: LinearConfig::new(query_dim, inner)
+                .with_bias(bias)
+                .init(device),
+            to_k: LinearConfig::new(context_dim, inner)
+                .with_bias(bias)
+                .init(device),
+            to_v: LinearConfig::new(context_dim, inner)
+                .with_bias(bias)
+                .init(device),
+            to_out: vec![LinearConfig::new(inner, query_dim).init(device)],
+            heads,
+        }
+    }
+
+    pub fn forward(&self, hidden: Tensor<3>, context: Option<&Tensor<3>>) -> Tensor<3> {
+        let context = context.cloned().unwrap_or_else(|| hidden.clone());
+        let attended = scaled_dot_product(
+            self.to_q.forward(hidden),
+            self.to_k.forward(context.clone()),
+            self.to_v.forward(context),
+            self.heads,
+        );
+        self.to_out[0].forward(attended)
+    }
+}
+
+/// GEGLU feed-forward. Checkpoint keys `ff.net.0.proj` / `ff.net.2` are loaded into `proj_in` /
+/// `proj_out` (see `unet_2d.rs`).
+#[derive(Module, Debug)]
+pub struct FeedForward {
+    pub proj_in: Linear,
+    pub proj_out: Linear,
+}
+
+impl FeedForward {
+    pub fn forward(&self, hidden: Tensor<3>) -> Tensor<3> {
+        let mut halves = self.proj_in.forward(hidden).chunk(2, 2);
+        let gate = halves.pop().expect("two halves");
+        let value = halves.pop().expect("two halves");
+        self.proj_out.forward(value * gelu(gate))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BasicTransformerBlock {
+    pub norm1: LayerNorm,
+    pub attn1: Attention,
+    pub norm2: LayerNorm,
+    pub attn2: Attention,
+    pub norm3: LayerNorm,
+    pub ff: FeedForward,
+}
+
+impl BasicTransformerBlock {
+    pub fn new(device: &Device, dim: usize, context_dim: usize, heads: usize) -> Self {
+        let head_dim = dim / heads;
+        let norm = || LayerNormConfig::new(dim).init(device);
+        BasicTransformerBlock {
+            norm1: norm(),
+            attn1: Attention::new(device, dim, dim, heads, head_dim, false),
+            norm2: norm(),
+            attn2: Attention::new(device, dim, context_dim, heads, head_dim, false),
+            norm3: norm(),
+            ff: FeedForward {
+                proj_in: LinearConfig::new(dim, dim * 8).init(device),
+                proj_out: LinearConfig::new(dim * 4, dim).init(device),
+            },
+        }
+    }
+
+    pub fn forward(&self, hidden: Tensor<3>, context: &Tensor<3>) -> Tensor<3> {
+        let hidden = self.attn1.forward(self.norm1.forward(hidden.clone()), None) + hidden;
+        let hidden = self
+            .attn2
+            .forward(self.norm2.forward(hidden.clone()), Some(context))
+            + hidden;
+        self.ff.forward(self.norm3.forward(hidden.clone())) + hidden
+    }
+}
+
+/// `proj_in`/`proj_out` are 1×1 convolutions in SD 1.x and linear layers in SD 2.x.
+#[derive(Module, Debug)]
+pub enum Projection {
+    Conv(Conv2d),
+    Linear(Linear),
+}
+
+#[derive(Module, Debug)]
+pub struct Transformer2DModel {
+    pub norm: GroupNorm,
+    pub proj_in: Projection,
+    pub transformer_blocks: Vec<BasicTransformerBlock>,
+    pub proj_out: Projection,
+}
+
+/// The sizes of a `Transformer2DModel`.
+pub struct TransformerShape {
+    pub channels: usize,
+    pub heads: usize,
+    pub context_dim: usize,
+    pub layers: usize,
+    pub groups: usize,
+    pub linear_projection: bool,
+}
+
+impl TransformerShape {
+    pub fn init(&self, device: &Device) -> Transformer2DModel {
+        let projection = || {
+            if self.linear_projection {
+                Projection::Linear(LinearConfig::new(self.channels, self.channels).init(device))
+            } else {
+                Projection::Conv(conv1x1(device, self.channels, self.channels))
+            }
+        };
+        Transformer2DModel {
+            norm: group_norm(device, self.groups, self.channels, 1e-6),
+            proj_in: projection(),
+            transformer_blocks: (0..self.layers)
+                .map(|_| {
+                    BasicTransformerBlock::new(device, self.channels, self.context_dim, self.heads)
+                })
+                .collect(),
+            proj_out: projection(),
+        }
+    }
+}
+
+impl Transformer2DModel {
+    pub fn forward(&self, input: Tensor<4>, context: &Tensor<3>) -> Tensor<4> {
+        let [batch, channels, height, width] = input.dims();
+        let normed = self.norm.forward(input.clone());
+        let to_tokens = |image: Tensor<4>| {
+            image
+                .reshape([batch, channels, height * width])
+                .swap_dims(1, 2)
+        };
+        let to_image = |tokens: Tensor<3>| {
+            tokens
+                .swap_dims(1, 2)
+                .reshape([batch, channels, height, width])
+        };
+        let tokens = match &self.proj_in {
+            Projection::Conv(conv) => to_tokens(conv.forward(normed)),
+            Projection::Linear(linear) => linear.forward(to_tokens(normed)),
+        };
+        let tokens = self
+            .transformer_blocks
+            .iter()
+            .fold(tokens, |tokens, block| block.forward(tokens, context));
+        let output = match &self.proj_out {
+            Projection::Conv(conv) => conv.forward(to_image(tokens)),
+            Projection::Linear(linear) => to_image(linear.forward(tokens)),
+        };
+        output + input
+    }
+}
+
+/// The VAE's mid-block attention: group norm, one head over all channels, residual.
+#[derive(Module, Debug)]
+pub struct SpatialAttention {
+    pub group_norm: GroupNorm,
+    pub to_q: Linear,
+    pub to_k: Linear,
+    pub to_v: Linear,
+    pub to_out: Vec<Linear>,
+}
+
+impl SpatialAttention {
+    pub fn new(device: &Device, channels: usize, groups: usize, epsilon: f64) -> Self {
+        let linear = || LinearConfig::new(channels, channels).init(device);
+        SpatialAttention {
+            group_norm: group_norm(device, groups, channels, epsilon),
+            to_q: linear(),
+            to_k: linear(),
+            to_v: linear(),
+            to_out: vec![linear()],
+        }
+    }
+
+    pub fn forward(&self, input: Tensor<4>) -> Tensor<4> {
+        let [batch, channels, height, width] = input.dims();
+        let tokens = self
+            .group_norm
+            .forward(input.clone())
+            .reshape([batch, channels, height * width])
+            .swap_dims(1, 2);
+        let attended = scaled_dot_product(
+            self.to_q.forward(tokens.clone()),
+            self.to_k.forward(tokens.clone()),
+            self.to_v.forward(tokens),
+            1,
+        );
+        let output = self.to_out[0]
+            .forward(attended)
+            .swap_dims(1, 2)
+            .reshape([batch, channels, height, width]);
+        output + input
+    }
+}

@@ -1,0 +1,43 @@
+//! The image side is the same function as diffusers: UNets of three layouts and the VAE, on tiny
+//! random models (golden: models/make_image_fixtures.py).
+
+mod common;
+
+use burn::tensor::DType;
+use common::{device, golden_burn, golden_tensor, model, relative_l2, values};
+use engine::unet_2d::UNet2DConditionModel;
+
+const GOLDEN: &str = "image-golden.safetensors";
+const TOLERANCE: f64 = 1e-4;
+
+fn assert_unet_matches(name: &str) {
+    let (unet, config) =
+        UNet2DConditionModel::load(&model(name), None, &device(), DType::F32).unwrap();
+    let sample = golden_burn::<4>(GOLDEN, &format!("{name}.unet.sample"));
+    let context = golden_burn::<3>(GOLDEN, &format!("{name}.unet.context"));
+    let condition = config
+        .time_cond_proj_dim
+        .map(|_| golden_burn::<2>(GOLDEN, &format!("{name}.unet.timestep_cond")));
+    let output = values(unet.forward(sample, 751.0, &context, condition));
+    let error = relative_l2(
+        &output,
+        &golden_tensor(GOLDEN, &format!("{name}.unet.output")),
+    );
+    eprintln!("{name} UNet: relative L2 error {error:e}");
+    assert!(error <= TOLERANCE, "{name} UNet: relative L2 error {error}");
+}
+
+#[test]
+fn unet_matches_diffusers_sd2_linear_projection_per_block_heads() {
+    assert_unet_matches("tiny-sd2");
+}
+
+#[test]
+fn unet_matches_diffusers_sd1_conv_projection_lcm_time_condition() {
+    assert_unet_matches("tiny-sd1");
+}
+
+#[test]
+fn unet_matches_diffusers_sdxs_without_mid_block() {
+    assert_unet_matches("tiny-sdxs");
+}

@@ -1,0 +1,115 @@
+"""Makes the image-side test fixtures and golden outputs (issue 4): tiny random UNets and VAEs in
+diffusers folder layout, next to the text side of make_text_fixtures.py (run that first).
+
+    models/.venv/bin/python models/make_image_fixtures.py
+
+- tiny-sd2: linear projection, per-block head counts, AutoencoderKL (SD 2 / Turbo-like);
+- tiny-sd1: conv projection, time_cond_proj_dim (LCM-like), three blocks;
+- tiny-sdxs: no mid block.
+Each gets unet/ + vae/ + scheduler/ and golden UNet and VAE outputs in image-golden.safetensors.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from safetensors.torch import save_file
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+UNETS = {
+    "tiny-sd2": dict(
+        block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        layers_per_block=1,
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        norm_num_groups=4,
+        cross_attention_dim=16,
+    ),
+    "tiny-sd1": dict(
+        block_out_channels=(8, 8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        layers_per_block=2,
+        attention_head_dim=2,
+        use_linear_projection=False,
+        norm_num_groups=4,
+        cross_attention_dim=16,
+        time_cond_proj_dim=8,
+        flip_sin_to_cos=True,
+        freq_shift=0,
+    ),
+    "tiny-sdxs": dict(
+        block_out_channels=(8, 16),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        layers_per_block=1,
+        attention_head_dim=2,
+        use_linear_projection=True,
+        norm_num_groups=4,
+        cross_attention_dim=16,
+        mid_block_type=None,
+    ),
+}
+
+VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(4, 8, 8, 8),
+    latent_channels=4,
+    norm_num_groups=4,
+    layers_per_block=1,
+    sample_size=32,
+    scaling_factor=0.18215,
+)
+
+
+def perturb_norms(model):
+    """Random init leaves norms at 1/0; perturb them so the tests see those parameters."""
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name:
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+
+
+def main():
+    golden = {}
+    for index, (name, config) in enumerate(UNETS.items()):
+        torch.manual_seed(100 + index)
+        unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, **config).eval()
+        perturb_norms(unet)
+        unet.save_pretrained(FIXTURES / name / "unet")
+        sample = torch.randn(2, 4, 8, 8)
+        context = torch.randn(2, 77, 16)
+        timestep = torch.tensor(751.0)
+        kwargs = {}
+        if config.get("time_cond_proj_dim"):
+            kwargs["timestep_cond"] = torch.randn(2, config["time_cond_proj_dim"])
+            golden[f"{name}.unet.timestep_cond"] = kwargs["timestep_cond"]
+        with torch.no_grad():
+            golden[f"{name}.unet.output"] = unet(sample, timestep, encoder_hidden_states=context, **kwargs).sample
+        golden[f"{name}.unet.sample"] = sample
+        golden[f"{name}.unet.context"] = context
+
+        torch.manual_seed(200 + index)
+        vae = AutoencoderKL(**VAE).eval()
+        perturb_norms(vae)
+        vae.save_pretrained(FIXTURES / name / "vae")
+        image = torch.rand(1, 3, 32, 32) * 2 - 1
+        latents = torch.randn(1, 4, 4, 4)
+        with torch.no_grad():
+            golden[f"{name}.vae.image"] = image
+            golden[f"{name}.vae.latent_mean"] = vae.encode(image).latent_dist.mean
+            golden[f"{name}.vae.latents"] = latents
+            golden[f"{name}.vae.decoded"] = vae.decode(latents).sample
+    save_file({k: v.contiguous() for k, v in golden.items()}, FIXTURES / "image-golden.safetensors")
+    print("wrote", FIXTURES)
+
+
+if __name__ == "__main__":
+    main()
