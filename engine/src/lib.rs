@@ -19,6 +19,7 @@ pub mod schedulers;
 pub mod textual_inversion;
 pub mod tokenizer;
 pub mod unet_2d;
+pub mod vae;
 pub mod weights;
 
 pub use error::{EngineError, Result};

@@ -41,3 +41,19 @@ fn unet_matches_diffusers_sd1_conv_projection_lcm_time_condition() {
 fn unet_matches_diffusers_sdxs_without_mid_block() {
     assert_unet_matches("tiny-sdxs");
 }
+
+#[test]
+fn vae_encoder_and_decoder_match_diffusers() {
+    let (vae, config) =
+        engine::vae::AutoencoderKL::load(&model("tiny-sd2"), None, &device(), DType::F32).unwrap();
+    assert_eq!(config.scaling_factor, 0.18215);
+    let image = golden_burn::<4>(GOLDEN, "tiny-sd2.vae.image");
+    let mean = values(vae.encode_mean(image));
+    let error = relative_l2(&mean, &golden_tensor(GOLDEN, "tiny-sd2.vae.latent_mean"));
+    eprintln!("VAE encoder: relative L2 error {error:e}");
+    assert!(error <= TOLERANCE, "VAE encoder: relative L2 error {error}");
+    let decoded = values(vae.decode(golden_burn::<4>(GOLDEN, "tiny-sd2.vae.latents")));
+    let error = relative_l2(&decoded, &golden_tensor(GOLDEN, "tiny-sd2.vae.decoded"));
+    eprintln!("VAE decoder: relative L2 error {error:e}");
+    assert!(error <= TOLERANCE, "VAE decoder: relative L2 error {error}");
+}

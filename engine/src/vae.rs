@@ -1,0 +1,290 @@
+//! `AutoencoderKL`: the VAE that turns latents into pictures (decoder) and photos into latents
+//! (encoder, for avatar training). Built from `vae/config.json`.
+
+use burn::module::Module;
+use burn::nn::GroupNorm;
+use burn::nn::conv::Conv2d;
+use burn::tensor::activation::silu;
+use burn::tensor::{DType, Device, Tensor};
+use serde::Deserialize;
+
+use crate::attention::SpatialAttention;
+use crate::error::{EngineError, Result};
+use crate::files::ModelFiles;
+use crate::resnet::{
+    Downsample2D, ResnetBlock2D, ResnetShape, Upsample2D, conv1x1, conv3x3, group_norm,
+};
+use crate::weights::{WeightFiles, load_into};
+
+/// The VAE's normalisation epsilon (fixed in diffusers' encoder and decoder).
+const EPSILON: f64 = 1e-6;
+
+/// Checkpoints saved before diffusers 0.14 name the attention projections differently.
+const LEGACY_ATTENTION_KEYS: [(&str, &str); 4] = [
+    (r"\.attentions\.0\.query\.", ".attentions.0.to_q."),
+    (r"\.attentions\.0\.key\.", ".attentions.0.to_k."),
+    (r"\.attentions\.0\.value\.", ".attentions.0.to_v."),
+    (r"\.attentions\.0\.proj_attn\.", ".attentions.0.to_out.0."),
+];
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct AutoencoderKLConfig {
+    #[serde(default = "defaults::three")]
+    pub in_channels: usize,
+    #[serde(default = "defaults::three")]
+    pub out_channels: usize,
+    pub block_out_channels: Vec<usize>,
+    #[serde(default = "defaults::one")]
+    pub layers_per_block: usize,
+    #[serde(default = "defaults::four")]
+    pub latent_channels: usize,
+    #[serde(default = "defaults::thirty_two")]
+    pub norm_num_groups: usize,
+    #[serde(default = "defaults::scaling_factor")]
+    pub scaling_factor: f64,
+    #[serde(default = "defaults::yes")]
+    pub use_quant_conv: bool,
+    #[serde(default = "defaults::yes")]
+    pub use_post_quant_conv: bool,
+    #[serde(default = "defaults::yes")]
+    pub mid_block_add_attention: bool,
+}
+
+mod defaults {
+    pub fn one() -> usize {
+        1
+    }
+    pub fn three() -> usize {
+        3
+    }
+    pub fn four() -> usize {
+        4
+    }
+    pub fn thirty_two() -> usize {
+        32
+    }
+    pub fn scaling_factor() -> f64 {
+        0.18215
+    }
+    pub fn yes() -> bool {
+        true
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct AutoencoderKL {
+    pub encoder: VaeCoder,
+    pub decoder: VaeCoder,
+    pub quant_conv: Option<Conv2d>,
+    pub post_quant_conv: Option<Conv2d>,
+}
+
+/// The encoder or the decoder: conv in, resolution blocks, mid block, norm + conv out.
+#[derive(Module, Debug)]
+pub struct VaeCoder {
+    pub conv_in: Conv2d,
+    pub down_blocks: Vec<VaeBlock>,
+    pub mid_block: VaeMidBlock,
+    pub up_blocks: Vec<VaeBlock>,
+    pub conv_norm_out: GroupNorm,
+    pub conv_out: Conv2d,
+}
+
+#[derive(Module, Debug)]
+pub struct VaeBlock {
+    pub resnets: Vec<ResnetBlock2D>,
+    pub downsamplers: Vec<Downsample2D>,
+    pub upsamplers: Vec<Upsample2D>,
+}
+
+#[derive(Module, Debug)]
+pub struct VaeMidBlock {
+    pub resnets: Vec<ResnetBlock2D>,
+    pub attentions: Vec<SpatialAttention>,
+}
+
+impl AutoencoderKLConfig {
+    pub fn init(&self, device: &Device) -> AutoencoderKL {
+        let channels = &self.block_out_channels;
+        let blocks = channels.len();
+        let groups = self.norm_num_groups;
+        let resnet = |inputs, outputs| {
+            ResnetShape {
+                inputs,
+                outputs,
+                time_channels: None,
+                groups,
+                epsilon: EPSILON,
+            }
+            .init(device)
+        };
+        let last = channels[blocks - 1];
+        let mid_block = || VaeMidBlock {
+            resnets: vec![resnet(last, last), resnet(last, last)],
+            attentions: if self.mid_block_add_attention {
+                vec![SpatialAttention::new(device, last, groups, EPSILON)]
+            } else {
+                vec![]
+            },
+        };
+
+        let mut output = channels[0];
+        let down_blocks = (0..blocks)
+            .map(|i| {
+                let input = output;
+                output = channels[i];
+                VaeBlock {
+                    resnets: (0..self.layers_per_block)
+                        .map(|j| resnet(if j == 0 { input } else { output }, output))
+                        .collect(),
+                    downsamplers: if i + 1 < blocks {
+                        vec![Downsample2D::new(device, output, true)]
+                    } else {
+                        vec![]
+                    },
+                    upsamplers: vec![],
+                }
+            })
+            .collect();
+        let encoder = VaeCoder {
+            conv_in: conv3x3(device, self.in_channels, channels[0]),
+            down_blocks,
+            mid_block: mid_block(),
+            up_blocks: vec![],
+            conv_norm_out: group_norm(device, groups, last, EPSILON),
+            conv_out: conv3x3(device, last, 2 * self.latent_channels),
+        };
+
+        let reversed: Vec<usize> = channels.iter().rev().copied().collect();
+        let mut output = reversed[0];
+        let up_blocks = (0..blocks)
+            .map(|i| {
+                let input = output;
+                output = reversed[i];
+                VaeBlock {
+                    resnets: (0..=self.layers_per_block)
+                        .map(|j| resnet(if j == 0 { input } else { output }, output))
+                        .collect(),
+                    downsamplers: vec![],
+                    upsamplers: if i + 1 < blocks {
+                        vec![Upsample2D::new(device, output)]
+                    } else {
+                        vec![]
+                    },
+                }
+            })
+            .collect();
+        let decoder = VaeCoder {
+            conv_in: conv3x3(device, self.latent_channels, last),
+            down_blocks: vec![],
+            mid_block: mid_block(),
+            up_blocks,
+            conv_norm_out: group_norm(device, groups, channels[0], EPSILON),
+            conv_out: conv3x3(device, channels[0], self.out_channels),
+        };
+        let latent = self.latent_channels;
+        AutoencoderKL {
+            encoder,
+            decoder,
+            quant_conv: self
+                .use_quant_conv
+                .then(|| conv1x1(device, 2 * latent, 2 * latent)),
+            post_quant_conv: self
+                .use_post_quant_conv
+                .then(|| conv1x1(device, latent, latent)),
+        }
+    }
+}
+
+impl AutoencoderKL {
+    /// Loads `vae/` of a diffusers folder.
+    pub fn load(
+        files: &impl ModelFiles,
+        variant: Option<&str>,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<(Self, AutoencoderKLConfig)> {
+        let config: AutoencoderKLConfig =
+            files.json("vae/config.json", "the VAE's configuration")?;
+        if config.block_out_channels.is_empty()
+            || config
+                .block_out_channels
+                .iter()
+                .any(|c| c % config.norm_num_groups != 0)
+        {
+            return Err(EngineError::Json {
+                path: files.display_path("vae/config.json"),
+                what: "a supported VAE configuration",
+                message: format!(
+                    "block_out_channels must be multiples of norm_num_groups ({})",
+                    config.norm_num_groups
+                ),
+            });
+        }
+        let weights = WeightFiles::find(files, "vae", "diffusion_pytorch_model", variant)?;
+        let vae = load_into(
+            config.init(device),
+            files,
+            &weights,
+            &LEGACY_ATTENTION_KEYS,
+            dtype,
+        )?;
+        Ok((vae, config))
+    }
+
+    /// Pictures in [-1, 1] `[batch, 3, h, w]` → the mean of the latent distribution (unscaled).
+    pub fn encode_mean(&self, image: Tensor<4>) -> Tensor<4> {
+        let encoder = &self.encoder;
+        let mut hidden = encoder.conv_in.forward(image);
+        for block in &encoder.down_blocks {
+            for resnet in &block.resnets {
+                hidden = resnet.forward(hidden, None);
+            }
+            for downsampler in &block.downsamplers {
+                hidden = downsampler.forward(hidden);
+            }
+        }
+        hidden = encoder.mid_block.forward(hidden);
+        let moments = encoder
+            .conv_out
+            .forward(silu(encoder.conv_norm_out.forward(hidden)));
+        let moments = match &self.quant_conv {
+            Some(conv) => conv.forward(moments),
+            None => moments,
+        };
+        let latent_channels = moments.dims()[1] / 2;
+        moments.narrow(1, 0, latent_channels)
+    }
+
+    /// Latents (already divided by the scaling factor) → pictures in about [-1, 1].
+    pub fn decode(&self, latents: Tensor<4>) -> Tensor<4> {
+        let decoder = &self.decoder;
+        let latents = match &self.post_quant_conv {
+            Some(conv) => conv.forward(latents),
+            None => latents,
+        };
+        let mut hidden = decoder.mid_block.forward(decoder.conv_in.forward(latents));
+        for block in &decoder.up_blocks {
+            for resnet in &block.resnets {
+                hidden = resnet.forward(hidden, None);
+            }
+            for upsampler in &block.upsamplers {
+                hidden = upsampler.forward(hidden, None);
+            }
+        }
+        decoder
+            .conv_out
+            .forward(silu(decoder.conv_norm_out.forward(hidden)))
+    }
+}
+
+impl VaeMidBlock {
+    fn forward(&self, hidden: Tensor<4>) -> Tensor<4> {
+        let hidden = self.resnets[0].forward(hidden, None);
+        let hidden = match self.attentions.first() {
+            Some(attention) => attention.forward(hidden),
+            None => hidden,
+        };
+        self.resnets[1].forward(hidden, None)
+    }
+}
