@@ -10,10 +10,20 @@ Each gets unet/ + vae/ + scheduler/ and golden UNet and VAE outputs in image-gol
 """
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    EulerAncestralDiscreteScheduler,
+    LCMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from PIL import Image
 from safetensors.torch import save_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -77,6 +87,60 @@ def perturb_norms(model):
                 parameter.add_(torch.randn_like(parameter) * 0.1)
 
 
+SD = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+
+# Each fixture's own sampler, and the end-to-end run compared with diffusers' pipeline.
+SCHEDULERS = {
+    "tiny-sd2": EulerAncestralDiscreteScheduler(**SD, timestep_spacing="trailing", steps_offset=1),
+    "tiny-sd1": LCMScheduler(**SD, timestep_spacing="leading", steps_offset=1, original_inference_steps=50, clip_sample=False),
+    "tiny-sdxs": DDIMScheduler(**SD, timestep_spacing="leading", steps_offset=1, clip_sample=False, set_alpha_to_one=False),
+}
+PIPELINE_RUNS = {
+    # SD-Turbo style: one step, no guidance.
+    "tiny-sd2": dict(prompt="a photo of a cat", negative_prompt=None, num_inference_steps=1, guidance_scale=0.0),
+    # LCM style: the guidance scale goes in as an embedding; one step draws no noise.
+    "tiny-sd1": dict(prompt="a watercolor toddler", negative_prompt=None, num_inference_steps=1, guidance_scale=8.0),
+    # DDIM with classifier-free guidance and a negative prompt.
+    "tiny-sdxs": dict(prompt="a child at the zoo", negative_prompt="blurry, dark", num_inference_steps=3, guidance_scale=7.5),
+}
+SIZE = 32
+
+
+def write_pipeline_files(name):
+    root = FIXTURES / name
+    if not (root / "text_encoder").exists():
+        # The SDXS-like fixture borrows the SD2-like text side (identical files, stored once by git).
+        for part in ["tokenizer", "text_encoder"]:
+            shutil.copytree(FIXTURES / "tiny-sd2" / part, root / part, ignore=shutil.ignore_patterns("*.fp16.*"))
+    SCHEDULERS[name].save_config(root / "scheduler")
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": "0.42.1",
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", type(SCHEDULERS[name]).__name__],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    }
+    (root / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+def run_pipeline(name, golden):
+    pipe = StableDiffusionPipeline.from_pretrained(
+        FIXTURES / name, safety_checker=None, requires_safety_checker=False, torch_dtype=torch.float32
+    )
+    noise = torch.randn(1, 4, SIZE // 8, SIZE // 8, generator=torch.Generator().manual_seed(5))
+    save_file({"noise": noise}, FIXTURES / f"{name}-noise.safetensors")
+    run = PIPELINE_RUNS[name]
+    latents = pipe(**run, height=SIZE, width=SIZE, latents=noise.clone(), output_type="latent").images
+    image = pipe(**run, height=SIZE, width=SIZE, latents=noise.clone(), output_type="np").images[0]
+    golden[f"{name}.pipeline.latents"] = latents
+    Image.fromarray((image * 255).round().astype(np.uint8)).save(FIXTURES / f"{name}-golden.png")
+
+
 def main():
     golden = {}
     for index, (name, config) in enumerate(UNETS.items()):
@@ -107,6 +171,10 @@ def main():
             golden[f"{name}.vae.latent_mean"] = vae.encode(image).latent_dist.mean
             golden[f"{name}.vae.latents"] = latents
             golden[f"{name}.vae.decoded"] = vae.decode(latents).sample
+        write_pipeline_files(name)
+    for name in UNETS:
+        run_pipeline(name, golden)
+    (FIXTURES / "pipeline-runs.json").write_text(json.dumps(PIPELINE_RUNS, indent=2))
     save_file({k: v.contiguous() for k, v in golden.items()}, FIXTURES / "image-golden.safetensors")
     print("wrote", FIXTURES)
 

@@ -39,6 +39,9 @@ pub enum EngineError {
 
     #[error("{0}")]
     Usage(String),
+
+    #[error("cancelled")]
+    Cancelled,
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -13,6 +13,7 @@ pub mod device;
 pub mod embeddings;
 pub mod error;
 pub mod files;
+pub mod pipeline;
 pub mod prompt;
 pub mod resnet;
 pub mod schedulers;

@@ -5,6 +5,9 @@
 //! ```text
 //! toddler tokenize --model DIR [--embedding FILE]... PROMPT
 //! toddler encode-prompt --model DIR [--embedding FILE]... --out FILE PROMPT
+//! toddler generate --model DIR --prompt P [--negative-prompt N] [--steps N] [--guidance G]
+//!     [--width W] [--height H] [--seed S] [--noise FILE] [--embedding FILE]...
+//!     [--scheduler euler-ancestral|euler|ddim|lcm] --out PNG [--latents-out FILE]
 //! ```
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -24,7 +27,9 @@ mod cli {
     use clap::{Parser, Subcommand};
     use engine::device::ComputeBackend;
     use engine::files::Folder;
+    use engine::pipeline::{GenerationRequest, StableDiffusion};
     use engine::prompt::PromptEncoder;
+    use engine::schedulers::SchedulerKind;
     use engine::textual_inversion::TextualInversion;
     use engine::{EngineError, Result};
 
@@ -56,6 +61,48 @@ mod cli {
             #[arg(long, default_value = "cpu")]
             backend: String,
         },
+        /// Draw a picture from a prompt and write it as a PNG.
+        Generate(GenerateArgs),
+    }
+
+    #[derive(clap::Args)]
+    struct GenerateArgs {
+        /// A diffusers model folder.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        prompt: String,
+        #[arg(long, default_value = "")]
+        negative_prompt: String,
+        /// Denoising steps (distilled models need 1–4).
+        #[arg(long, default_value_t = 1)]
+        steps: usize,
+        /// Classifier-free guidance scale; 1 or less skips the unconditional pass.
+        #[arg(long, default_value_t = 0.0)]
+        guidance: f64,
+        #[arg(long, default_value_t = 512)]
+        width: usize,
+        #[arg(long, default_value_t = 512)]
+        height: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// A safetensors file with tensor `noise` [1, 4, H/8, W/8]: the starting latents.
+        #[arg(long)]
+        noise: Option<PathBuf>,
+        #[arg(long = "embedding")]
+        embeddings: Vec<PathBuf>,
+        /// Overrides the folder's scheduler: euler-ancestral, euler, ddim or lcm.
+        #[arg(long)]
+        scheduler: Option<String>,
+        /// Where to write the picture (PNG).
+        #[arg(long)]
+        out: PathBuf,
+        /// Where to write the final latents (safetensors, tensor `latents`).
+        #[arg(long)]
+        latents_out: Option<PathBuf>,
+        /// Where to compute: `cpu` or `gpu`.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
     }
 
     #[derive(clap::Args)]
@@ -113,8 +160,105 @@ mod cli {
                     encoded.as_secs_f64() * 1e3
                 );
             }
+            Command::Generate(args) => generate(args)?,
         }
         Ok(())
+    }
+
+    fn generate(args: GenerateArgs) -> Result<()> {
+        let backend: ComputeBackend = args
+            .backend
+            .parse()
+            .map_err(|error| EngineError::Usage(format!("{error}")))?;
+        let scheduler = args
+            .scheduler
+            .as_deref()
+            .map(SchedulerKind::from_cli_name)
+            .transpose()?;
+        let noise = args
+            .noise
+            .as_ref()
+            .map(|path| read_tensor(path, "noise"))
+            .transpose()?;
+        let started = Instant::now();
+        let mut model =
+            StableDiffusion::load(&Folder(args.model.clone()), None, &backend.device())?;
+        for path in &args.embeddings {
+            let bytes = std::fs::read(path).map_err(|source| EngineError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            model.add_embedding(&TextualInversion::from_safetensors(&bytes, path)?, path)?;
+        }
+        let loaded = started.elapsed();
+        let request = GenerationRequest {
+            prompt: args.prompt,
+            negative_prompt: args.negative_prompt,
+            steps: args.steps,
+            guidance: args.guidance,
+            width: args.width,
+            height: args.height,
+            seed: args.seed,
+            scheduler,
+            noise,
+        };
+        let generated = model.generate(&request, |progress| {
+            eprintln!("step {}/{}", progress.step, progress.steps);
+            true
+        })?;
+        if let Some(path) = &args.latents_out {
+            write_safetensors(path, "latents", &generated.latent_shape, &generated.latents)?;
+        }
+        image::save_buffer(
+            &args.out,
+            &generated.rgb,
+            generated.width as u32,
+            generated.height as u32,
+            image::ColorType::Rgb8,
+        )
+        .map_err(|error| {
+            EngineError::Usage(format!(
+                "{}: could not write the picture: {error}",
+                args.out.display()
+            ))
+        })?;
+        eprintln!(
+            "loaded in {:.0} ms, generated in {:.0} ms",
+            loaded.as_secs_f64() * 1e3,
+            (started.elapsed() - loaded).as_secs_f64() * 1e3
+        );
+        Ok(())
+    }
+
+    /// One f32 tensor from a safetensors file.
+    fn read_tensor(path: &PathBuf, name: &str) -> Result<Vec<f32>> {
+        let bytes = std::fs::read(path).map_err(|source| EngineError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|error| {
+            EngineError::Weights {
+                path: path.clone(),
+                problem: error.to_string(),
+            }
+        })?;
+        let tensor = tensors.tensor(name).map_err(|_| EngineError::Tensor {
+            path: path.clone(),
+            tensor: name.into(),
+            problem: "is missing".into(),
+        })?;
+        if tensor.dtype() != safetensors::Dtype::F32 {
+            return Err(EngineError::Tensor {
+                path: path.clone(),
+                tensor: name.into(),
+                problem: format!("has type {:?}; expected F32", tensor.dtype()),
+            });
+        }
+        Ok(tensor
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
     }
 
     fn load(text: &TextArgs, backend: ComputeBackend) -> Result<PromptEncoder> {

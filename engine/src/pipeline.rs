@@ -1,0 +1,258 @@
+//! Text to image, as a numbered recipe (diffusers' `StableDiffusionPipeline`):
+//! 1 encode the prompt, 2 timesteps, 3 initial latents, 4 the denoising loop, 5 decode.
+
+use burn::tensor::{DType, Device, Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::Deserialize;
+
+use crate::error::{EngineError, Result};
+use crate::files::ModelFiles;
+use crate::prompt::PromptEncoder;
+use crate::schedulers::{Scheduler, SchedulerConfig, SchedulerKind};
+use crate::textual_inversion::TextualInversion;
+use crate::unet_2d::UNet2DConditionModel;
+use crate::vae::AutoencoderKL;
+
+/// Everything that decides a picture. Same request, same seed: same picture.
+#[derive(Clone, Debug)]
+pub struct GenerationRequest {
+    pub prompt: String,
+    pub negative_prompt: String,
+    pub steps: usize,
+    /// Classifier-free guidance scale; at 1 or below the unconditional pass is skipped.
+    pub guidance: f64,
+    pub width: usize,
+    pub height: usize,
+    pub seed: u64,
+    /// Overrides the folder's scheduler.
+    pub scheduler: Option<SchedulerKind>,
+    /// `[1, 4, h/8, w/8]` starting noise (diffusers' `latents=`); drawn from `seed` when absent.
+    pub noise: Option<Vec<f32>>,
+}
+
+/// What the loop reports after each step; returning `false` cancels.
+pub struct Progress {
+    pub step: usize,
+    pub steps: usize,
+}
+
+/// The result: final latents (before decoding) and the picture.
+pub struct Generated {
+    /// `[1, 4, h/8, w/8]` values.
+    pub latents: Vec<f32>,
+    pub latent_shape: [usize; 4],
+    /// RGB bytes, `height × width × 3`.
+    pub rgb: Vec<u8>,
+    pub width: usize,
+    pub height: usize,
+}
+
+/// A loaded text-to-image model.
+pub struct StableDiffusion {
+    pub text: PromptEncoder,
+    pub unet: UNet2DConditionModel,
+    pub vae: AutoencoderKL,
+    scheduler_config: SchedulerConfig,
+    default_scheduler: Option<SchedulerKind>,
+    time_condition_dim: Option<usize>,
+    latent_channels: usize,
+    scaling_factor: f64,
+    device: Device,
+}
+
+impl StableDiffusion {
+    /// Loads a diffusers folder (`tokenizer/`, `text_encoder/`, `unet/`, `vae/`, `scheduler/`).
+    pub fn load(files: &impl ModelFiles, variant: Option<&str>, device: &Device) -> Result<Self> {
+        let text = PromptEncoder::load(files, variant, device)?;
+        let (unet, unet_config) = UNet2DConditionModel::load(files, variant, device, DType::F32)?;
+        let (vae, vae_config) = AutoencoderKL::load(files, variant, device, DType::F32)?;
+        #[derive(Deserialize)]
+        struct Wrapper {
+            #[serde(flatten)]
+            config: SchedulerConfig,
+        }
+        let Wrapper {
+            config: scheduler_config,
+        } = files.json(
+            "scheduler/scheduler_config.json",
+            "the scheduler's configuration",
+        )?;
+        Ok(StableDiffusion {
+            default_scheduler: SchedulerKind::from_class_name(&scheduler_config.class_name),
+            scheduler_config,
+            time_condition_dim: unet_config.time_cond_proj_dim,
+            latent_channels: vae_config.latent_channels,
+            scaling_factor: vae_config.scaling_factor,
+            text,
+            unet,
+            vae,
+            device: device.clone(),
+        })
+    }
+
+    pub fn add_embedding(
+        &mut self,
+        embedding: &TextualInversion,
+        source: &std::path::Path,
+    ) -> Result<()> {
+        self.text.add_embedding(embedding, source)
+    }
+
+    /// Runs the recipe; `progress` is called after every step and cancels by returning `false`.
+    pub fn generate(
+        &self,
+        request: &GenerationRequest,
+        mut progress: impl FnMut(Progress) -> bool,
+    ) -> Result<Generated> {
+        if request.width == 0
+            || request.height == 0
+            || request.width % 8 != 0
+            || request.height % 8 != 0
+        {
+            return Err(EngineError::Usage(format!(
+                "width and height must be positive multiples of 8, not {}×{}",
+                request.width, request.height
+            )));
+        }
+        let shape = [
+            1,
+            self.latent_channels,
+            request.height / 8,
+            request.width / 8,
+        ];
+        let mut rng = StdRng::seed_from_u64(request.seed);
+
+        // 1. Encode the prompt. Guidance above 1 needs the negative (or empty) prompt too, except
+        //    for LCM-style models, which take the guidance scale as an embedding instead.
+        let guided = request.guidance > 1.0 && self.time_condition_dim.is_none();
+        let context = if guided {
+            self.text
+                .encode(&[request.negative_prompt.as_str(), request.prompt.as_str()])?
+        } else {
+            self.text.encode(&[request.prompt.as_str()])?
+        };
+        let condition = self
+            .time_condition_dim
+            .map(|dim| guidance_embedding(request.guidance - 1.0, dim, &self.device));
+
+        // 2. Timesteps.
+        let kind = request
+            .scheduler
+            .or(self.default_scheduler)
+            .ok_or_else(|| {
+                EngineError::Usage(format!(
+                    "the model's scheduler `{}` is not supported; choose one with --scheduler",
+                    self.scheduler_config.class_name
+                ))
+            })?;
+        let scheduler = Scheduler::new(kind, &self.scheduler_config, request.steps)?;
+
+        // 3. Initial latents, scaled to the scheduler's starting noise level.
+        let noise = match &request.noise {
+            Some(noise) if noise.len() == shape.iter().product::<usize>() => noise.clone(),
+            Some(noise) => {
+                return Err(EngineError::Usage(format!(
+                    "the noise has {} values but a {}×{} picture needs {shape:?}",
+                    noise.len(),
+                    request.width,
+                    request.height
+                )));
+            }
+            None => gaussian(&mut rng, shape.iter().product()),
+        };
+        let mut latents = self.tensor(noise, shape) * scheduler.init_noise_sigma();
+
+        // 4. The denoising loop.
+        let steps = scheduler.timesteps().len();
+        for (index, &timestep) in scheduler.timesteps().iter().enumerate() {
+            let input = latents.clone() * scheduler.input_scale(index);
+            let input = if guided {
+                Tensor::cat(vec![input.clone(), input], 0)
+            } else {
+                input
+            };
+            let prediction = self
+                .unet
+                .forward(input, timestep, &context, condition.clone());
+            let prediction = if guided {
+                let mut halves = prediction.chunk(2, 0);
+                let conditioned = halves.pop().expect("two halves");
+                let unconditioned = halves.pop().expect("two halves");
+                unconditioned.clone() + (conditioned - unconditioned) * request.guidance
+            } else {
+                prediction
+            };
+            let step = scheduler.step(index);
+            let mut next = latents * step.sample + prediction * step.model_output;
+            if step.needs_noise() {
+                next = next
+                    + self.tensor(gaussian(&mut rng, shape.iter().product()), shape) * step.noise;
+            }
+            latents = next;
+            if !progress(Progress {
+                step: index + 1,
+                steps,
+            }) {
+                return Err(EngineError::Cancelled);
+            }
+        }
+
+        // 5. Decode to a picture.
+        let latent_values = read(latents.clone())?;
+        let image = self.vae.decode(latents / self.scaling_factor);
+        let pixels = read(
+            ((image / 2.0 + 0.5).clamp(0.0, 1.0) * 255.0)
+                .round()
+                .permute([0, 2, 3, 1]),
+        )?;
+        Ok(Generated {
+            latents: latent_values,
+            latent_shape: shape,
+            rgb: pixels.into_iter().map(|value| value as u8).collect(),
+            width: request.width,
+            height: request.height,
+        })
+    }
+
+    fn tensor(&self, values: Vec<f32>, shape: [usize; 4]) -> Tensor<4> {
+        Tensor::from_data(TensorData::new(values, shape), &self.device)
+    }
+}
+
+/// LCM's `get_guidance_scale_embedding`: the guidance scale as sinusoidal features.
+fn guidance_embedding(scale: f64, dim: usize, device: &Device) -> Tensor<2> {
+    let half = dim / 2;
+    let w = scale as f32 * 1000.0;
+    let frequency = 10000f32.ln() / (half as f32 - 1.0);
+    let angles: Vec<f32> = (0..half)
+        .map(|i| w * (-(i as f32) * frequency).exp())
+        .collect();
+    let mut values: Vec<f32> = angles
+        .iter()
+        .map(|a| a.sin())
+        .chain(angles.iter().map(|a| a.cos()))
+        .collect();
+    if dim % 2 == 1 {
+        values.push(0.0);
+    }
+    Tensor::from_data(TensorData::new(values, [1, dim]), device)
+}
+
+/// Standard normal draws from the request's seeded generator.
+pub fn gaussian(rng: &mut StdRng, count: usize) -> Vec<f32> {
+    (0..count).map(|_| StandardNormal.sample(rng)).collect()
+}
+
+fn read<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|error| {
+            EngineError::Usage(format!(
+                "could not read a result back from the device: {error:?}"
+            ))
+        })
+}

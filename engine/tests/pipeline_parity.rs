@@ -1,0 +1,169 @@
+//! Text to image end to end, against diffusers' `StableDiffusionPipeline` given the same starting
+//! noise: final latents within 1e-3 relative L2, the PNG within 1/255 mean absolute difference.
+
+mod common;
+
+use common::{device, fixtures, golden_tensor, model, relative_l2};
+use engine::pipeline::{GenerationRequest, StableDiffusion, gaussian};
+use engine::schedulers::SchedulerKind;
+use rand::SeedableRng;
+
+const GOLDEN: &str = "image-golden.safetensors";
+
+fn request(name: &str) -> GenerationRequest {
+    let runs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("pipeline-runs.json")).unwrap())
+            .unwrap();
+    let run = &runs[name];
+    GenerationRequest {
+        prompt: run["prompt"].as_str().unwrap().into(),
+        negative_prompt: run["negative_prompt"].as_str().unwrap_or("").into(),
+        steps: run["num_inference_steps"].as_u64().unwrap() as usize,
+        guidance: run["guidance_scale"].as_f64().unwrap(),
+        width: 32,
+        height: 32,
+        seed: 0,
+        scheduler: None,
+        noise: Some(golden_tensor(&format!("{name}-noise.safetensors"), "noise").1),
+    }
+}
+
+fn assert_pipeline_matches(name: &str) {
+    let model = StableDiffusion::load(&common::model(name), None, &device()).unwrap();
+    let generated = model.generate(&request(name), |_| true).unwrap();
+    let latents = (generated.latent_shape.to_vec(), generated.latents.clone());
+    let error = relative_l2(
+        &latents,
+        &golden_tensor(GOLDEN, &format!("{name}.pipeline.latents")),
+    );
+    let expected = image::open(fixtures().join(format!("{name}-golden.png")))
+        .unwrap()
+        .to_rgb8();
+    let difference = generated
+        .rgb
+        .iter()
+        .zip(expected.as_raw())
+        .map(|(a, b)| f64::from(a.abs_diff(*b)))
+        .sum::<f64>()
+        / generated.rgb.len() as f64;
+    eprintln!(
+        "{name}: latents relative L2 {error:e}, picture mean abs difference {difference:.4}/255"
+    );
+    assert!(error <= 1e-3, "{name}: latents relative L2 error {error}");
+    assert!(
+        difference <= 1.0,
+        "{name}: picture differs by {difference}/255 on average"
+    );
+}
+
+#[test]
+fn turbo_like_one_step_euler_ancestral_matches_diffusers() {
+    assert_pipeline_matches("tiny-sd2");
+}
+
+#[test]
+fn lcm_like_guidance_embedding_matches_diffusers() {
+    assert_pipeline_matches("tiny-sd1");
+}
+
+#[test]
+fn sdxs_like_ddim_with_guidance_and_negative_prompt_matches_diffusers() {
+    assert_pipeline_matches("tiny-sdxs");
+}
+
+#[test]
+fn noisy_samplers_are_deterministic_under_a_seed() {
+    let model = StableDiffusion::load(&model("tiny-sd2"), None, &device()).unwrap();
+    let mut request = request("tiny-sd2");
+    request.steps = 3;
+    request.noise = None;
+    request.scheduler = Some(SchedulerKind::EulerAncestral);
+    let first = model.generate(&request, |_| true).unwrap();
+    let again = model.generate(&request, |_| true).unwrap();
+    assert_eq!(first.latents, again.latents);
+    request.seed = 1;
+    let other = model.generate(&request, |_| true).unwrap();
+    assert_ne!(first.latents, other.latents);
+}
+
+#[test]
+fn the_noise_source_is_standard_normal() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let draws = gaussian(&mut rng, 200_000);
+    let mean = draws.iter().map(|x| f64::from(*x)).sum::<f64>() / draws.len() as f64;
+    let variance = draws
+        .iter()
+        .map(|x| (f64::from(*x) - mean).powi(2))
+        .sum::<f64>()
+        / draws.len() as f64;
+    let beyond_two_sigma =
+        draws.iter().filter(|x| x.abs() > 2.0).count() as f64 / draws.len() as f64;
+    assert!(mean.abs() < 0.01, "mean {mean}");
+    assert!((variance - 1.0).abs() < 0.02, "variance {variance}");
+    assert!(
+        (beyond_two_sigma - 0.0455).abs() < 0.003,
+        "P(|x| > 2) = {beyond_two_sigma}"
+    );
+}
+
+#[test]
+fn cancelling_stops_the_loop() {
+    let model = StableDiffusion::load(&model("tiny-sdxs"), None, &device()).unwrap();
+    let mut seen = 0;
+    let result = model.generate(&request("tiny-sdxs"), |progress| {
+        seen = progress.step;
+        false
+    });
+    assert!(matches!(result, Err(engine::EngineError::Cancelled)));
+    assert_eq!(seen, 1);
+}
+
+#[test]
+fn the_cli_generates_a_png_and_latents() {
+    let dir = std::env::temp_dir().join(format!("toddler-generate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_toddler"))
+        .arg("generate")
+        .arg("--model")
+        .arg(fixtures().join("tiny-sd2"))
+        .args([
+            "--prompt",
+            "a photo of a cat",
+            "--width",
+            "32",
+            "--height",
+            "32",
+            "--steps",
+            "1",
+        ])
+        .arg("--noise")
+        .arg(fixtures().join("tiny-sd2-noise.safetensors"))
+        .arg("--out")
+        .arg(dir.join("cat.png"))
+        .arg("--latents-out")
+        .arg(dir.join("latents.safetensors"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let picture = image::open(dir.join("cat.png")).unwrap().to_rgb8();
+    let expected = image::open(fixtures().join("tiny-sd2-golden.png"))
+        .unwrap()
+        .to_rgb8();
+    assert_eq!(picture.dimensions(), (32, 32));
+    let difference = picture
+        .as_raw()
+        .iter()
+        .zip(expected.as_raw())
+        .map(|(a, b)| f64::from(a.abs_diff(*b)))
+        .sum::<f64>()
+        / 3072.0;
+    assert!(difference <= 1.0, "{difference}");
+    let latents = std::fs::read(dir.join("latents.safetensors")).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&latents).unwrap();
+    assert_eq!(tensors.tensor("latents").unwrap().shape(), &[1, 4, 4, 4]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
