@@ -108,8 +108,8 @@ impl StableDiffusion {
     ) -> Result<Generated> {
         if request.width == 0
             || request.height == 0
-            || request.width % 8 != 0
-            || request.height % 8 != 0
+            || !request.width.is_multiple_of(8)
+            || !request.height.is_multiple_of(8)
         {
             return Err(EngineError::Usage(format!(
                 "width and height must be positive multiples of 8, not {}×{}",
