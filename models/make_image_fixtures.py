@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from diffusers import (
     AutoencoderKL,
+    AutoencoderTiny,
     DDIMScheduler,
     EulerAncestralDiscreteScheduler,
     LCMScheduler,
@@ -79,6 +80,16 @@ VAE = dict(
 )
 
 
+# TAESD layout (AutoencoderTiny), narrower: the SD1/LCM-like fixture decodes with it.
+TAESD = dict(
+    encoder_block_out_channels=(8, 8, 8, 8),
+    decoder_block_out_channels=(8, 8, 8, 8),
+    num_encoder_blocks=(1, 2, 1, 1),
+    num_decoder_blocks=(1, 1, 2, 1),
+    latent_channels=4,
+)
+
+
 def perturb_norms(model):
     """Random init leaves norms at 1/0; perturb them so the tests see those parameters."""
     with torch.no_grad():
@@ -123,7 +134,7 @@ def write_pipeline_files(name):
         "text_encoder": ["transformers", "CLIPTextModel"],
         "tokenizer": ["transformers", "CLIPTokenizer"],
         "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
+        "vae": ["diffusers", "AutoencoderTiny" if name == "tiny-sd1" else "AutoencoderKL"],
     }
     (root / "model_index.json").write_text(json.dumps(index, indent=2))
 
@@ -161,14 +172,15 @@ def main():
         golden[f"{name}.unet.context"] = context
 
         torch.manual_seed(200 + index)
-        vae = AutoencoderKL(**VAE).eval()
+        vae = (AutoencoderTiny(**TAESD) if name == "tiny-sd1" else AutoencoderKL(**VAE)).eval()
         perturb_norms(vae)
         vae.save_pretrained(FIXTURES / name / "vae")
         image = torch.rand(1, 3, 32, 32) * 2 - 1
         latents = torch.randn(1, 4, 4, 4)
         with torch.no_grad():
             golden[f"{name}.vae.image"] = image
-            golden[f"{name}.vae.latent_mean"] = vae.encode(image).latent_dist.mean
+            encoded = vae.encode(image)
+            golden[f"{name}.vae.latent_mean"] = encoded.latents if name == "tiny-sd1" else encoded.latent_dist.mean
             golden[f"{name}.vae.latents"] = latents
             golden[f"{name}.vae.decoded"] = vae.decode(latents).sample
         write_pipeline_files(name)

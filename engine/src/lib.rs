@@ -8,6 +8,7 @@
 //! the app hands it bytes and receives tensors and pictures back.
 
 pub mod attention;
+pub mod autoencoder_tiny;
 pub mod clip;
 pub mod device;
 pub mod embeddings;

@@ -13,7 +13,7 @@ use crate::prompt::PromptEncoder;
 use crate::schedulers::{Scheduler, SchedulerConfig, SchedulerKind};
 use crate::textual_inversion::TextualInversion;
 use crate::unet_2d::UNet2DConditionModel;
-use crate::vae::AutoencoderKL;
+use crate::vae::Vae;
 
 /// Everything that decides a picture. Same request, same seed: same picture.
 #[derive(Clone, Debug)]
@@ -53,7 +53,7 @@ pub struct Generated {
 pub struct StableDiffusion {
     pub text: PromptEncoder,
     pub unet: UNet2DConditionModel,
-    pub vae: AutoencoderKL,
+    pub vae: Vae,
     scheduler_config: SchedulerConfig,
     default_scheduler: Option<SchedulerKind>,
     time_condition_dim: Option<usize>,
@@ -67,7 +67,7 @@ impl StableDiffusion {
     pub fn load(files: &impl ModelFiles, variant: Option<&str>, device: &Device) -> Result<Self> {
         let text = PromptEncoder::load(files, variant, device)?;
         let (unet, unet_config) = UNet2DConditionModel::load(files, variant, device, DType::F32)?;
-        let (vae, vae_config) = AutoencoderKL::load(files, variant, device, DType::F32)?;
+        let (vae, vae_info) = Vae::load(files, variant, device, DType::F32)?;
         #[derive(Deserialize)]
         struct Wrapper {
             #[serde(flatten)]
@@ -83,8 +83,8 @@ impl StableDiffusion {
             default_scheduler: SchedulerKind::from_class_name(&scheduler_config.class_name),
             scheduler_config,
             time_condition_dim: unet_config.time_cond_proj_dim,
-            latent_channels: vae_config.latent_channels,
-            scaling_factor: vae_config.scaling_factor,
+            latent_channels: vae_info.latent_channels,
+            scaling_factor: vae_info.scaling_factor,
             text,
             unet,
             vae,

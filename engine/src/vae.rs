@@ -288,3 +288,64 @@ impl VaeMidBlock {
         self.resnets[1].forward(hidden, None)
     }
 }
+
+/// Whichever autoencoder a folder's `vae/` holds: `AutoencoderKL`, or TAESD's `AutoencoderTiny`.
+pub enum Vae {
+    Kl(AutoencoderKL),
+    Tiny(crate::autoencoder_tiny::AutoencoderTiny),
+}
+
+/// What the pipeline needs to know of either autoencoder.
+pub struct VaeInfo {
+    pub latent_channels: usize,
+    pub scaling_factor: f64,
+}
+
+impl Vae {
+    /// Loads `vae/`, choosing the class by `_class_name` in its config.
+    pub fn load(
+        files: &impl ModelFiles,
+        variant: Option<&str>,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<(Self, VaeInfo)> {
+        #[derive(Deserialize)]
+        struct ClassName {
+            #[serde(rename = "_class_name", default)]
+            class_name: String,
+        }
+        let class: ClassName = files.json("vae/config.json", "the VAE's configuration")?;
+        if class.class_name == "AutoencoderTiny" {
+            let (vae, config) =
+                crate::autoencoder_tiny::AutoencoderTiny::load(files, variant, device, dtype)?;
+            let info = VaeInfo {
+                latent_channels: config.latent_channels,
+                scaling_factor: config.scaling_factor,
+            };
+            Ok((Vae::Tiny(vae), info))
+        } else {
+            let (vae, config) = AutoencoderKL::load(files, variant, device, dtype)?;
+            let info = VaeInfo {
+                latent_channels: config.latent_channels,
+                scaling_factor: config.scaling_factor,
+            };
+            Ok((Vae::Kl(vae), info))
+        }
+    }
+
+    /// Latents (divided by the scaling factor) → pictures in about [-1, 1].
+    pub fn decode(&self, latents: Tensor<4>) -> Tensor<4> {
+        match self {
+            Vae::Kl(vae) => vae.decode(latents),
+            Vae::Tiny(vae) => vae.decode(latents),
+        }
+    }
+
+    /// Pictures in [-1, 1] → latents (the distribution's mean for `AutoencoderKL`), unscaled.
+    pub fn encode(&self, image: Tensor<4>) -> Tensor<4> {
+        match self {
+            Vae::Kl(vae) => vae.encode_mean(image),
+            Vae::Tiny(vae) => vae.encode(image),
+        }
+    }
+}

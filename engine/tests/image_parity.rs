@@ -57,3 +57,25 @@ fn vae_encoder_and_decoder_match_diffusers() {
     eprintln!("VAE decoder: relative L2 error {error:e}");
     assert!(error <= TOLERANCE, "VAE decoder: relative L2 error {error}");
 }
+
+#[test]
+fn taesd_encoder_and_decoder_match_diffusers() {
+    let (vae, info) =
+        engine::vae::Vae::load(&model("tiny-sd1"), None, &device(), DType::F32).unwrap();
+    assert!(matches!(vae, engine::vae::Vae::Tiny(_)));
+    assert_eq!(info.scaling_factor, 1.0);
+    let latents = values(vae.encode(golden_burn::<4>(GOLDEN, "tiny-sd1.vae.image")));
+    let error = relative_l2(&latents, &golden_tensor(GOLDEN, "tiny-sd1.vae.latent_mean"));
+    eprintln!("TAESD encoder: relative L2 error {error:e}");
+    assert!(
+        error <= TOLERANCE,
+        "TAESD encoder: relative L2 error {error}"
+    );
+    let decoded = values(vae.decode(golden_burn::<4>(GOLDEN, "tiny-sd1.vae.latents")));
+    let error = relative_l2(&decoded, &golden_tensor(GOLDEN, "tiny-sd1.vae.decoded"));
+    eprintln!("TAESD decoder: relative L2 error {error:e}");
+    assert!(
+        error <= TOLERANCE,
+        "TAESD decoder: relative L2 error {error}"
+    );
+}
