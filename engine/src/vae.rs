@@ -291,7 +291,7 @@ impl VaeMidBlock {
 
 /// Whichever autoencoder a folder's `vae/` holds: `AutoencoderKL`, or TAESD's `AutoencoderTiny`.
 pub enum Vae {
-    Kl(AutoencoderKL),
+    Kl(Box<AutoencoderKL>),
     Tiny(crate::autoencoder_tiny::AutoencoderTiny),
 }
 
@@ -329,7 +329,7 @@ impl Vae {
                 latent_channels: config.latent_channels,
                 scaling_factor: config.scaling_factor,
             };
-            Ok((Vae::Kl(vae), info))
+            Ok((Vae::Kl(Box::new(vae)), info))
         }
     }
 
