@@ -1,10 +1,15 @@
-"""Makes full-size models with random weights, in the real layouts, for benchmarks (not committed).
+"""Makes models with random weights, in the real layouts, for benchmarks (not committed).
 
     models/.venv/bin/python models/make_bench_models.py OUT_DIR
 
 OUT_DIR/sd-turbo-text: SD-Turbo's text side (OpenCLIP ViT-H/14 text tower: 1024 wide, 23 layers,
 16 heads, gelu; `!` padding), fp16 weights as the hub ships them, with the real CLIP vocabulary
 copied from the committed fixture.
+
+OUT_DIR/mid-sd: a mid-size Stable Diffusion pipeline for UNet and generation timings: UNet
+block_out_channels 128/256/256, two layers per block, cross-attention down/up blocks at the first
+two levels, 8 heads, cross_attention_dim 256; a 4-layer 256-wide CLIP text encoder; an
+AutoencoderKL with block_out_channels 64/128/256/256; Euler ancestral (trailing); f32 weights.
 """
 
 import shutil
@@ -37,7 +42,45 @@ def sd_turbo_text(out):
     save_file(state, out / "text_encoder" / "model.fp16.safetensors")
 
 
+def mid_sd(out):
+    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
+
+    shutil.copytree(HERE / "fixtures" / "tiny-sd2" / "tokenizer", out / "tokenizer", dirs_exist_ok=True)
+    torch.manual_seed(0)
+    text = CLIPTextModel(
+        CLIPTextConfig(hidden_size=256, intermediate_size=1024, num_hidden_layers=4, num_attention_heads=4, hidden_act="gelu", projection_dim=256)
+    )
+    text.save_pretrained(out / "text_encoder")
+    UNet2DConditionModel(
+        sample_size=32,
+        block_out_channels=(128, 256, 256),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        layers_per_block=2,
+        attention_head_dim=8,
+        cross_attention_dim=256,
+        use_linear_projection=True,
+    ).save_pretrained(out / "unet")
+    AutoencoderKL(
+        block_out_channels=(64, 128, 256, 256),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+    ).save_pretrained(out / "vae")
+    EulerAncestralDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing", steps_offset=1
+    ).save_config(out / "scheduler")
+    (out / "model_index.json").write_text(
+        '{"_class_name": "StableDiffusionPipeline", "feature_extractor": [null, null], "safety_checker": [null, null],'
+        ' "requires_safety_checker": false, "scheduler": ["diffusers", "EulerAncestralDiscreteScheduler"],'
+        ' "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],'
+        ' "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}'
+    )
+
+
 if __name__ == "__main__":
     root = Path(sys.argv[1])
     sd_turbo_text(root / "sd-turbo-text")
+    mid_sd(root / "mid-sd")
     print("wrote", root)

@@ -19,6 +19,8 @@ cargo xtask <command>
   bench size  release-build the app and report the wasm bundle size, raw and gzip
   bench text [DIR]  time loading a text encoder and encoding one prompt (native release build;
                     default DIR: models/fixtures/tiny-sd2)
+  bench generate DIR [SIZE]  1- and 4-step generation at SIZE² (default 256), engine on the CPU
+                    next to diffusers/PyTorch on the CPU (models/.venv) in the same run
   precache    (Trunk post-build hook) write the service worker's file list and version
 ";
 
@@ -32,6 +34,8 @@ fn main() -> ExitCode {
         ["bench", "size"] => bench_size(),
         ["bench", "text"] => bench_text(None),
         ["bench", "text", folder] => bench_text(Some(folder)),
+        ["bench", "generate", folder] => bench_generate(folder, "256"),
+        ["bench", "generate", folder, size] => bench_generate(folder, size),
         ["precache"] => precache::run(),
         _ => {
             eprint!("{HELP}");
@@ -181,8 +185,8 @@ fn bench_size() -> Result {
     Ok(())
 }
 
-/// Median load and encode times of `toddler encode-prompt` over five runs (after one warm-up).
-fn bench_text(folder: Option<&str>) -> Result {
+/// The engine's `toddler` binary, release-built.
+fn release_toddler() -> Result<PathBuf> {
     run(
         "cargo",
         &[
@@ -198,7 +202,110 @@ fn bench_text(folder: Option<&str>) -> Result {
     let target = env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root().join("target"));
-    let binary = target.join("release").join("toddler");
+    Ok(target.join("release").join("toddler"))
+}
+
+/// The numbers in a line of `toddler` output, in order.
+fn numbers_in(text: &str) -> Vec<f64> {
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter_map(|word| word.parse().ok())
+        .collect()
+}
+
+/// One UNet step and a 4-step generation: engine (CPU backend) beside diffusers/PyTorch (CPU).
+fn bench_generate(folder: &str, size: &str) -> Result {
+    let binary = release_toddler()?;
+    let out = env::temp_dir().join("toddler-bench.png");
+    let generate = |steps: &str| -> Result<(f64, f64)> {
+        let output = Command::new(&binary)
+            .args([
+                "generate",
+                "--model",
+                folder,
+                "--prompt",
+                "a toddler in a yellow raincoat",
+            ])
+            .args([
+                "--steps", steps, "--width", size, "--height", size, "--seed", "0", "--out",
+            ])
+            .arg(&out)
+            .output()
+            .map_err(|error| error.to_string())?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            return Err(format!("toddler generate failed: {stderr}"));
+        }
+        // "loaded in X ms, generated in Y ms, peak memory Z MiB"
+        let last = stderr.lines().last().unwrap_or_default();
+        match numbers_in(last).as_slice() {
+            [_, generated, peak] => Ok((*generated, *peak)),
+            _ => Err(format!("unexpected toddler output: {last}")),
+        }
+    };
+    generate("1")?; // warm-up
+    let best = |steps: &str| -> Result<(f64, f64)> {
+        let (a, b) = (generate(steps)?, generate(steps)?);
+        Ok((a.0.min(b.0), a.1.max(b.1)))
+    };
+    let (one, _) = best("1")?;
+    let (four, peak) = best("4")?;
+    let engine_step = (four - one) / 3.0;
+    println!(
+        "| {size}² | engine (burn, CPU) | diffusers (PyTorch, CPU) | engine / PyTorch |\n|---|---:|---:|---:|"
+    );
+    let python = root().join("models/.venv/bin/python");
+    let reference = if python.exists() {
+        let output = Command::new(&python)
+            .arg(root().join("models/bench_reference.py"))
+            .args([folder, size, size])
+            .output()
+            .map_err(|error| error.to_string())?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout.lines().last().unwrap_or_default().to_owned();
+        let json: serde_json::Value = serde_json::from_str(&line).map_err(|error| {
+            format!(
+                "reference output {line:?}: {error}; {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+        Some(json)
+    } else {
+        eprintln!(
+            "(models/.venv missing: PyTorch side skipped; see models/make_text_fixtures.py for the set-up)"
+        );
+        None
+    };
+    let row = |name: &str, ours: f64, key: &str, unit: &str, scale: f64| {
+        let theirs = reference
+            .as_ref()
+            .and_then(|json| json[key].as_f64())
+            .map(|value| value / scale);
+        let ratio = theirs.map_or("–".to_owned(), |theirs| format!("{:.2}×", ours / theirs));
+        let theirs = theirs.map_or("–".to_owned(), |theirs| format!("{theirs:.0} {unit}"));
+        println!("| {name} | {ours:.0} {unit} | {theirs} | {ratio} |");
+    };
+    row("one UNet step", engine_step, "unet_step_ms", "ms", 1.0);
+    row(
+        "1-step generation (text + UNet + VAE)",
+        one,
+        "one_step_ms",
+        "ms",
+        1.0,
+    );
+    row("4-step generation", four, "four_steps_ms", "ms", 1.0);
+    row(
+        "peak memory",
+        peak,
+        "peak_rss_bytes",
+        "MiB",
+        1024.0 * 1024.0,
+    );
+    Ok(())
+}
+
+/// Median load and encode times of `toddler encode-prompt` over five runs (after one warm-up).
+fn bench_text(folder: Option<&str>) -> Result {
+    let binary = release_toddler()?;
     let folder = folder
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("models/fixtures/tiny-sd2"));
@@ -220,10 +327,7 @@ fn bench_text(folder: Option<&str>) -> Result {
             return Err(format!("toddler encode-prompt failed: {stderr}"));
         }
         // "loaded in X ms, encoded in Y ms"
-        let numbers: Vec<f64> = stderr
-            .split_whitespace()
-            .filter_map(|word| word.parse().ok())
-            .collect();
+        let numbers = numbers_in(&stderr);
         if attempt > 0 && numbers.len() == 2 {
             loads.push(numbers[0]);
             encodes.push(numbers[1]);

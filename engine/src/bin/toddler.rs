@@ -223,11 +223,20 @@ mod cli {
             ))
         })?;
         eprintln!(
-            "loaded in {:.0} ms, generated in {:.0} ms",
+            "loaded in {:.0} ms, generated in {:.0} ms, peak memory {:.0} MiB",
             loaded.as_secs_f64() * 1e3,
-            (started.elapsed() - loaded).as_secs_f64() * 1e3
+            (started.elapsed() - loaded).as_secs_f64() * 1e3,
+            peak_memory_bytes().unwrap_or(0) as f64 / (1024.0 * 1024.0)
         );
         Ok(())
+    }
+
+    /// The process's peak resident memory (Linux `VmHWM`), for benchmarks.
+    fn peak_memory_bytes() -> Option<u64> {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
     }
 
     /// One f32 tensor from a safetensors file.
