@@ -122,33 +122,33 @@ fn cancelling_stops_the_loop() {
 fn the_cli_generates_a_png_and_latents() {
     let dir = std::env::temp_dir().join(format!("toddler-generate-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_toddler"))
-        .arg("generate")
-        .arg("--model")
-        .arg(fixtures().join("tiny-sd2"))
-        .args([
-            "--prompt",
-            "a photo of a cat",
-            "--width",
-            "32",
-            "--height",
-            "32",
-            "--steps",
-            "1",
-        ])
-        .arg("--noise")
-        .arg(fixtures().join("tiny-sd2-noise.safetensors"))
-        .arg("--out")
-        .arg(dir.join("cat.png"))
-        .arg("--latents-out")
-        .arg(dir.join("latents.safetensors"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let (model, noise) = (
+        fixtures().join("tiny-sd2"),
+        fixtures().join("tiny-sd2-noise.safetensors"),
     );
+    let (picture, latents) = (dir.join("cat.png"), dir.join("latents.safetensors"));
+    let mut args: Vec<&std::ffi::OsStr> =
+        vec!["generate".as_ref(), "--model".as_ref(), model.as_os_str()];
+    for word in [
+        "--prompt",
+        "a photo of a cat",
+        "--width",
+        "32",
+        "--height",
+        "32",
+        "--steps",
+        "1",
+    ] {
+        args.push(word.as_ref());
+    }
+    args.extend([
+        "--noise".as_ref(),
+        noise.as_os_str(),
+        "--out".as_ref(),
+        picture.as_os_str(),
+    ]);
+    args.extend(["--latents-out".as_ref(), latents.as_os_str()]);
+    common::run_toddler(&args);
     let picture = image::open(dir.join("cat.png")).unwrap().to_rgb8();
     let expected = image::open(fixtures().join("tiny-sd2-golden.png"))
         .unwrap()

@@ -181,22 +181,16 @@ fn embedding_tokens_get_ids_after_the_vocabulary() {
 
 #[test]
 fn the_cli_prints_ids_and_writes_hidden_states() {
-    let binary = env!("CARGO_BIN_EXE_toddler");
     let folder = common::fixtures().join("tiny-sd2");
     let mia = common::fixtures().join("embeddings/mia.safetensors");
-    let output = std::process::Command::new(binary)
-        .args(["tokenize", "--model"])
-        .arg(&folder)
-        .arg("--embedding")
-        .arg(&mia)
-        .arg("a photo of <mia>")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = common::run_toddler(&[
+        "tokenize".as_ref(),
+        "--model".as_ref(),
+        folder.as_os_str(),
+        "--embedding".as_ref(),
+        mia.as_os_str(),
+        "a photo of <mia>".as_ref(),
+    ]);
     let line: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let ids: Vec<u32> = serde_json::from_value(line["input_ids"].clone()).unwrap();
     assert_eq!(&ids[..7], &[49406, 320, 1125, 539, 49408, 49409, 49407]);
@@ -204,19 +198,14 @@ fn the_cli_prints_ids_and_writes_hidden_states() {
 
     let out =
         std::env::temp_dir().join(format!("toddler-encode-{}.safetensors", std::process::id()));
-    let output = std::process::Command::new(binary)
-        .args(["encode-prompt", "--model"])
-        .arg(&folder)
-        .arg("--out")
-        .arg(&out)
-        .arg("a photo of a cat")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::run_toddler(&[
+        "encode-prompt".as_ref(),
+        "--model".as_ref(),
+        folder.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "a photo of a cat".as_ref(),
+    ]);
     let written = std::fs::read(&out).unwrap();
     std::fs::remove_file(&out).unwrap();
     let tensors = safetensors::SafeTensors::deserialize(&written).unwrap();

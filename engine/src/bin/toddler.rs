@@ -184,11 +184,7 @@ mod cli {
         let mut model =
             StableDiffusion::load(&Folder(args.model.clone()), None, &backend.device())?;
         for path in &args.embeddings {
-            let bytes = std::fs::read(path).map_err(|source| EngineError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            model.add_embedding(&TextualInversion::from_safetensors(&bytes, path)?, path)?;
+            model.add_embedding(&read_embedding(path)?, path)?;
         }
         let loaded = started.elapsed();
         let request = GenerationRequest {
@@ -241,10 +237,7 @@ mod cli {
 
     /// One f32 tensor from a safetensors file.
     fn read_tensor(path: &PathBuf, name: &str) -> Result<Vec<f32>> {
-        let bytes = std::fs::read(path).map_err(|source| EngineError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = read_file(path)?;
         let tensors = safetensors::SafeTensors::deserialize(&bytes).map_err(|error| {
             EngineError::Weights {
                 path: path.clone(),
@@ -274,14 +267,20 @@ mod cli {
         let mut encoder =
             PromptEncoder::load(&Folder(text.model.clone()), None, &backend.device())?;
         for path in &text.embeddings {
-            let bytes = std::fs::read(path).map_err(|source| EngineError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            let embedding = TextualInversion::from_safetensors(&bytes, path)?;
-            encoder.add_embedding(&embedding, path)?;
+            encoder.add_embedding(&read_embedding(path)?, path)?;
         }
         Ok(encoder)
+    }
+
+    fn read_file(path: &PathBuf) -> Result<Vec<u8>> {
+        std::fs::read(path).map_err(|source| EngineError::Io {
+            path: path.clone(),
+            source,
+        })
+    }
+
+    fn read_embedding(path: &PathBuf) -> Result<TextualInversion> {
+        TextualInversion::from_safetensors(&read_file(path)?, path)
     }
 
     fn write_safetensors(

@@ -115,3 +115,17 @@ pub fn relative_l2(actual: &(Vec<usize>, Vec<f32>), expected: &(Vec<usize>, Vec<
     let norm: f64 = expected.1.iter().map(|b| f64::from(*b).powi(2)).sum();
     (difference / norm).sqrt()
 }
+
+/// Runs the `toddler` CLI; panics with its error output when it fails.
+pub fn run_toddler(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_toddler"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "toddler failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
