@@ -198,10 +198,21 @@ mod cli {
             scheduler,
             noise,
         };
+        // Where the time goes: the first step includes encoding the prompt, the rest is decoding.
+        let mut step_ends = vec![Instant::now()];
         let generated = model.generate(&request, |progress| {
-            eprintln!("step {}/{}", progress.step, progress.steps);
+            step_ends.push(Instant::now());
+            let took = step_ends[step_ends.len() - 1] - step_ends[step_ends.len() - 2];
+            eprintln!(
+                "step {}/{} in {:.0} ms",
+                progress.step,
+                progress.steps,
+                took.as_secs_f64() * 1e3
+            );
             true
         })?;
+        let decoded = step_ends.last().expect("the start is recorded").elapsed();
+        eprintln!("decoded in {:.0} ms", decoded.as_secs_f64() * 1e3);
         if let Some(path) = &args.latents_out {
             write_safetensors(path, "latents", &generated.latent_shape, &generated.latents)?;
         }
