@@ -168,6 +168,14 @@ def main():
             golden[f"{name}.unet.timestep_cond"] = kwargs["timestep_cond"]
         with torch.no_grad():
             golden[f"{name}.unet.output"] = unet(sample, timestep, encoder_hidden_states=context, **kwargs).sample
+        if name == "tiny-sd2":
+            # The diffusers fp16 variant beside the f32 weights; its golden output uses the rounded weights.
+            half = {k: v.half().contiguous() for k, v in unet.state_dict().items()}
+            save_file(half, FIXTURES / name / "unet" / "diffusion_pytorch_model.fp16.safetensors")
+            rounded = UNet2DConditionModel.from_config(unet.config).eval()
+            rounded.load_state_dict({k: v.float() for k, v in half.items()})
+            with torch.no_grad():
+                golden[f"{name}.unet.fp16_output"] = rounded(sample, timestep, encoder_hidden_states=context).sample
         golden[f"{name}.unet.sample"] = sample
         golden[f"{name}.unet.context"] = context
 

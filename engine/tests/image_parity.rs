@@ -79,3 +79,19 @@ fn taesd_encoder_and_decoder_match_diffusers() {
         "TAESD decoder: relative L2 error {error}"
     );
 }
+
+#[test]
+fn unet_loads_the_diffusers_fp16_variant() {
+    let name = "tiny-sd2";
+    let (unet, _) =
+        UNet2DConditionModel::load(&model(name), Some("fp16"), &device(), DType::F32).unwrap();
+    let sample = golden_burn::<4>(GOLDEN, &format!("{name}.unet.sample"));
+    let context = golden_burn::<3>(GOLDEN, &format!("{name}.unet.context"));
+    let output = values(unet.forward(sample, 751.0, &context, None));
+    let error = relative_l2(
+        &output,
+        &golden_tensor(GOLDEN, &format!("{name}.unet.fp16_output")),
+    );
+    eprintln!("{name} UNet, fp16 variant: relative L2 error {error:e}");
+    assert!(error <= TOLERANCE, "relative L2 error {error}");
+}
