@@ -29,7 +29,11 @@ fn request(name: &str) -> GenerationRequest {
 }
 
 fn assert_pipeline_matches(name: &str) {
-    let model = StableDiffusion::load(&common::model(name), None, &device()).unwrap();
+    assert_pipeline_matches_on(name, &device());
+}
+
+fn assert_pipeline_matches_on(name: &str, device: &burn::tensor::Device) {
+    let model = StableDiffusion::load(&common::model(name), None, device).unwrap();
     let generated = model.generate(&request(name), |_| true).unwrap();
     let latents = (generated.latent_shape.to_vec(), generated.latents.clone());
     let error = relative_l2(
@@ -69,6 +73,12 @@ fn lcm_like_guidance_embedding_matches_diffusers() {
 #[test]
 fn sdxs_like_ddim_with_guidance_and_negative_prompt_matches_diffusers() {
     assert_pipeline_matches("tiny-sdxs");
+}
+
+/// The real WGSL kernels (burn-wgpu; lavapipe's Vulkan on machines without a GPU).
+#[test]
+fn the_gpu_backend_matches_diffusers_too() {
+    assert_pipeline_matches_on("tiny-sd2", &engine::device::ComputeBackend::Gpu.device());
 }
 
 #[test]

@@ -66,9 +66,15 @@ pub fn root() -> PathBuf {
 
 /// Runs a command in the repository root, echoing it first; fails if it fails.
 pub fn run(program: &str, args: &[&str]) -> Result {
+    run_with_env(program, args, &[])
+}
+
+/// `run`, with extra environment variables.
+pub fn run_with_env(program: &str, args: &[&str], vars: &[(&str, &str)]) -> Result {
     eprintln!("$ {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)
+        .envs(vars.iter().copied())
         .current_dir(root())
         .status()
         .map_err(|error| format!("could not start `{program}`: {error}"))?;
@@ -90,7 +96,7 @@ fn test() -> Result {
     let started = Instant::now();
     let steps: [Step; 7] = [
         ("tools", tools::setup),
-        ("browser tools", tools::setup_browser),
+        ("test machine", tools::setup_test_machine),
         ("rustfmt", || run("cargo", &["fmt", "--all", "--check"])),
         ("clippy", || {
             run(
@@ -107,9 +113,13 @@ fn test() -> Result {
             )
         }),
         ("native tests", || {
-            run(
+            // Mesa's Vulkan loader (lavapipe, for the GPU-backend test) wants a runtime dir.
+            let runtime_dir = env::var("XDG_RUNTIME_DIR")
+                .unwrap_or_else(|_| env::temp_dir().display().to_string());
+            run_with_env(
                 "cargo",
                 &["test", "--workspace", "--exclude", "app", "--locked"],
+                &[("XDG_RUNTIME_DIR", &runtime_dir)],
             )
         }),
         ("wasm32 engine", || {

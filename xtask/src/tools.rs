@@ -29,9 +29,24 @@ pub fn setup() -> Result {
     Ok(())
 }
 
-/// Debian's Chromium and the npm packages of the browser tests.
-pub fn setup_browser() -> Result {
-    if !Path::new("/usr/bin/chromium").exists() {
+/// What the tests need from Debian — Chromium for the browser tests, Mesa's lavapipe (a Vulkan
+/// driver on the CPU) for the GPU-backend test — and the browser tests' npm packages.
+pub fn setup_test_machine() -> Result {
+    let lavapipe = Path::new("/usr/share/vulkan/icd.d")
+        .read_dir()
+        .is_ok_and(|mut entries| {
+            entries.any(|entry| {
+                entry.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("lvp_icd"))
+            })
+        });
+    let missing: Vec<&str> = [
+        (!Path::new("/usr/bin/chromium").exists()).then_some("chromium"),
+        (!lavapipe).then_some("mesa-vulkan-drivers"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !missing.is_empty() {
         let root_user = Command::new("id")
             .arg("-u")
             .output()
@@ -43,14 +58,9 @@ pub fn setup_browser() -> Result {
             run(command[0], &command[1..])
         };
         apt(&["apt-get", "update"])?;
-        apt(&[
-            "apt-get",
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "chromium",
-            "fonts-noto-color-emoji",
-        ])?;
+        let mut install = vec!["apt-get", "install", "-y", "--no-install-recommends"];
+        install.extend(missing);
+        apt(&install)?;
     }
     run(
         "npm",
