@@ -7,6 +7,7 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::Deserialize;
 
+use crate::embeddings::timestep_features;
 use crate::error::{EngineError, Result};
 use crate::files::ModelFiles;
 use crate::prompt::PromptEncoder;
@@ -221,23 +222,10 @@ impl StableDiffusion {
     }
 }
 
-/// LCM's `get_guidance_scale_embedding`: the guidance scale as sinusoidal features.
+/// LCM's `get_guidance_scale_embedding`: the same sinusoidal features as a timestep's, of
+/// `1000 · scale`, sines first, frequencies spread over `half − 1`.
 fn guidance_embedding(scale: f64, dim: usize, device: &Device) -> Tensor<2> {
-    let half = dim / 2;
-    let w = scale as f32 * 1000.0;
-    let frequency = 10000f32.ln() / (half as f32 - 1.0);
-    let angles: Vec<f32> = (0..half)
-        .map(|i| w * (-(i as f32) * frequency).exp())
-        .collect();
-    let mut values: Vec<f32> = angles
-        .iter()
-        .map(|a| a.sin())
-        .chain(angles.iter().map(|a| a.cos()))
-        .collect();
-    if dim % 2 == 1 {
-        values.push(0.0);
-    }
-    Tensor::from_data(TensorData::new(values, [1, dim]), device)
+    timestep_features(&[scale * 1000.0], dim, false, 1.0, device)
 }
 
 /// Standard normal draws from the request's seeded generator.
