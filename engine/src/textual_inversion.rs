@@ -11,9 +11,10 @@
 
 use std::path::Path;
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
 
 use crate::error::{EngineError, Result};
+use crate::weights::float_values;
 
 /// One learned token and its vectors.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,7 +89,7 @@ impl TextualInversion {
         if rows == 0 || dim == 0 {
             return Err(error(format!("tensor `{name}` is empty")));
         }
-        let values = to_f32(tensor.dtype(), tensor.data()).ok_or_else(|| {
+        let values = float_values(tensor.dtype(), tensor.data()).ok_or_else(|| {
             error(format!(
                 "tensor `{name}` has type {:?}; expected F32, F16 or BF16",
                 tensor.dtype()
@@ -106,20 +107,4 @@ impl TextualInversion {
             vectors: values.chunks(dim).map(<[f32]>::to_vec).collect(),
         })
     }
-}
-
-fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
-    let words = |size: usize| bytes.chunks_exact(size);
-    Some(match dtype {
-        Dtype::F32 => words(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        Dtype::F16 => words(2)
-            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        Dtype::BF16 => words(2)
-            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        _ => return None,
-    })
 }

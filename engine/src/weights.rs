@@ -182,3 +182,21 @@ fn tensor_error(path: &std::path::Path, error: &ApplyError) -> EngineError {
         problem,
     }
 }
+
+/// The values of a little-endian f32, f16 or bf16 tensor as f32; `None` for any other type.
+pub fn float_values(dtype: safetensors::Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    use safetensors::Dtype;
+    let words = |size: usize| bytes.chunks_exact(size);
+    Some(match dtype {
+        Dtype::F32 => words(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => words(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        Dtype::BF16 => words(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
+}

@@ -213,11 +213,8 @@ fn the_cli_prints_ids_and_writes_hidden_states() {
     assert_eq!(hidden.shape(), &[1, 77, 16]);
     // Same as the library for the same prompt (the first golden prompt).
     let (_, golden) = golden_tensor("text-golden.safetensors", "tiny-sd2.f32.hidden_states");
-    let first: Vec<f32> = hidden
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    assert_eq!(hidden.dtype(), safetensors::Dtype::F32);
+    let first = engine::weights::float_values(hidden.dtype(), hidden.data()).unwrap();
     let error = first
         .iter()
         .zip(&golden[..77 * 16])

@@ -267,11 +267,8 @@ mod cli {
                 problem: format!("has type {:?}; expected F32", tensor.dtype()),
             });
         }
-        Ok(tensor
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+        Ok(engine::weights::float_values(tensor.dtype(), tensor.data())
+            .expect("an F32 tensor, checked above"))
     }
 
     fn load(text: &TextArgs, backend: ComputeBackend) -> Result<PromptEncoder> {

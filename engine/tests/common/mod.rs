@@ -61,11 +61,7 @@ pub fn golden_tensor(file: &str, name: &str) -> (Vec<usize>, Vec<f32>) {
         .tensor(name)
         .unwrap_or_else(|_| panic!("golden tensor {name} in {file}"));
     assert_eq!(tensor.dtype(), safetensors::Dtype::F32);
-    let values = tensor
-        .data()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let values = engine::weights::float_values(tensor.dtype(), tensor.data()).unwrap();
     (tensor.shape().to_vec(), values)
 }
 
