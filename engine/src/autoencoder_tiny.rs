@@ -251,21 +251,22 @@ impl TinyBlock {
 }
 
 impl AutoencoderTiny {
-    pub fn load(
+    pub async fn load(
         files: &impl ModelFiles,
         variant: Option<&str>,
         device: &Device,
         dtype: DType,
     ) -> Result<(Self, AutoencoderTinyConfig)> {
-        let config: AutoencoderTinyConfig =
-            files.json("vae/config.json", "the VAE's configuration")?;
+        let config: AutoencoderTinyConfig = files
+            .json("vae/config.json", "the VAE's configuration")
+            .await?;
         config.validate().map_err(|message| EngineError::Json {
             path: files.display_path("vae/config.json"),
             what: "a supported AutoencoderTiny configuration",
             message,
         })?;
-        let weights = WeightFiles::find(files, "vae", "diffusion_pytorch_model", variant)?;
-        let vae = load_into(config.init(device), files, &weights, &[], dtype)?;
+        let weights = WeightFiles::find(files, "vae", "diffusion_pytorch_model", variant).await?;
+        let vae = load_into(config.init(device), files, &weights, &[], dtype).await?;
         Ok((vae, config))
     }
 

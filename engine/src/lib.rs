@@ -17,6 +17,7 @@ pub mod files;
 pub mod pipeline;
 pub mod prompt;
 pub mod resnet;
+pub mod runtime;
 pub mod schedulers;
 pub mod textual_inversion;
 pub mod tokenizer;

@@ -6,6 +6,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::Deserialize;
+use web_time::Instant;
 
 use crate::embeddings::timestep_features;
 use crate::error::{EngineError, Result};
@@ -39,6 +40,15 @@ pub struct Progress {
     pub steps: usize,
 }
 
+/// Wall-clock time of each stage, in milliseconds. Every stage ends by reading its result back
+/// from the device, so GPU work is counted where it happens.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StageTimings {
+    pub text_ms: f64,
+    pub unet_ms: Vec<f64>,
+    pub decode_ms: f64,
+}
+
 /// The result: final latents (before decoding) and the picture.
 pub struct Generated {
     /// `[1, 4, h/8, w/8]` values.
@@ -48,6 +58,7 @@ pub struct Generated {
     pub rgb: Vec<u8>,
     pub width: usize,
     pub height: usize,
+    pub timings: StageTimings,
 }
 
 /// A loaded text-to-image model.
@@ -65,10 +76,26 @@ pub struct StableDiffusion {
 
 impl StableDiffusion {
     /// Loads a diffusers folder (`tokenizer/`, `text_encoder/`, `unet/`, `vae/`, `scheduler/`).
-    pub fn load(files: &impl ModelFiles, variant: Option<&str>, device: &Device) -> Result<Self> {
-        let text = PromptEncoder::load(files, variant, device)?;
-        let (unet, unet_config) = UNet2DConditionModel::load(files, variant, device, DType::F32)?;
-        let (vae, vae_info) = Vae::load(files, variant, device, DType::F32)?;
+    pub async fn load(
+        files: &impl ModelFiles,
+        variant: Option<&str>,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::load_with_decoder(files, files, variant, device).await
+    }
+
+    /// Like [`load`](Self::load), with `vae/` taken from `decoder` instead: a fast decoder such
+    /// as TAESD (see [`crate::files::AsComponent`] for a repo that holds just the decoder).
+    pub async fn load_with_decoder(
+        files: &impl ModelFiles,
+        decoder: &impl ModelFiles,
+        variant: Option<&str>,
+        device: &Device,
+    ) -> Result<Self> {
+        let text = PromptEncoder::load(files, variant, device).await?;
+        let (unet, unet_config) =
+            UNet2DConditionModel::load(files, variant, device, DType::F32).await?;
+        let (vae, vae_info) = Vae::load(decoder, variant, device, DType::F32).await?;
         #[derive(Deserialize)]
         struct Wrapper {
             #[serde(flatten)]
@@ -76,10 +103,12 @@ impl StableDiffusion {
         }
         let Wrapper {
             config: scheduler_config,
-        } = files.json(
-            "scheduler/scheduler_config.json",
-            "the scheduler's configuration",
-        )?;
+        } = files
+            .json(
+                "scheduler/scheduler_config.json",
+                "the scheduler's configuration",
+            )
+            .await?;
         Ok(StableDiffusion {
             default_scheduler: SchedulerKind::from_class_name(&scheduler_config.class_name),
             scheduler_config,
@@ -102,7 +131,10 @@ impl StableDiffusion {
     }
 
     /// Runs the recipe; `progress` is called after every step and cancels by returning `false`.
-    pub fn generate(
+    ///
+    /// Each step ends with an asynchronous read of the latents (a few KB): it measures the step,
+    /// and in the browser it hands the event loop a turn, so a cancel message gets through.
+    pub async fn generate(
         &self,
         request: &GenerationRequest,
         mut progress: impl FnMut(Progress) -> bool,
@@ -124,6 +156,8 @@ impl StableDiffusion {
             request.width / 8,
         ];
         let mut rng = StdRng::seed_from_u64(request.seed);
+        let mut timings = StageTimings::default();
+        let started = Instant::now();
 
         // 1. Encode the prompt. Guidance above 1 needs the negative (or empty) prompt too, except
         //    for LCM-style models, which take the guidance scale as an embedding instead.
@@ -137,6 +171,8 @@ impl StableDiffusion {
         let condition = self
             .time_condition_dim
             .map(|dim| guidance_embedding(request.guidance - 1.0, dim, &self.device));
+        read(context.clone()).await?;
+        timings.text_ms = elapsed_ms(started);
 
         // 2. Timesteps.
         let kind = request
@@ -168,6 +204,7 @@ impl StableDiffusion {
         // 4. The denoising loop.
         let steps = scheduler.timesteps().len();
         for (index, &timestep) in scheduler.timesteps().iter().enumerate() {
+            let step_started = Instant::now();
             let input = latents.clone() * scheduler.input_scale(index);
             let input = if guided {
                 Tensor::cat(vec![input.clone(), input], 0)
@@ -192,6 +229,9 @@ impl StableDiffusion {
                     + self.tensor(gaussian(&mut rng, shape.iter().product()), shape) * step.noise;
             }
             latents = next;
+            read(latents.clone()).await?;
+            timings.unet_ms.push(elapsed_ms(step_started));
+            crate::runtime::yield_now().await;
             if !progress(Progress {
                 step: index + 1,
                 steps,
@@ -201,19 +241,23 @@ impl StableDiffusion {
         }
 
         // 5. Decode to a picture.
-        let latent_values = read(latents.clone())?;
+        let decode_started = Instant::now();
+        let latent_values = read(latents.clone()).await?;
         let image = self.vae.decode(latents / self.scaling_factor);
         let pixels = read(
             ((image / 2.0 + 0.5).clamp(0.0, 1.0) * 255.0)
                 .round()
                 .permute([0, 2, 3, 1]),
-        )?;
+        )
+        .await?;
+        timings.decode_ms = elapsed_ms(decode_started);
         Ok(Generated {
             latents: latent_values,
             latent_shape: shape,
             rgb: pixels.into_iter().map(|value| value as u8).collect(),
             width: request.width,
             height: request.height,
+            timings,
         })
     }
 
@@ -233,9 +277,20 @@ pub fn gaussian(rng: &mut StdRng, count: usize) -> Vec<f32> {
     (0..count).map(|_| StandardNormal.sample(rng)).collect()
 }
 
-fn read<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+pub fn elapsed_ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+/// A tensor's values, read back without blocking (WebGPU has no blocking reads).
+async fn read<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
     tensor
-        .into_data()
+        .into_data_async()
+        .await
+        .map_err(|error| {
+            EngineError::Usage(format!(
+                "could not read a result back from the device: {error:?}"
+            ))
+        })?
         .convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|error| {

@@ -20,12 +20,18 @@ pub struct PromptEncoder {
 impl PromptEncoder {
     /// Loads `tokenizer/` and `text_encoder/` of a diffusers folder; `variant` picks e.g. the
     /// `model.fp16.safetensors` weights when present. Weights are converted to f32.
-    pub fn load(files: &impl ModelFiles, variant: Option<&str>, device: &Device) -> Result<Self> {
-        let tokenizer = ClipTokenizer::from_model(files)?;
-        let config: ClipTextConfig = files.json(
-            "text_encoder/config.json",
-            "the text encoder's configuration",
-        )?;
+    pub async fn load(
+        files: &impl ModelFiles,
+        variant: Option<&str>,
+        device: &Device,
+    ) -> Result<Self> {
+        let tokenizer = ClipTokenizer::from_model(files).await?;
+        let config: ClipTextConfig = files
+            .json(
+                "text_encoder/config.json",
+                "the text encoder's configuration",
+            )
+            .await?;
         if config.num_attention_heads == 0
             || !config
                 .hidden_size
@@ -40,14 +46,15 @@ impl PromptEncoder {
                 ),
             });
         }
-        let weights = WeightFiles::find(files, "text_encoder", "model", variant)?;
+        let weights = WeightFiles::find(files, "text_encoder", "model", variant).await?;
         let text_encoder = load_into(
             config.init(device),
             files,
             &weights,
             &[(r"^text_model\.", "")],
             DType::F32,
-        )?;
+        )
+        .await?;
         Ok(PromptEncoder {
             tokenizer,
             text_encoder,

@@ -37,17 +37,17 @@ pub struct ClipTokenizer {
 
 impl ClipTokenizer {
     /// Loads `tokenizer/` of a diffusers folder.
-    pub fn from_model(files: &impl ModelFiles) -> Result<Self> {
+    pub async fn from_model(files: &impl ModelFiles) -> Result<Self> {
         let folder = files.display_path("tokenizer");
-        let config = special_tokens(files)?;
-        let tokenizer = match files.read("tokenizer/tokenizer.json")? {
+        let config = special_tokens(files).await?;
+        let tokenizer = match files.read("tokenizer/tokenizer.json").await? {
             Some(bytes) => {
                 Tokenizer::from_bytes(&bytes).map_err(|error| EngineError::Tokenizer {
                     path: files.display_path("tokenizer/tokenizer.json"),
                     message: error.to_string(),
                 })?
             }
-            None => from_vocab_and_merges(files, &config)?,
+            None => from_vocab_and_merges(files, &config).await?,
         };
         let id = |token: &str, role: &str| {
             tokenizer
@@ -149,7 +149,7 @@ struct SpecialTokens {
 }
 
 /// `tokenizer_config.json`, then `special_tokens_map.json` over it; either may be absent.
-fn special_tokens(files: &impl ModelFiles) -> Result<SpecialTokens> {
+async fn special_tokens(files: &impl ModelFiles) -> Result<SpecialTokens> {
     #[derive(Deserialize, Default)]
     struct Entries {
         bos_token: Option<TokenEntry>,
@@ -158,8 +158,8 @@ fn special_tokens(files: &impl ModelFiles) -> Result<SpecialTokens> {
         pad_token: Option<TokenEntry>,
         model_max_length: Option<f64>,
     }
-    let read = |relative: &str| -> Result<Entries> {
-        match files.read(relative)? {
+    async fn read(files: &impl ModelFiles, relative: &str) -> Result<Entries> {
+        match files.read(relative).await? {
             Some(bytes) => parse_json(
                 &bytes,
                 &files.display_path(relative),
@@ -167,9 +167,9 @@ fn special_tokens(files: &impl ModelFiles) -> Result<SpecialTokens> {
             ),
             None => Ok(Entries::default()),
         }
-    };
-    let config = read("tokenizer/tokenizer_config.json")?;
-    let map = read("tokenizer/special_tokens_map.json")?;
+    }
+    let config = read(files, "tokenizer/tokenizer_config.json").await?;
+    let map = read(files, "tokenizer/special_tokens_map.json").await?;
     let pick = |over: Option<TokenEntry>, under: Option<TokenEntry>, default: &str| {
         over.or(under)
             .map_or_else(|| default.to_owned(), TokenEntry::content)
@@ -204,14 +204,21 @@ impl TokenEntry {
 }
 
 /// The pipeline transformers' `CLIPTokenizer` builds from `vocab.json` and `merges.txt`.
-fn from_vocab_and_merges(files: &impl ModelFiles, special: &SpecialTokens) -> Result<Tokenizer> {
+async fn from_vocab_and_merges(
+    files: &impl ModelFiles,
+    special: &SpecialTokens,
+) -> Result<Tokenizer> {
     let vocab_path = files.display_path("tokenizer/vocab.json");
     let vocab: HashMap<String, u32> = parse_json(
-        &files.require("tokenizer/vocab.json", "the tokenizer's vocabulary")?,
+        &files
+            .require("tokenizer/vocab.json", "the tokenizer's vocabulary")
+            .await?,
         &vocab_path,
         "a token vocabulary",
     )?;
-    let merges_bytes = files.require("tokenizer/merges.txt", "the tokenizer's BPE merges")?;
+    let merges_bytes = files
+        .require("tokenizer/merges.txt", "the tokenizer's BPE merges")
+        .await?;
     let merges_path = files.display_path("tokenizer/merges.txt");
     let merges_text = String::from_utf8(merges_bytes).map_err(|_| EngineError::Tokenizer {
         path: merges_path.clone(),

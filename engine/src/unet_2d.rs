@@ -335,27 +335,29 @@ impl UNet2DConditionConfig {
 
 impl UNet2DConditionModel {
     /// Loads `unet/` of a diffusers folder.
-    pub fn load(
+    pub async fn load(
         files: &impl ModelFiles,
         variant: Option<&str>,
         device: &Device,
         dtype: DType,
     ) -> Result<(Self, UNet2DConditionConfig)> {
-        let config: UNet2DConditionConfig =
-            files.json("unet/config.json", "the UNet's configuration")?;
+        let config: UNet2DConditionConfig = files
+            .json("unet/config.json", "the UNet's configuration")
+            .await?;
         config.validate().map_err(|message| EngineError::Json {
             path: files.display_path("unet/config.json"),
             what: "a supported UNet configuration",
             message,
         })?;
-        let weights = WeightFiles::find(files, "unet", "diffusion_pytorch_model", variant)?;
+        let weights = WeightFiles::find(files, "unet", "diffusion_pytorch_model", variant).await?;
         let unet = load_into(
             config.init(device),
             files,
             &weights,
             &UNET_KEY_REMAPS,
             dtype,
-        )?;
+        )
+        .await?;
         Ok((unet, config))
     }
 

@@ -198,14 +198,15 @@ impl AutoencoderKLConfig {
 
 impl AutoencoderKL {
     /// Loads `vae/` of a diffusers folder.
-    pub fn load(
+    pub async fn load(
         files: &impl ModelFiles,
         variant: Option<&str>,
         device: &Device,
         dtype: DType,
     ) -> Result<(Self, AutoencoderKLConfig)> {
-        let config: AutoencoderKLConfig =
-            files.json("vae/config.json", "the VAE's configuration")?;
+        let config: AutoencoderKLConfig = files
+            .json("vae/config.json", "the VAE's configuration")
+            .await?;
         if config.block_out_channels.is_empty()
             || config
                 .block_out_channels
@@ -221,14 +222,15 @@ impl AutoencoderKL {
                 ),
             });
         }
-        let weights = WeightFiles::find(files, "vae", "diffusion_pytorch_model", variant)?;
+        let weights = WeightFiles::find(files, "vae", "diffusion_pytorch_model", variant).await?;
         let vae = load_into(
             config.init(device),
             files,
             &weights,
             &LEGACY_ATTENTION_KEYS,
             dtype,
-        )?;
+        )
+        .await?;
         Ok((vae, config))
     }
 
@@ -303,7 +305,7 @@ pub struct VaeInfo {
 
 impl Vae {
     /// Loads `vae/`, choosing the class by `_class_name` in its config.
-    pub fn load(
+    pub async fn load(
         files: &impl ModelFiles,
         variant: Option<&str>,
         device: &Device,
@@ -314,17 +316,20 @@ impl Vae {
             #[serde(rename = "_class_name", default)]
             class_name: String,
         }
-        let class: ClassName = files.json("vae/config.json", "the VAE's configuration")?;
+        let class: ClassName = files
+            .json("vae/config.json", "the VAE's configuration")
+            .await?;
         if class.class_name == "AutoencoderTiny" {
             let (vae, config) =
-                crate::autoencoder_tiny::AutoencoderTiny::load(files, variant, device, dtype)?;
+                crate::autoencoder_tiny::AutoencoderTiny::load(files, variant, device, dtype)
+                    .await?;
             let info = VaeInfo {
                 latent_channels: config.latent_channels,
                 scaling_factor: config.scaling_factor,
             };
             Ok((Vae::Tiny(vae), info))
         } else {
-            let (vae, config) = AutoencoderKL::load(files, variant, device, dtype)?;
+            let (vae, config) = AutoencoderKL::load(files, variant, device, dtype).await?;
             let info = VaeInfo {
                 latent_channels: config.latent_channels,
                 scaling_factor: config.scaling_factor,

@@ -5,6 +5,7 @@
 //! files must be used; anything else is an error naming the file and the tensor.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 use burn::module::Module;
 use burn::tensor::DType;
@@ -35,7 +36,7 @@ impl WeightFiles {
     /// With a variant, the plain files are the fallback (as diffusers falls back); without one,
     /// the plain files come first and the half-precision variants after them, so a folder that
     /// holds only `*.fp16.safetensors` (the smaller download) still loads.
-    pub fn find(
+    pub async fn find(
         files: &impl ModelFiles,
         component: &str,
         stem: &str,
@@ -55,7 +56,7 @@ impl WeightFiles {
         }
         for name in &names {
             let index = format!("{name}.index.json");
-            if let Some(bytes) = files.read(&index)? {
+            if let Some(bytes) = files.read(&index).await? {
                 #[derive(Deserialize)]
                 struct ShardIndex {
                     weight_map: BTreeMap<String, String>,
@@ -73,7 +74,7 @@ impl WeightFiles {
                         .collect(),
                 });
             }
-            if files.read(name)?.is_some() {
+            if files.size(name).await?.is_some() {
                 return Ok(WeightFiles {
                     files: vec![name.clone()],
                 });
@@ -86,10 +87,117 @@ impl WeightFiles {
     }
 }
 
+/// How many bytes of tensors are read, converted and uploaded at a time. The loader's memory
+/// stays a small multiple of this whatever the model's size (issue 5: < 1 GB while loading
+/// SD-Turbo's 2.6 GB).
+pub const BATCH_BYTES: u64 = 32 << 20;
+
+/// The largest safetensors header accepted (the format's own limit).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// A safetensors file's header: where each tensor's bytes lie.
+#[derive(Debug)]
+pub struct SafetensorsHeader {
+    /// Byte offset of the data section in the file.
+    pub data_start: u64,
+    pub metadata: safetensors::tensor::Metadata,
+}
+
+impl SafetensorsHeader {
+    /// Reads and checks the header of `relative`: it parses, its tensors tile the data section
+    /// exactly, and the file is as long as the header says (so a truncated download is caught
+    /// before any tensor is used).
+    pub async fn read(files: &impl ModelFiles, relative: &str) -> Result<Self> {
+        let path = files.display_path(relative);
+        let invalid = |problem: String| EngineError::Weights {
+            path: path.clone(),
+            problem,
+        };
+        let size = files
+            .size(relative)
+            .await?
+            .ok_or_else(|| EngineError::MissingFile {
+                path: path.clone(),
+                what: "a weights file",
+            })?;
+        if size < 8 {
+            return Err(invalid(format!("is not a safetensors file ({size} bytes)")));
+        }
+        let length = files.read_range(relative, 0..8).await?;
+        let header_bytes = u64::from_le_bytes(length.try_into().expect("8 bytes"));
+        if header_bytes > MAX_HEADER_BYTES || 8 + header_bytes > size {
+            return Err(invalid(format!(
+                "is not a safetensors file (header length {header_bytes} in a {size}-byte file)"
+            )));
+        }
+        let header = files.read_range(relative, 8..8 + header_bytes).await?;
+        let metadata: safetensors::tensor::Metadata = serde_json::from_slice(&header)
+            .map_err(|error| invalid(format!("has an invalid safetensors header: {error}")))?;
+        let data_start = 8 + header_bytes;
+        let expected = data_start + metadata.data_len() as u64;
+        if expected != size {
+            return Err(invalid(format!(
+                "is {size} bytes but its header describes {expected} (an incomplete or damaged download?)"
+            )));
+        }
+        Ok(SafetensorsHeader {
+            data_start,
+            metadata,
+        })
+    }
+
+    /// Tensor names in file order, grouped into runs of about `batch_bytes` (a larger tensor is
+    /// a run of its own), each with its byte range in the file.
+    pub fn batches(&self, batch_bytes: u64) -> Vec<(Vec<String>, Range<u64>)> {
+        let mut batches: Vec<(Vec<String>, Range<u64>)> = Vec::new();
+        for name in self.metadata.offset_keys() {
+            let (start, end) = self.info(&name).data_offsets;
+            let range = self.data_start + start as u64..self.data_start + end as u64;
+            match batches.last_mut() {
+                Some((names, batch))
+                    if batch.end == range.start && range.end - batch.start <= batch_bytes =>
+                {
+                    names.push(name);
+                    batch.end = range.end;
+                }
+                _ => batches.push((vec![name], range)),
+            }
+        }
+        batches
+    }
+
+    fn info(&self, name: &str) -> &safetensors::tensor::TensorInfo {
+        self.metadata
+            .info(name)
+            .expect("names come from the header")
+    }
+
+    /// A standalone safetensors buffer holding just `names`, whose bytes are `bytes` (read from
+    /// `range`): what burn-store's loader takes.
+    fn standalone(&self, names: &[String], range: &Range<u64>, bytes: &[u8]) -> Vec<u8> {
+        let views = names.iter().map(|name| {
+            let info = self.info(name);
+            let start = (self.data_start + info.data_offsets.0 as u64 - range.start) as usize;
+            let end = (self.data_start + info.data_offsets.1 as u64 - range.start) as usize;
+            let view = safetensors::tensor::TensorView::new(
+                info.dtype,
+                info.shape.clone(),
+                &bytes[start..end],
+            )
+            .expect("the header was validated");
+            (name.as_str(), view)
+        });
+        safetensors::serialize(views, None).expect("re-serialising validated tensors")
+    }
+}
+
 /// Loads `weights` into `module`, converting every float tensor to `dtype`. `remaps` are
 /// (regex, replacement) pairs from checkpoint keys to module paths, for the few places where
 /// diffusers' layout is not a plain field path (a `text_model.` prefix, list-valued layers).
-pub fn load_into<M: Module + ModuleSnapshot>(
+///
+/// Files are streamed: header first, then [`BATCH_BYTES`] of tensors at a time, each batch
+/// uploaded to the device before the next is read.
+pub async fn load_into<M: Module + ModuleSnapshot>(
     mut module: M,
     files: &impl ModelFiles,
     weights: &WeightFiles,
@@ -100,44 +208,51 @@ pub fn load_into<M: Module + ModuleSnapshot>(
     let mut applied = BTreeSet::new();
     for file in &weights.files {
         let path = files.display_path(file);
-        let bytes = files.require(file, "a weights shard listed in the index")?;
-        let mut store = SafetensorsStore::from_bytes(Some(bytes))
-            .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(dtype)))
-            .allow_partial(true)
-            // `proj_in` is a linear layer or a convolution: an enum whose variant is not in the key.
-            .skip_enum_variants(true)
-            .validate(false);
-        for (pattern, replacement) in remaps {
-            store = store.with_key_remapping(*pattern, *replacement);
+        let header = SafetensorsHeader::read(files, file).await?;
+        for (names, range) in header.batches(BATCH_BYTES) {
+            let bytes = files.read_range(file, range.clone()).await?;
+            let batch = header.standalone(&names, &range, &bytes);
+            drop(bytes);
+            let mut store = SafetensorsStore::from_bytes(Some(batch))
+                .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(dtype)))
+                .allow_partial(true)
+                // `proj_in` is a linear layer or a convolution: an enum whose variant is not in
+                // the key.
+                .skip_enum_variants(true)
+                .validate(false);
+            for (pattern, replacement) in remaps {
+                store = store.with_key_remapping(*pattern, *replacement);
+            }
+            let result = module
+                .load_from(&mut store)
+                .map_err(|error| EngineError::Weights {
+                    path: path.clone(),
+                    problem: error.to_string(),
+                })?;
+            if let Some(error) = result.errors.first() {
+                return Err(tensor_error(&path, error));
+            }
+            if let Some(unused) = result
+                .unused
+                .iter()
+                .find(|key| !IGNORED_TENSORS.contains(&key.as_str()))
+            {
+                return Err(EngineError::Tensor {
+                    path,
+                    tensor: unused.clone(),
+                    problem: "is not part of this model (does config.json match the weights?)"
+                        .into(),
+                });
+            }
+            let all: BTreeSet<String> = result
+                .applied
+                .iter()
+                .cloned()
+                .chain(result.missing.iter().map(|(key, _)| key.clone()))
+                .collect();
+            expected.get_or_insert(all);
+            applied.extend(result.applied);
         }
-        let result = module
-            .load_from(&mut store)
-            .map_err(|error| EngineError::Weights {
-                path: path.clone(),
-                problem: error.to_string(),
-            })?;
-        if let Some(error) = result.errors.first() {
-            return Err(tensor_error(&path, error));
-        }
-        if let Some(unused) = result
-            .unused
-            .iter()
-            .find(|key| !IGNORED_TENSORS.contains(&key.as_str()))
-        {
-            return Err(EngineError::Tensor {
-                path,
-                tensor: unused.clone(),
-                problem: "is not part of this model (does config.json match the weights?)".into(),
-            });
-        }
-        let all: BTreeSet<String> = result
-            .applied
-            .iter()
-            .cloned()
-            .chain(result.missing.iter().map(|(key, _)| key.clone()))
-            .collect();
-        expected.get_or_insert(all);
-        applied.extend(result.applied);
     }
     let expected = expected.unwrap_or_default();
     if let Some(missing) = expected.difference(&applied).next() {

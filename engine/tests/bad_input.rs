@@ -3,6 +3,7 @@
 
 mod common;
 
+use engine::files::block_on;
 use std::collections::BTreeMap;
 
 use common::{device, model_in_memory, read};
@@ -16,7 +17,7 @@ use safetensors::{Dtype, SafeTensors};
 const WEIGHTS: &str = "text_encoder/model.safetensors";
 
 fn load(files: &InMemory) -> Result<PromptEncoder, EngineError> {
-    PromptEncoder::load(files, None, &device())
+    block_on(PromptEncoder::load(files, None, &device()))
 }
 
 fn error_text(files: &InMemory) -> String {
@@ -202,7 +203,12 @@ fn embedding_files_in_unknown_formats_are_explained() {
 
 #[test]
 fn an_embedding_for_another_model_is_refused_and_changes_nothing() {
-    let mut encoder = PromptEncoder::load(&common::model("tiny-sd2"), None, &device()).unwrap();
+    let mut encoder = block_on(PromptEncoder::load(
+        &common::model("tiny-sd2"),
+        None,
+        &device(),
+    ))
+    .unwrap();
     let path = common::fixtures().join("embeddings/wrong-dimension.safetensors");
     let wide = TextualInversion::from_safetensors(&std::fs::read(&path).unwrap(), &path).unwrap();
     let message = encoder.add_embedding(&wide, &path).unwrap_err().to_string();
@@ -218,7 +224,12 @@ fn an_embedding_for_another_model_is_refused_and_changes_nothing() {
 
 #[test]
 fn a_token_already_in_the_vocabulary_is_refused() {
-    let mut encoder = PromptEncoder::load(&common::model("tiny-sd2"), None, &device()).unwrap();
+    let mut encoder = block_on(PromptEncoder::load(
+        &common::model("tiny-sd2"),
+        None,
+        &device(),
+    ))
+    .unwrap();
     let cat = TextualInversion {
         token: "cat</w>".into(),
         vectors: vec![vec![0.0; 16]],

@@ -5,14 +5,20 @@ mod common;
 
 use burn::tensor::DType;
 use common::{device, golden_burn, golden_tensor, model, relative_l2, values};
+use engine::files::block_on;
 use engine::unet_2d::UNet2DConditionModel;
 
 const GOLDEN: &str = "image-golden.safetensors";
 const TOLERANCE: f64 = 1e-4;
 
 fn assert_unet_matches(name: &str) {
-    let (unet, config) =
-        UNet2DConditionModel::load(&model(name), None, &device(), DType::F32).unwrap();
+    let (unet, config) = block_on(UNet2DConditionModel::load(
+        &model(name),
+        None,
+        &device(),
+        DType::F32,
+    ))
+    .unwrap();
     let sample = golden_burn::<4>(GOLDEN, &format!("{name}.unet.sample"));
     let context = golden_burn::<3>(GOLDEN, &format!("{name}.unet.context"));
     let condition = config
@@ -44,8 +50,13 @@ fn unet_matches_diffusers_sdxs_without_mid_block() {
 
 #[test]
 fn vae_encoder_and_decoder_match_diffusers() {
-    let (vae, config) =
-        engine::vae::AutoencoderKL::load(&model("tiny-sd2"), None, &device(), DType::F32).unwrap();
+    let (vae, config) = block_on(engine::vae::AutoencoderKL::load(
+        &model("tiny-sd2"),
+        None,
+        &device(),
+        DType::F32,
+    ))
+    .unwrap();
     assert_eq!(config.scaling_factor, 0.18215);
     let image = golden_burn::<4>(GOLDEN, "tiny-sd2.vae.image");
     let mean = values(vae.encode_mean(image));
@@ -60,8 +71,13 @@ fn vae_encoder_and_decoder_match_diffusers() {
 
 #[test]
 fn taesd_encoder_and_decoder_match_diffusers() {
-    let (vae, info) =
-        engine::vae::Vae::load(&model("tiny-sd1"), None, &device(), DType::F32).unwrap();
+    let (vae, info) = block_on(engine::vae::Vae::load(
+        &model("tiny-sd1"),
+        None,
+        &device(),
+        DType::F32,
+    ))
+    .unwrap();
     assert!(matches!(vae, engine::vae::Vae::Tiny(_)));
     assert_eq!(info.scaling_factor, 1.0);
     let latents = values(vae.encode(golden_burn::<4>(GOLDEN, "tiny-sd1.vae.image")));
@@ -83,8 +99,13 @@ fn taesd_encoder_and_decoder_match_diffusers() {
 #[test]
 fn unet_loads_the_diffusers_fp16_variant() {
     let name = "tiny-sd2";
-    let (unet, _) =
-        UNet2DConditionModel::load(&model(name), Some("fp16"), &device(), DType::F32).unwrap();
+    let (unet, _) = block_on(UNet2DConditionModel::load(
+        &model(name),
+        Some("fp16"),
+        &device(),
+        DType::F32,
+    ))
+    .unwrap();
     let sample = golden_burn::<4>(GOLDEN, &format!("{name}.unet.sample"));
     let context = golden_burn::<3>(GOLDEN, &format!("{name}.unet.context"));
     let output = values(unet.forward(sample, 751.0, &context, None));

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{device, fixtures, golden_tensor, model, relative_l2};
+use engine::files::block_on;
 use engine::pipeline::{GenerationRequest, StableDiffusion, gaussian};
 use engine::schedulers::SchedulerKind;
 use rand::SeedableRng;
@@ -33,8 +34,8 @@ fn assert_pipeline_matches(name: &str) {
 }
 
 fn assert_pipeline_matches_on(name: &str, device: &burn::tensor::Device) {
-    let model = StableDiffusion::load(&common::model(name), None, device).unwrap();
-    let generated = model.generate(&request(name), |_| true).unwrap();
+    let model = block_on(StableDiffusion::load(&common::model(name), None, device)).unwrap();
+    let generated = block_on(model.generate(&request(name), |_| true)).unwrap();
     let latents = (generated.latent_shape.to_vec(), generated.latents.clone());
     let error = relative_l2(
         &latents,
@@ -83,16 +84,16 @@ fn the_gpu_backend_matches_diffusers_too() {
 
 #[test]
 fn noisy_samplers_are_deterministic_under_a_seed() {
-    let model = StableDiffusion::load(&model("tiny-sd2"), None, &device()).unwrap();
+    let model = block_on(StableDiffusion::load(&model("tiny-sd2"), None, &device())).unwrap();
     let mut request = request("tiny-sd2");
     request.steps = 3;
     request.noise = None;
     request.scheduler = Some(SchedulerKind::EulerAncestral);
-    let first = model.generate(&request, |_| true).unwrap();
-    let again = model.generate(&request, |_| true).unwrap();
+    let first = block_on(model.generate(&request, |_| true)).unwrap();
+    let again = block_on(model.generate(&request, |_| true)).unwrap();
     assert_eq!(first.latents, again.latents);
     request.seed = 1;
-    let other = model.generate(&request, |_| true).unwrap();
+    let other = block_on(model.generate(&request, |_| true)).unwrap();
     assert_ne!(first.latents, other.latents);
 }
 
@@ -118,12 +119,12 @@ fn the_noise_source_is_standard_normal() {
 
 #[test]
 fn cancelling_stops_the_loop() {
-    let model = StableDiffusion::load(&model("tiny-sdxs"), None, &device()).unwrap();
+    let model = block_on(StableDiffusion::load(&model("tiny-sdxs"), None, &device())).unwrap();
     let mut seen = 0;
-    let result = model.generate(&request("tiny-sdxs"), |progress| {
+    let result = block_on(model.generate(&request("tiny-sdxs"), |progress| {
         seen = progress.step;
         false
-    });
+    }));
     assert!(matches!(result, Err(engine::EngineError::Cancelled)));
     assert_eq!(seen, 1);
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{device, golden_json, golden_tensor, max_abs_diff, model, values};
+use engine::files::block_on;
 use engine::prompt::PromptEncoder;
 use engine::textual_inversion::TextualInversion;
 use engine::tokenizer::ClipTokenizer;
@@ -29,7 +30,7 @@ fn assert_ids_match(model_name: &str) {
 }
 
 fn assert_folder_ids_match(folder: &str, model_name: &str) {
-    let tokenizer = ClipTokenizer::from_model(&model(folder)).unwrap();
+    let tokenizer = block_on(ClipTokenizer::from_model(&model(folder))).unwrap();
     let prompts = prompts();
     assert!(
         prompts.len() >= 50,
@@ -57,7 +58,7 @@ fn assert_folder_ids_match(folder: &str, model_name: &str) {
 
 #[test]
 fn tokenizer_uses_the_real_clip_vocabulary() {
-    let tokenizer = ClipTokenizer::from_model(&model("tiny-sd2")).unwrap();
+    let tokenizer = block_on(ClipTokenizer::from_model(&model("tiny-sd2"))).unwrap();
     let ids = tokenizer.encode("a photo of a cat").unwrap();
     assert_eq!(&ids[..7], &[49406, 320, 1125, 539, 320, 2368, 49407]);
     assert_eq!(ids.len(), 77);
@@ -80,7 +81,7 @@ fn tokenizer_json_matches_transformers() {
 }
 
 fn assert_hidden_states_match(model_name: &str, variant: Option<&str>, golden_name: &str) {
-    let encoder = PromptEncoder::load(&model(model_name), variant, &device()).unwrap();
+    let encoder = block_on(PromptEncoder::load(&model(model_name), variant, &device())).unwrap();
     let prompts = prompts();
     let indices: Vec<usize> =
         serde_json::from_value(golden_json()["hidden_state_prompts"].clone()).unwrap();
@@ -122,7 +123,8 @@ fn embedding(name: &str) -> (TextualInversion, std::path::PathBuf) {
 }
 
 fn encoder_with_embeddings(model_name: &str, variant: Option<&str>) -> PromptEncoder {
-    let mut encoder = PromptEncoder::load(&model(model_name), variant, &device()).unwrap();
+    let mut encoder =
+        block_on(PromptEncoder::load(&model(model_name), variant, &device())).unwrap();
     for file in ["mia.safetensors", "cat-toy.safetensors"] {
         let (ti, path) = embedding(file);
         encoder.add_embedding(&ti, &path).unwrap();

@@ -26,7 +26,7 @@ mod cli {
 
     use clap::{Parser, Subcommand};
     use engine::device::ComputeBackend;
-    use engine::files::Folder;
+    use engine::files::{Folder, block_on};
     use engine::pipeline::{GenerationRequest, StableDiffusion};
     use engine::prompt::PromptEncoder;
     use engine::schedulers::SchedulerKind;
@@ -181,8 +181,11 @@ mod cli {
             .map(|path| read_tensor(path, "noise"))
             .transpose()?;
         let started = Instant::now();
-        let mut model =
-            StableDiffusion::load(&Folder(args.model.clone()), None, &backend.device())?;
+        let mut model = block_on(StableDiffusion::load(
+            &Folder(args.model.clone()),
+            None,
+            &backend.device(),
+        ))?;
         for path in &args.embeddings {
             model.add_embedding(&read_embedding(path)?, path)?;
         }
@@ -198,21 +201,17 @@ mod cli {
             scheduler,
             noise,
         };
-        // Where the time goes: the first step includes encoding the prompt, the rest is decoding.
-        let mut step_ends = vec![Instant::now()];
-        let generated = model.generate(&request, |progress| {
-            step_ends.push(Instant::now());
-            let took = step_ends[step_ends.len() - 1] - step_ends[step_ends.len() - 2];
+        let generated = block_on(model.generate(&request, |_| true))?;
+        let timings = &generated.timings;
+        eprintln!("prompt encoded in {:.0} ms", timings.text_ms);
+        for (step, took) in timings.unet_ms.iter().enumerate() {
             eprintln!(
-                "step {}/{} in {:.0} ms",
-                progress.step,
-                progress.steps,
-                took.as_secs_f64() * 1e3
+                "step {}/{} in {took:.0} ms",
+                step + 1,
+                timings.unet_ms.len()
             );
-            true
-        })?;
-        let decoded = step_ends.last().expect("the start is recorded").elapsed();
-        eprintln!("decoded in {:.0} ms", decoded.as_secs_f64() * 1e3);
+        }
+        eprintln!("decoded in {:.0} ms", timings.decode_ms);
         if let Some(path) = &args.latents_out {
             write_safetensors(path, "latents", &generated.latent_shape, &generated.latents)?;
         }
@@ -272,8 +271,11 @@ mod cli {
     }
 
     fn load(text: &TextArgs, backend: ComputeBackend) -> Result<PromptEncoder> {
-        let mut encoder =
-            PromptEncoder::load(&Folder(text.model.clone()), None, &backend.device())?;
+        let mut encoder = block_on(PromptEncoder::load(
+            &Folder(text.model.clone()),
+            None,
+            &backend.device(),
+        ))?;
         for path in &text.embeddings {
             encoder.add_embedding(&read_embedding(path)?, path)?;
         }

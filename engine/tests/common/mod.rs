@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor};
 use engine::device::ComputeBackend;
-use engine::files::{Folder, InMemory, ModelFiles};
+use engine::files::{Folder, InMemory, ModelFiles, block_on};
 use safetensors::SafeTensors;
 
 /// The one place that picks the backend the tests run on.
@@ -90,7 +90,7 @@ pub fn max_abs_diff(actual: &(Vec<usize>, Vec<f32>), expected: &(Vec<usize>, Vec
 
 /// Reads a fixture folder's file through the folder API (for tampering).
 pub fn read(files: &impl ModelFiles, relative: &str) -> Vec<u8> {
-    files.read(relative).unwrap().unwrap()
+    block_on(files.read(relative)).unwrap().unwrap()
 }
 
 /// A golden tensor as a burn tensor on the test device.

@@ -1,0 +1,190 @@
+//! The typed messages between the app (main thread) and the engine worker.
+//!
+//! Both sides depend on this crate and nothing else of each other: the app's bundle never links
+//! the engine. A message travels as JSON text in `postMessage`; a picture travels beside it as
+//! a transferred byte array (see [`Envelope`]).
+
+use serde::{Deserialize, Serialize};
+
+/// Where a worker finds a diffusers folder's files.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ModelSource {
+    /// An HTTP(S) base URL: `{base}/unet/config.json` and so on. Range requests stream weights.
+    Url { base: String },
+    /// A model in the on-device store (OPFS), by its folder name (see [`store`]).
+    Stored { folder: String },
+}
+
+/// Which compute backend to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// WebGPU when the browser has an adapter, else the CPU (and the parent is told).
+    Auto,
+    Webgpu,
+    Cpu,
+}
+
+impl Backend {
+    pub fn parse(name: &str) -> Option<Backend> {
+        match name {
+            "auto" => Some(Backend::Auto),
+            "webgpu" | "gpu" => Some(Backend::Webgpu),
+            "cpu" => Some(Backend::Cpu),
+            _ => None,
+        }
+    }
+}
+
+/// One picture's settings; the same request and seed give the same picture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Generate {
+    pub prompt: String,
+    #[serde(default)]
+    pub negative_prompt: String,
+    pub steps: usize,
+    pub guidance: f64,
+    pub width: usize,
+    pub height: usize,
+    pub seed: u64,
+    /// A scheduler name (`euler`, `euler-ancestral`, `ddim`, `lcm`); the model's own when absent.
+    #[serde(default)]
+    pub scheduler: Option<String>,
+    /// URL of a safetensors file with an f32 tensor `noise` of shape `[1, 4, h/8, w/8]`.
+    #[serde(default)]
+    pub noise_url: Option<String>,
+    /// Return the final latents' values (the bench page and the parity tests want them).
+    #[serde(default)]
+    pub return_latents: bool,
+}
+
+/// App → worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Load a model, replacing the loaded one. `decoder` replaces its VAE (e.g. TAESD).
+    Load {
+        id: u32,
+        source: ModelSource,
+        #[serde(default)]
+        decoder: Option<ModelSource>,
+        backend: Backend,
+        /// URLs of textual-inversion embeddings to add.
+        #[serde(default)]
+        embeddings: Vec<String>,
+    },
+    Generate {
+        id: u32,
+        request: Generate,
+    },
+    /// Stop the generation `id` after its current step.
+    Cancel { id: u32 },
+}
+
+/// The device the worker computes on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// `webgpu` or `cpu`.
+    pub backend: String,
+    /// The adapter's name (or `CPU`).
+    pub adapter: String,
+    /// Whether the adapter offers `shader-f16`.
+    pub f16: bool,
+    /// Why the CPU is used when WebGPU was wanted, in words for a parent.
+    #[serde(default)]
+    pub fallback_reason: Option<String>,
+}
+
+/// Per-stage wall-clock times of one generation, in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub text: f64,
+    pub unet: Vec<f64>,
+    pub decode: f64,
+    pub total: f64,
+}
+
+/// What one generation produced. The PNG travels beside the message (see [`Envelope`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Generated {
+    pub width: usize,
+    pub height: usize,
+    pub timings: Timings,
+    pub wasm_heap_bytes: u64,
+    #[serde(default)]
+    pub latent_shape: Vec<usize>,
+    #[serde(default)]
+    pub latents: Vec<f32>,
+}
+
+/// Worker → app.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// The worker's wasm is running and takes requests.
+    Ready,
+    /// Bytes of weights streamed so far for load `id`.
+    LoadProgress { id: u32, done: u64, total: u64 },
+    Loaded {
+        id: u32,
+        device: DeviceInfo,
+        load_ms: f64,
+        /// The wasm heap's size after loading (it never shrinks: its peak so far).
+        wasm_heap_bytes: u64,
+    },
+    Step { id: u32, step: usize, steps: usize },
+    Generated { id: u32, result: Generated },
+    Cancelled { id: u32 },
+    /// Request `id` failed; `message` is written for a parent.
+    Failed { id: u32, message: String },
+}
+
+/// How a message travels through `postMessage`: `{ "json": <message as JSON>, "bytes"?: Uint8Array }`.
+pub struct Envelope;
+
+impl Envelope {
+    pub const JSON: &'static str = "json";
+    pub const BYTES: &'static str = "bytes";
+}
+
+/// Where the model store keeps things in the origin-private file system (OPFS).
+pub mod store {
+    /// The folder (under the OPFS root) holding one folder per model, named by [`folder_name`].
+    pub const MODELS_DIR: &str = "models";
+
+    /// A model's folder name: `owner--name--revision` (no slashes, as the hub's own cache does).
+    pub fn folder_name(repo: &str, revision: &str) -> String {
+        format!("{}--{revision}", repo.replace('/', "--"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_as_tagged_json() {
+        let request = Request::Load {
+            id: 7,
+            source: ModelSource::Url {
+                base: "http://127.0.0.1/models/tiny".into(),
+            },
+            decoder: None,
+            backend: Backend::Cpu,
+            embeddings: vec![],
+        };
+        let text = serde_json::to_string(&request).unwrap();
+        assert!(text.contains(r#""type":"load""#), "{text}");
+        assert!(text.contains(r#""kind":"url""#), "{text}");
+        assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), request);
+    }
+
+    #[test]
+    fn store_folder_names_have_no_slashes() {
+        assert_eq!(
+            store::folder_name("stabilityai/sd-turbo", "b261bac"),
+            "stabilityai--sd-turbo--b261bac"
+        );
+    }
+}
