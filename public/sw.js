@@ -1,10 +1,12 @@
 // ToddlerStories service worker: keeps the app shell available offline.
 //
-// `cargo xtask precache` rewrites the two placeholders after every build: the list of every
-// file in dist/, and a version that is a hash of their contents. A new version therefore
+// `cargo xtask precache` rewrites the placeholders after every build: the files of the app shell
+// (cached at install), the engine worker's files (cached the first time the engine starts: they
+// are large and only needed to draw), and a version that is a hash of all their contents. A new version therefore
 // installs beside the old one and waits until the parent chooses "Update now".
 const VERSION = 'BUILD_VERSION';
 const PRECACHE = PRECACHE_FILES;
+const LAZY = LAZY_FILES;
 const SHELL_CACHE = `toddler-shell-${VERSION}`;
 const SHELL_PREFIX = 'toddler-shell-';
 
@@ -41,10 +43,23 @@ self.addEventListener('fetch', (event) => {
   }
   // Every screen is the same single page: serve index.html for any in-app navigation.
   const key = request.mode === 'navigate' ? '/index.html' : url.pathname;
-  if (!PRECACHE.includes(key)) {
-    return;
+  if (PRECACHE.includes(key)) {
+    event.respondWith(
+      caches.open(SHELL_CACHE).then(async (cache) => (await cache.match(key)) ?? fetch(request)),
+    );
+  } else if (LAZY.includes(key)) {
+    event.respondWith(
+      caches.open(SHELL_CACHE).then(async (cache) => {
+        const cached = await cache.match(key);
+        if (cached) {
+          return cached;
+        }
+        const response = await fetch(request);
+        if (response.ok) {
+          await cache.put(key, response.clone());
+        }
+        return response;
+      }),
+    );
   }
-  event.respondWith(
-    caches.open(SHELL_CACHE).then(async (cache) => (await cache.match(key)) ?? fetch(request)),
-  );
 });

@@ -2,6 +2,7 @@
 
 mod app;
 mod components;
+mod engine;
 mod gpu;
 mod pages;
 mod service_worker;

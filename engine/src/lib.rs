@@ -4,8 +4,8 @@
 //! [`burn::tensor::Device`] passed in: WebGPU (or Vulkan/Metal natively) through burn-wgpu, or
 //! burn's pure-Rust CPU backend where no GPU is available.
 //!
-//! Architecture invariant: the engine never touches the DOM and never opens a network connection;
-//! the app hands it bytes and receives tensors and pictures back.
+//! Architecture invariant: the engine never touches the DOM. In the browser it runs in its own
+//! Web Worker (`web`), reading model files from the URLs and the on-device store the app names.
 
 pub mod attention;
 pub mod autoencoder_tiny;
@@ -23,6 +23,8 @@ pub mod textual_inversion;
 pub mod tokenizer;
 pub mod unet_2d;
 pub mod vae;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 pub mod weights;
 
 pub use error::{EngineError, Result};

@@ -79,7 +79,9 @@ pub enum Request {
         request: Generate,
     },
     /// Stop the generation `id` after its current step.
-    Cancel { id: u32 },
+    Cancel {
+        id: u32,
+    },
 }
 
 /// The device the worker computes on.
@@ -125,7 +127,11 @@ pub enum Event {
     /// The worker's wasm is running and takes requests.
     Ready,
     /// Bytes of weights streamed so far for load `id`.
-    LoadProgress { id: u32, done: u64, total: u64 },
+    LoadProgress {
+        id: u32,
+        done: u64,
+        total: u64,
+    },
     Loaded {
         id: u32,
         device: DeviceInfo,
@@ -133,11 +139,23 @@ pub enum Event {
         /// The wasm heap's size after loading (it never shrinks: its peak so far).
         wasm_heap_bytes: u64,
     },
-    Step { id: u32, step: usize, steps: usize },
-    Generated { id: u32, result: Generated },
-    Cancelled { id: u32 },
+    Step {
+        id: u32,
+        step: usize,
+        steps: usize,
+    },
+    Generated {
+        id: u32,
+        result: Generated,
+    },
+    Cancelled {
+        id: u32,
+    },
     /// Request `id` failed; `message` is written for a parent.
-    Failed { id: u32, message: String },
+    Failed {
+        id: u32,
+        message: String,
+    },
 }
 
 /// How a message travels through `postMessage`: `{ "json": <message as JSON>, "bytes"?: Uint8Array }`.

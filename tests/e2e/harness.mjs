@@ -12,6 +12,14 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = join(here, '..', '..');
 export const distDir = join(repoRoot, 'dist');
 export const artifactsDir = join(repoRoot, 'tests', 'artifacts');
+export const fixturesDir = join(repoRoot, 'models', 'fixtures');
+
+/** The tiny fixture models, served as hub repos: `{origin}/hub/{repo}/resolve/{revision}/{path}`. */
+export const HUB_REPOS = {
+  'tiny/sd2': join(fixturesDir, 'tiny-sd2'),
+  'tiny/sd1': join(fixturesDir, 'tiny-sd1'),
+  'tiny/sdxs': join(fixturesDir, 'tiny-sdxs'),
+};
 
 const MIME = {
   '.html': 'text/html; charset=utf-8',
@@ -30,11 +38,12 @@ const MIME = {
  * Unknown paths without an extension get index.html, as a static host's SPA fallback would.
  * `rewrite(path, body)` may change a file on the way out (used to publish a "new version").
  */
-export async function startServer({ root = distDir, rewrite = null } = {}) {
+export async function startServer({ root = distDir, rewrite = null, hub = HUB_REPOS } = {}) {
   const requests = [];
   // What the app's own pages, workers and service worker asked for (see `trackContext`).
   const appRequests = [];
-  const state = { offline: false, rewrite };
+  // `breaks`: path → bytes after which that file's next download is cut off (once).
+  const state = { offline: false, rewrite, breaks: new Map() };
   const server = createServer(async (request, response) => {
     const host = request.headers.host;
     // A proxied request carries an absolute URL; a direct one only a path.
@@ -46,7 +55,14 @@ export async function startServer({ root = distDir, rewrite = null } = {}) {
       response.writeHead(502).end();
       return;
     }
-    await serveFile(root, url.pathname, response, state.rewrite);
+    const hubFile = resolveHub(hub, url.pathname);
+    if (hubFile) {
+      await serveBytes(request, response, hubFile, state.breaks, url.pathname);
+    } else if (url.pathname.startsWith('/fixtures/')) {
+      await serveBytes(request, response, join(fixturesDir, normalize(decodeURIComponent(url.pathname.slice('/fixtures/'.length))).replace(/^(\.\.[/\\])+/, '')), state.breaks, url.pathname);
+    } else {
+      await serveFile(root, url.pathname, response, state.rewrite);
+    }
   });
   // HTTPS through a proxy arrives as CONNECT host:port: log it, never tunnel it.
   server.on('connect', (request, socket) => {
@@ -67,6 +83,10 @@ export async function startServer({ root = distDir, rewrite = null } = {}) {
     setRewrite(rewrite) {
       state.rewrite = rewrite;
     },
+    /** The next download of `pathname` stops after `bytes` bytes (the connection drops). */
+    breakDownload(pathname, bytes) {
+      state.breaks.set(pathname, bytes);
+    },
     /** Every request the browser sent to another origin, less Chromium's own background traffic. */
     foreignRequests() {
       return requests.filter((entry) => entry.origin !== origin && !isChromiumBackground(entry.origin));
@@ -80,6 +100,55 @@ export async function startServer({ root = distDir, rewrite = null } = {}) {
       await new Promise((resolve) => server.close(resolve));
     },
   };
+}
+
+/** `/hub/{owner}/{name}/resolve/{revision}/{path}` → the fixture file, as the hub lays URLs out. */
+function resolveHub(hub, pathname) {
+  const match = /^\/hub\/([^/]+\/[^/]+)\/resolve\/[^/]+\/(.+)$/.exec(decodeURIComponent(pathname));
+  if (!match || !hub[match[1]]) return null;
+  return join(hub[match[1]], normalize(match[2]).replace(/^(\.\.[/\\])+/, ''));
+}
+
+/**
+ * A model file as the hub and its CDN serve it: HEAD with the length, `Range: bytes=a-b` with 206,
+ * and a dropped connection where a test asked for one.
+ */
+async function serveBytes(request, response, file, breaks, pathname) {
+  if (!(await isFile(file))) {
+    response.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+    return;
+  }
+  const body = await readFile(file);
+  const headers = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes', 'cache-control': 'no-cache' };
+  let start = 0;
+  let end = body.length;
+  let status = 200;
+  const range = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? '');
+  if (range) {
+    start = Number(range[1]);
+    end = range[2] === '' ? body.length : Math.min(Number(range[2]) + 1, body.length);
+    if (start >= body.length || start >= end) {
+      response.writeHead(416, { 'content-range': `bytes */${body.length}` }).end();
+      return;
+    }
+    status = 206;
+    headers['content-range'] = `bytes ${start}-${end - 1}/${body.length}`;
+  }
+  headers['content-length'] = String(end - start);
+  if (request.method === 'HEAD') {
+    response.writeHead(status, headers).end();
+    return;
+  }
+  const cut = breaks.get(pathname);
+  if (cut !== undefined && request.method === 'GET') {
+    breaks.delete(pathname);
+    response.writeHead(status, headers);
+    response.write(body.subarray(start, Math.min(end, start + cut)));
+    // Drop the connection mid-body, as a network failure would.
+    setTimeout(() => response.socket?.destroy(), 50);
+    return;
+  }
+  response.writeHead(status, headers).end(body.subarray(start, end));
 }
 
 async function serveFile(root, pathname, response, rewrite) {
@@ -185,4 +254,40 @@ export async function screenshot(page, name) {
 export async function saveArtifact(name, data) {
   await mkdir(artifactsDir, { recursive: true });
   await writeFile(join(artifactsDir, name), typeof data === 'string' ? data : JSON.stringify(data, null, 2));
+}
+
+/** The tensors of a safetensors file (f32 only), as `{ name: { shape, data: Float32Array } }`. */
+export async function readSafetensors(file) {
+  const bytes = await readFile(file);
+  const headerLength = Number(bytes.readBigUInt64LE(0));
+  const header = JSON.parse(bytes.subarray(8, 8 + headerLength).toString('utf8'));
+  const tensors = {};
+  for (const [name, info] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    if (info.dtype !== 'F32') throw new Error(`${file}: ${name} is ${info.dtype}, not F32`);
+    const [start, end] = info.data_offsets;
+    const data = bytes.subarray(8 + headerLength + start, 8 + headerLength + end);
+    tensors[name] = { shape: info.shape, data: new Float32Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.length)) };
+  }
+  return tensors;
+}
+
+/** ‖a − b‖ / ‖b‖. */
+export function relativeL2(actual, expected) {
+  let difference = 0;
+  let norm = 0;
+  for (let i = 0; i < expected.length; i += 1) {
+    difference += (actual[i] - expected[i]) ** 2;
+    norm += expected[i] ** 2;
+  }
+  return Math.sqrt(difference / norm);
+}
+
+/** Opens the bench page with `params` and returns the JSON it writes into `#result`. */
+export async function runBench(page, origin, params, { timeout = 240_000 } = {}) {
+  const query = new URLSearchParams(params).toString();
+  await page.goto(`${origin}/bench?${query}`);
+  const result = page.locator('#result');
+  await page.waitForFunction(() => document.getElementById('result')?.textContent.trim().length > 0, null, { timeout });
+  return JSON.parse(await result.textContent());
 }

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use crate::{Result, root};
 
 const SERVICE_WORKER: &str = "sw.js";
+/// The engine worker's files: large, and not needed to show the app, so the service worker
+/// caches them the first time the engine starts instead of at install.
+const LAZY_PREFIX: &str = "/engine-worker";
 /// What app/index.html's Content-Security-Policy says until the model host is filled in.
 const CONNECT_SRC_PLACEHOLDER: &str = "connect-src 'self' MODEL_HOSTS";
 
@@ -25,11 +28,14 @@ pub fn run() -> Result {
         version.write(path.as_bytes());
         version.write(&read(&staging.join(&path[1..]))?);
     }
-    let list = files
-        .iter()
-        .map(|path| format!("'{path}'"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let quoted = |lazy: bool| {
+        files
+            .iter()
+            .filter(|path| path.starts_with(LAZY_PREFIX) == lazy)
+            .map(|path| format!("'{path}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let worker_path = staging.join(SERVICE_WORKER);
     let worker = read_text(&worker_path)?
         .replacen(
@@ -37,7 +43,8 @@ pub fn run() -> Result {
             &format!("'{:016x}'", version.finish()),
             1,
         )
-        .replacen("PRECACHE_FILES", &format!("[{list}]"), 1);
+        .replacen("PRECACHE_FILES", &format!("[{}]", quoted(false)), 1)
+        .replacen("LAZY_FILES", &format!("[{}]", quoted(true)), 1);
     fs::write(&worker_path, worker)
         .map_err(|error| format!("{}: {error}", worker_path.display()))?;
     eprintln!(

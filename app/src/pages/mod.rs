@@ -1,6 +1,7 @@
 //! One module per screen.
 
 pub mod avatars;
+pub mod bench;
 pub mod book;
 pub mod library;
 pub mod models;

@@ -1,0 +1,147 @@
+//! `/bench`: runs one generation in the engine worker from URL parameters and writes the
+//! outcome as one JSON object into `#result`. Benchmarks and browser tests rely on this
+//! contract (issue 5); keep its parameters and fields exactly.
+//!
+//! Parameters: `model` (base URL of a diffusers folder), `prompt`, `negative`, `steps`,
+//! `guidance`, `width`, `height`, `seed`, `scheduler`, `noise` (URL of a safetensors file with
+//! tensor `noise`), `embedding` (URL of a textual-inversion file), `backend` (`webgpu`, `cpu`).
+//! Also `decoder` (base URL of a separate VAE repo such as TAESD).
+
+use leptos::prelude::*;
+use protocol::{Backend, Event, ModelSource, Request};
+use serde_json::{Value, json};
+
+use crate::engine::EngineWorker;
+
+#[component]
+pub fn Bench() -> impl IntoView {
+    let (status, set_status) = signal(String::from("starting the engine…"));
+    let (result, set_result) = signal(String::new());
+    let (drawing, set_drawing) = signal(None::<u32>);
+    leptos::task::spawn_local(async move {
+        let outcome = run(set_status, set_drawing)
+            .await
+            .unwrap_or_else(|error| json!({ "error": error }));
+        set_drawing.set(None);
+        set_status.set("done".into());
+        set_result.set(outcome.to_string());
+    });
+    view! {
+        <header class="page-header">
+            <h1>"Engine bench"</h1>
+        </header>
+        <p data-testid="bench-status" aria-live="polite">{status}</p>
+        <Show when=move || drawing.get().is_some()>
+            <button
+                class="button"
+                data-testid="bench-cancel"
+                on:click=move |_| {
+                    if let (Some(id), Ok(engine)) = (drawing.get_untracked(), EngineWorker::get()) {
+                        engine.cancel(id);
+                    }
+                }
+            >
+                "Cancel"
+            </button>
+        </Show>
+        <pre id="result" class="bench-result">{result}</pre>
+    }
+}
+
+async fn run(
+    set_status: WriteSignal<String>,
+    set_drawing: WriteSignal<Option<u32>>,
+) -> Result<Value, String> {
+    let params = web_sys::UrlSearchParams::new_with_str(
+        &web_sys::window()
+            .expect("a window")
+            .location()
+            .search()
+            .unwrap_or_default(),
+    )
+    .map_err(|_| "unreadable query string".to_owned())?;
+    let text = |name: &str| params.get(name);
+    let number = |name: &str, default: f64| -> Result<f64, String> {
+        match params.get(name) {
+            Some(value) => value
+                .parse()
+                .map_err(|_| format!("parameter `{name}`: `{value}` is not a number")),
+            None => Ok(default),
+        }
+    };
+    let model = text("model").ok_or("parameter `model` (a diffusers folder's URL) is required")?;
+    let backend_name = text("backend").unwrap_or_else(|| "webgpu".into());
+    let backend = Backend::parse(&backend_name)
+        .ok_or_else(|| format!("parameter `backend`: `{backend_name}` is not webgpu or cpu"))?;
+    let engine = EngineWorker::get()?;
+    let now = || {
+        web_sys::window()
+            .and_then(|window| window.performance())
+            .map_or(0.0, |performance| performance.now())
+    };
+    let started = now();
+
+    set_status.set("loading the model…".into());
+    let load_id = engine.next_id();
+    let load = Request::Load {
+        id: load_id,
+        source: ModelSource::Url { base: model },
+        decoder: text("decoder").map(|base| ModelSource::Url { base }),
+        backend,
+        embeddings: text("embedding").into_iter().collect(),
+    };
+    let (loaded, _) = engine.call(load_id, &load, |_| {}).await?;
+    let Event::Loaded {
+        device, load_ms, ..
+    } = loaded
+    else {
+        return Err(format!("unexpected answer to loading: {loaded:?}"));
+    };
+
+    set_status.set("drawing…".into());
+    let generate_id = engine.next_id();
+    let generate = Request::Generate {
+        id: generate_id,
+        request: protocol::Generate {
+            prompt: text("prompt").unwrap_or_default(),
+            negative_prompt: text("negative").unwrap_or_default(),
+            steps: number("steps", 1.0)? as usize,
+            guidance: number("guidance", 0.0)?,
+            width: number("width", 512.0)? as usize,
+            height: number("height", 512.0)? as usize,
+            seed: number("seed", 0.0)? as u64,
+            scheduler: text("scheduler"),
+            noise_url: text("noise"),
+            return_latents: true,
+        },
+    };
+    set_drawing.set(Some(generate_id));
+    let (generated, _png) = engine
+        .call(generate_id, &generate, |event| {
+            if let Event::Step { step, steps, .. } = event {
+                set_status.set(format!("step {step} of {steps}"));
+            }
+        })
+        .await?;
+    if let Event::Cancelled { .. } = generated {
+        return Err("cancelled".into());
+    }
+    let Event::Generated { result, .. } = generated else {
+        return Err(format!("unexpected answer to drawing: {generated:?}"));
+    };
+    Ok(json!({
+        "backend": device.backend,
+        "adapter": device.adapter,
+        "f16": device.f16,
+        "fallback_reason": device.fallback_reason,
+        "timings_ms": {
+            "load": load_ms,
+            "text": result.timings.text,
+            "unet": result.timings.unet,
+            "decode": result.timings.decode,
+            "total": now() - started,
+        },
+        "wasm_heap_peak_bytes": result.wasm_heap_bytes,
+        "latents": { "shape": result.latent_shape, "data": result.latents },
+    }))
+}

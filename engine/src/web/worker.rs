@@ -1,0 +1,416 @@
+//! The worker's message loop: one model at a time, requests answered in order, cancel between
+//! steps. Nothing here blocks: device set-up, file reads and GPU read-backs are all awaited.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::path::Path;
+use std::rc::Rc;
+
+use burn::tensor::Device;
+use protocol::{Backend, DeviceInfo, Envelope, Event, ModelSource, Request};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::spawn_local;
+use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+use web_time::Instant;
+
+use super::files::{HttpFiles, StoredFiles};
+use super::{describe, scope, wasm_heap_bytes};
+use crate::error::{EngineError, Result};
+use crate::files::{AsComponent, ModelFiles};
+use crate::pipeline::{GenerationRequest, StableDiffusion, elapsed_ms};
+use crate::schedulers::SchedulerKind;
+use crate::textual_inversion::TextualInversion;
+
+#[derive(Default)]
+struct State {
+    model: Option<Rc<StableDiffusion>>,
+    /// The WebGPU device, set up once per worker (burn registers its runtime globally).
+    gpu: Option<(Device, DeviceInfo)>,
+    /// Why WebGPU could not be set up, once tried.
+    gpu_error: Option<String>,
+    cancelled: HashSet<u32>,
+}
+
+/// Installs the message handler and tells the app the worker is ready.
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        web_sys::console::error_1(&format!("engine worker: {info}").into());
+    }));
+    let state = Rc::new(RefCell::new(State::default()));
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        let text = js_sys::Reflect::get(&event.data(), &Envelope::JSON.into())
+            .ok()
+            .and_then(|json| json.as_string())
+            .unwrap_or_default();
+        match serde_json::from_str::<Request>(&text) {
+            Ok(Request::Cancel { id }) => {
+                state.borrow_mut().cancelled.insert(id);
+            }
+            Ok(request) => spawn_local(handle(state.clone(), request)),
+            Err(error) => web_sys::console::error_1(
+                &format!("engine worker: unreadable request {text:?}: {error}").into(),
+            ),
+        }
+    });
+    let worker: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    post(&Event::Ready, None);
+}
+
+async fn handle(state: Rc<RefCell<State>>, request: Request) {
+    match request {
+        Request::Load {
+            id,
+            source,
+            decoder,
+            backend,
+            embeddings,
+        } => {
+            let started = Instant::now();
+            match load(&state, &source, decoder.as_ref(), backend, &embeddings).await {
+                Ok(device) => post(
+                    &Event::Loaded {
+                        id,
+                        device,
+                        load_ms: elapsed_ms(started),
+                        wasm_heap_bytes: wasm_heap_bytes(),
+                    },
+                    None,
+                ),
+                Err(error) => post(
+                    &Event::Failed {
+                        id,
+                        message: error.to_string(),
+                    },
+                    None,
+                ),
+            }
+        }
+        Request::Generate { id, request } => {
+            let model = state.borrow().model.clone();
+            let Some(model) = model else {
+                post(
+                    &Event::Failed {
+                        id,
+                        message: "no model is loaded yet".into(),
+                    },
+                    None,
+                );
+                return;
+            };
+            match generate(&state, id, &model, request).await {
+                Ok((result, png)) => post(&Event::Generated { id, result }, Some(png)),
+                Err(EngineError::Cancelled) => post(&Event::Cancelled { id }, None),
+                Err(error) => post(
+                    &Event::Failed {
+                        id,
+                        message: error.to_string(),
+                    },
+                    None,
+                ),
+            }
+            state.borrow_mut().cancelled.remove(&id);
+        }
+        Request::Cancel { .. } => {}
+    }
+}
+
+async fn load(
+    state: &Rc<RefCell<State>>,
+    source: &ModelSource,
+    decoder: Option<&ModelSource>,
+    backend: Backend,
+    embeddings: &[String],
+) -> Result<DeviceInfo> {
+    // Free the old model's memory before the new one streams in.
+    state.borrow_mut().model = None;
+    let (device, info) = device(state, backend).await;
+    let mut model = match (source, decoder) {
+        (source, None) => load_from(source, &device).await?,
+        (source, Some(decoder)) => load_with_decoder(source, decoder, &device).await?,
+    };
+    for url in embeddings {
+        let bytes = HttpFiles::new(url)
+            .read("")
+            .await?
+            .ok_or_else(|| EngineError::Usage(format!("{url}: the avatar file was not found")))?;
+        let embedding = TextualInversion::from_safetensors(&bytes, Path::new(url))?;
+        model.add_embedding(&embedding, Path::new(url))?;
+    }
+    state.borrow_mut().model = Some(Rc::new(model));
+    Ok(info)
+}
+
+async fn load_from(source: &ModelSource, device: &Device) -> Result<StableDiffusion> {
+    match source {
+        ModelSource::Url { base } => {
+            StableDiffusion::load(&HttpFiles::new(base), None, device).await
+        }
+        ModelSource::Stored { folder } => {
+            StableDiffusion::load(&StoredFiles::open(folder).await?, None, device).await
+        }
+    }
+}
+
+/// A decoder repository holds the VAE at its root (TAESD).
+async fn load_with_decoder(
+    source: &ModelSource,
+    decoder: &ModelSource,
+    device: &Device,
+) -> Result<StableDiffusion> {
+    async fn with<F: ModelFiles>(
+        files: &F,
+        decoder: &ModelSource,
+        device: &Device,
+    ) -> Result<StableDiffusion> {
+        match decoder {
+            ModelSource::Url { base } => {
+                let decoder = AsComponent {
+                    files: HttpFiles::new(base),
+                    component: "vae",
+                };
+                StableDiffusion::load_with_decoder(files, &decoder, None, device).await
+            }
+            ModelSource::Stored { folder } => {
+                let decoder = AsComponent {
+                    files: StoredFiles::open(folder).await?,
+                    component: "vae",
+                };
+                StableDiffusion::load_with_decoder(files, &decoder, None, device).await
+            }
+        }
+    }
+    match source {
+        ModelSource::Url { base } => with(&HttpFiles::new(base), decoder, device).await,
+        ModelSource::Stored { folder } => {
+            with(&StoredFiles::open(folder).await?, decoder, device).await
+        }
+    }
+}
+
+/// The device for `backend`: WebGPU when asked for (or `auto`) and available, else the CPU with
+/// the reason in words.
+async fn device(state: &Rc<RefCell<State>>, backend: Backend) -> (Device, DeviceInfo) {
+    if backend != Backend::Cpu {
+        if let Some(gpu) = state.borrow().gpu.clone() {
+            return gpu;
+        }
+        let reason = match state.borrow().gpu_error.clone() {
+            Some(reason) => Err(reason),
+            None => Ok(()),
+        };
+        let reason = match reason {
+            Ok(()) => match webgpu().await {
+                Ok(gpu) => {
+                    state.borrow_mut().gpu = Some(gpu.clone());
+                    return gpu;
+                }
+                Err(reason) => {
+                    state.borrow_mut().gpu_error = Some(reason.clone());
+                    reason
+                }
+            },
+            Err(reason) => reason,
+        };
+        return (
+            Device::flex(),
+            DeviceInfo {
+                backend: "cpu".into(),
+                adapter: "CPU".into(),
+                f16: false,
+                fallback_reason: Some(reason),
+            },
+        );
+    }
+    (
+        Device::flex(),
+        DeviceInfo {
+            backend: "cpu".into(),
+            adapter: "CPU".into(),
+            f16: false,
+            fallback_reason: None,
+        },
+    )
+}
+
+/// Sets up burn's WebGPU runtime with the adapter's own limits.
+async fn webgpu() -> std::result::Result<(Device, DeviceInfo), String> {
+    const NO_GPU: &str = "This browser does not offer WebGPU here, so pictures are drawn on the \
+        processor instead. That works, but it is much slower (minutes per picture).";
+    let navigator = scope().navigator();
+    let gpu = js_sys::Reflect::get(&navigator, &"gpu".into()).unwrap_or(JsValue::UNDEFINED);
+    if gpu.is_undefined() || gpu.is_null() {
+        return Err(NO_GPU.into());
+    }
+    // A browser may expose navigator.gpu yet have no adapter (blocklisted or software-only).
+    // (web-sys's WebGPU types are behind an unstable cfg; one call through Reflect will do.)
+    let request_adapter = js_sys::Reflect::get(&gpu, &"requestAdapter".into())
+        .ok()
+        .and_then(|function| function.dyn_into::<js_sys::Function>().ok())
+        .ok_or_else(|| NO_GPU.to_owned())?;
+    let promise = request_adapter
+        .call0(&gpu)
+        .map_err(|error| format!("{NO_GPU} ({})", describe(&error)))?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(promise))
+        .await
+        .map_err(|error| format!("{NO_GPU} ({})", describe(&error)))?;
+    if adapter.is_null() || adapter.is_undefined() {
+        return Err(NO_GPU.into());
+    }
+    let (device, setup) = Device::wgpu_options()
+        .init_with_setup_async()
+        .await
+        .map_err(|error| format!("{NO_GPU} ({error})"))?;
+    let name = adapter_name(&adapter);
+    let f16 = setup
+        .adapter
+        .features()
+        .contains(burn::tensor::wgpu::wgpu::Features::SHADER_F16);
+    Ok((
+        device,
+        DeviceInfo {
+            backend: "webgpu".into(),
+            adapter: name,
+            f16,
+            fallback_reason: None,
+        },
+    ))
+}
+
+/// The adapter as the browser names it (`GPUAdapter.info`): its description, else vendor and
+/// architecture (SwiftShader gives `google swiftshader`).
+fn adapter_name(adapter: &JsValue) -> String {
+    let info = js_sys::Reflect::get(adapter, &"info".into()).unwrap_or(JsValue::UNDEFINED);
+    let field = |name: &str| {
+        js_sys::Reflect::get(&info, &name.into())
+            .ok()
+            .and_then(|value| value.as_string())
+            .filter(|value| !value.is_empty())
+    };
+    field("description").unwrap_or_else(|| {
+        [field("vendor"), field("architecture")]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ")
+    })
+}
+
+async fn generate(
+    state: &Rc<RefCell<State>>,
+    id: u32,
+    model: &StableDiffusion,
+    request: protocol::Generate,
+) -> Result<(protocol::Generated, Vec<u8>)> {
+    let started = Instant::now();
+    let scheduler = request
+        .scheduler
+        .as_deref()
+        .map(SchedulerKind::from_cli_name)
+        .transpose()?;
+    let noise = match &request.noise_url {
+        Some(url) => Some(read_noise(url).await?),
+        None => None,
+    };
+    let engine_request = GenerationRequest {
+        prompt: request.prompt,
+        negative_prompt: request.negative_prompt,
+        steps: request.steps,
+        guidance: request.guidance,
+        width: request.width,
+        height: request.height,
+        seed: request.seed,
+        scheduler,
+        noise,
+    };
+    let generated = model
+        .generate(&engine_request, |progress| {
+            post(
+                &Event::Step {
+                    id,
+                    step: progress.step,
+                    steps: progress.steps,
+                },
+                None,
+            );
+            !state.borrow().cancelled.contains(&id)
+        })
+        .await?;
+    let png = encode_png(&generated.rgb, generated.width, generated.height)?;
+    let timings = protocol::Timings {
+        text: generated.timings.text_ms,
+        unet: generated.timings.unet_ms.clone(),
+        decode: generated.timings.decode_ms,
+        total: elapsed_ms(started),
+    };
+    let (latent_shape, latents) = if request.return_latents {
+        (generated.latent_shape.to_vec(), generated.latents)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    Ok((
+        protocol::Generated {
+            width: generated.width,
+            height: generated.height,
+            timings,
+            wasm_heap_bytes: wasm_heap_bytes(),
+            latent_shape,
+            latents,
+        },
+        png,
+    ))
+}
+
+/// The `noise` tensor of a safetensors file at `url`.
+async fn read_noise(url: &str) -> Result<Vec<f32>> {
+    let bytes = HttpFiles::new(url)
+        .read("")
+        .await?
+        .ok_or_else(|| EngineError::Usage(format!("{url}: the noise file was not found")))?;
+    let invalid = |problem: String| EngineError::Weights {
+        path: url.into(),
+        problem,
+    };
+    let tensors = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|error| invalid(error.to_string()))?;
+    let noise = tensors
+        .tensor("noise")
+        .map_err(|_| invalid("has no tensor `noise`".into()))?;
+    crate::weights::float_values(noise.dtype(), noise.data())
+        .ok_or_else(|| invalid(format!("`noise` has type {:?}", noise.dtype())))
+}
+
+fn encode_png(rgb: &[u8], width: usize, height: usize) -> Result<Vec<u8>> {
+    use image::ImageEncoder;
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(
+            rgb,
+            width as u32,
+            height as u32,
+            image::ExtendedColorType::Rgb8,
+        )
+        .map_err(|error| EngineError::Usage(format!("could not encode the picture: {error}")))?;
+    Ok(png)
+}
+
+/// Sends one event, with `bytes` transferred (not copied) beside it.
+fn post(event: &Event, bytes: Option<Vec<u8>>) {
+    let message = js_sys::Object::new();
+    let json = serde_json::to_string(event).expect("events serialise");
+    let _ = js_sys::Reflect::set(&message, &Envelope::JSON.into(), &json.into());
+    let transfer = js_sys::Array::new();
+    if let Some(bytes) = bytes {
+        let array = js_sys::Uint8Array::from(bytes.as_slice());
+        transfer.push(&array.buffer());
+        let _ = js_sys::Reflect::set(&message, &Envelope::BYTES.into(), &array);
+    }
+    let worker: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    if let Err(error) = worker.post_message_with_transfer(&message, &transfer) {
+        web_sys::console::error_1(
+            &format!("engine worker: could not post: {}", describe(&error)).into(),
+        );
+    }
+}

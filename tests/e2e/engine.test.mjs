@@ -1,0 +1,120 @@
+// The engine in its Web Worker, in a real browser: generation on WebGPU (SwiftShader) and on the
+// CPU fallback matches diffusers' latents, and the page stays responsive while it draws.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import {
+  startServer, launchBrowser, trackContext, watchPage, saveArtifact, readSafetensors, relativeL2, runBench, fixturesDir,
+} from './harness.mjs';
+import { readFile } from 'node:fs/promises';
+
+let server;
+let browser;
+let golden;
+let runs;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser(server);
+  golden = await readSafetensors(join(fixturesDir, 'image-golden.safetensors'));
+  runs = JSON.parse(await readFile(join(fixturesDir, 'pipeline-runs.json'), 'utf8'));
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+/** The bench parameters of a fixture's diffusers run (pipeline-runs.json). */
+function benchParams(name, backend) {
+  const run = runs[name];
+  const repo = name.replace('tiny-', 'tiny/');
+  return {
+    model: `${server.origin}/hub/${repo}/resolve/main`,
+    prompt: run.prompt,
+    negative: run.negative_prompt ?? '',
+    steps: String(run.num_inference_steps),
+    guidance: String(run.guidance_scale),
+    width: '32',
+    height: '32',
+    seed: '0',
+    noise: `${server.origin}/fixtures/${name}-noise.safetensors`,
+    backend,
+  };
+}
+
+// Same tolerance as the native pipeline parity test: the worker runs the same engine code.
+const TOLERANCE = 1e-3;
+
+for (const backend of ['webgpu', 'cpu']) {
+  for (const name of ['tiny-sd2', 'tiny-sdxs']) {
+    test(`${name} in the worker on ${backend} matches diffusers' latents`, async () => {
+      const context = trackContext(server, await browser.newContext());
+      const page = await context.newPage();
+      const problems = watchPage(page);
+      const result = await runBench(page, server.origin, benchParams(name, backend));
+      await saveArtifact(`bench-${name}-${backend}.json`, { ...result, latents: { shape: result.latents?.shape } });
+      await context.close();
+      assert.equal(result.error, undefined, `bench failed: ${result.error}`);
+      assert.equal(result.backend, backend);
+      const expected = golden[`${name}.pipeline.latents`];
+      assert.deepEqual(result.latents.shape, expected.shape);
+      const error = relativeL2(result.latents.data, expected.data);
+      console.log(`${name} ${backend} (${result.adapter}): relative L2 ${error.toExponential(2)}, timings ${JSON.stringify(result.timings_ms)}`);
+      assert.ok(error <= TOLERANCE, `relative L2 ${error}`);
+      assert.equal(result.timings_ms.unet.length, runs[name].num_inference_steps);
+      assert.ok(result.wasm_heap_peak_bytes > 0);
+      assert.deepEqual(problems, []);
+    });
+  }
+}
+
+test('the page stays responsive while the worker draws, and Cancel stops the drawing', async () => {
+  const context = trackContext(server, await browser.newContext());
+  const page = await context.newPage();
+  const problems = watchPage(page);
+  // A main-thread heartbeat every 20 ms: a long gap means the page froze.
+  await page.addInitScript(() => {
+    window.heartbeat = { last: performance.now(), longest: 0, beats: 0 };
+    setInterval(() => {
+      const now = performance.now();
+      window.heartbeat.longest = Math.max(window.heartbeat.longest, now - window.heartbeat.last);
+      window.heartbeat.last = now;
+      window.heartbeat.beats += 1;
+    }, 20);
+  });
+  const params = new URLSearchParams(benchParams('tiny-sdxs', 'webgpu')).toString();
+  await page.goto(`${server.origin}/bench?${params}`);
+  await page.getByTestId('bench-status').filter({ hasText: 'step 1 of 3' }).waitFor({ timeout: 240_000 });
+  // Mid-drawing, the page answers a click at once.
+  const clickStarted = Date.now();
+  await page.getByTestId('bench-cancel').click();
+  const clickMs = Date.now() - clickStarted;
+  await page.waitForFunction(() => document.getElementById('result')?.textContent.trim().length > 0, null, { timeout: 120_000 });
+  const result = JSON.parse(await page.locator('#result').textContent());
+  const heartbeat = await page.evaluate(() => window.heartbeat);
+  await context.close();
+  console.log(`longest main-thread gap ${heartbeat.longest.toFixed(0)} ms over ${heartbeat.beats} beats; cancel click ${clickMs} ms`);
+  assert.equal(result.error, 'cancelled');
+  // The engine's wasm is compiled and run in the worker; the page's longest pause stays short.
+  assert.ok(heartbeat.longest < 500, `the page froze for ${heartbeat.longest} ms`);
+  assert.ok(heartbeat.beats > 50);
+  assert.deepEqual(problems, []);
+});
+
+test('without WebGPU the worker draws on the CPU and says why, in plain words', async () => {
+  const plainBrowser = await launchBrowser(server, { webgpu: false });
+  try {
+    const context = trackContext(server, await plainBrowser.newContext());
+    const page = await context.newPage();
+    const result = await runBench(page, server.origin, benchParams('tiny-sd2', 'webgpu'));
+    assert.equal(result.error, undefined, result.error);
+    assert.equal(result.backend, 'cpu');
+    assert.match(result.fallback_reason, /slower/);
+    const error = relativeL2(result.latents.data, golden['tiny-sd2.pipeline.latents'].data);
+    assert.ok(error <= TOLERANCE, `relative L2 ${error}`);
+  } finally {
+    await plainBrowser.close();
+  }
+});
