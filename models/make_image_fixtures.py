@@ -183,6 +183,12 @@ def main():
         vae = (AutoencoderTiny(**TAESD) if name == "tiny-sd1" else AutoencoderKL(**VAE)).eval()
         perturb_norms(vae)
         vae.save_pretrained(FIXTURES / name / "vae")
+        # The fp16 variant too, so each fixture has the hub's fp16 file layout (the model manager
+        # downloads `*.fp16.safetensors`); the engine prefers the f32 file when both are present.
+        save_file(
+            {key: value.half().contiguous() for key, value in vae.state_dict().items()},
+            FIXTURES / name / "vae" / "diffusion_pytorch_model.fp16.safetensors",
+        )
         image = torch.rand(1, 3, 32, 32) * 2 - 1
         latents = torch.randn(1, 4, 4, 4)
         with torch.no_grad():

@@ -45,7 +45,10 @@ self.addEventListener('fetch', (event) => {
   const key = request.mode === 'navigate' ? '/index.html' : url.pathname;
   if (PRECACHE.includes(key)) {
     event.respondWith(
-      caches.open(SHELL_CACHE).then(async (cache) => (await cache.match(key)) ?? fetch(request)),
+      caches.open(SHELL_CACHE).then(async (cache) => {
+        const response = (await cache.match(key)) ?? (await fetch(request));
+        return key === '/index.html' ? admitModelHost(response) : response;
+      }),
     );
   } else if (LAZY.includes(key)) {
     event.respondWith(
@@ -63,3 +66,28 @@ self.addEventListener('fetch', (event) => {
     );
   }
 });
+
+// A model host the parent configured (Models → Model host) is admitted to the page's
+// connect-src, and nothing else: the app writes it to this cache, only its origin is used.
+const SETTINGS_CACHE = 'toddler-settings';
+
+async function admitModelHost(response) {
+  const stored = await (await caches.open(SETTINGS_CACHE)).match('/settings/hub-base');
+  if (!stored) {
+    return response;
+  }
+  let origin;
+  try {
+    origin = new URL((await stored.text()).trim()).origin;
+  } catch {
+    return response;
+  }
+  if (!/^https?:\/\/[A-Za-z0-9.\-:\[\]]+$/.test(origin)) {
+    return response;
+  }
+  const html = await response.text();
+  return new Response(html.replace("connect-src 'self'", `connect-src 'self' ${origin}`), {
+    status: response.status,
+    headers: response.headers,
+  });
+}

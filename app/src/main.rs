@@ -4,6 +4,7 @@ mod app;
 mod components;
 mod engine;
 mod gpu;
+mod model_store;
 mod pages;
 mod service_worker;
 

@@ -48,7 +48,7 @@ export async function startServer({ root = distDir, rewrite = null, hub = HUB_RE
     const host = request.headers.host;
     // A proxied request carries an absolute URL; a direct one only a path.
     const url = new URL(request.url, `http://${host}`);
-    const entry = { method: request.method, url: url.href, origin: url.origin, at: Date.now() };
+    const entry = { method: request.method, url: url.href, origin: url.origin, at: Date.now(), range: request.headers.range };
     requests.push(entry);
     if (url.origin !== origin || state.offline) {
       entry.refused = true;

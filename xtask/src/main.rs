@@ -14,7 +14,7 @@ const HELP: &str = "\
 cargo xtask <command>
 
   serve       set up the pinned tools, then build and serve the app on http://127.0.0.1:8080
-  test        run every check: rustfmt, clippy, native tests, wasm32 builds, browser tests
+  test        run every check: rustfmt, clippy (native and wasm32), native tests, browser tests
   setup       install the pinned tools only (wasm32 target, trunk, wasm-bindgen-cli)
   bench size  release-build the app and report the wasm bundle size, raw and gzip
   bench text [DIR]  time loading a text encoder and encoding one prompt (native release build;
@@ -122,16 +122,26 @@ fn test() -> Result {
                 &[("XDG_RUNTIME_DIR", &runtime_dir)],
             )
         }),
-        ("wasm32 engine", || {
+        ("wasm32 clippy", || {
+            // The browser-only code (the engine worker, the app) is not compiled natively.
             run(
                 "cargo",
                 &[
-                    "build",
+                    "clippy",
                     "--package",
                     "engine",
+                    "--package",
+                    "app",
+                    "--package",
+                    "protocol",
                     "--target",
                     "wasm32-unknown-unknown",
+                    "--lib",
+                    "--bins",
                     "--locked",
+                    "--",
+                    "-D",
+                    "warnings",
                 ],
             )
         }),

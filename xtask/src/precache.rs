@@ -55,14 +55,25 @@ pub fn run() -> Result {
     Ok(())
 }
 
-/// The `connect-src` hosts: the model hub from models/registry.json.
+/// The `connect-src` hosts: exactly the hosts a model download touches (models/registry.json's
+/// `download_hosts`: the hub, which answers `resolve` URLs with redirects, and its CDN hosts).
 fn write_model_hosts(index: &Path) -> Result {
     let registry_path = root().join("models/registry.json");
     let registry: serde_json::Value = serde_json::from_str(&read_text(&registry_path)?)
         .map_err(|error| format!("{}: {error}", registry_path.display()))?;
-    let hosts = registry["hub_base"]
-        .as_str()
-        .ok_or("models/registry.json has no \"hub_base\" string")?;
+    let hosts: Vec<&str> = registry["download_hosts"]
+        .as_array()
+        .ok_or("models/registry.json has no \"download_hosts\" list")?
+        .iter()
+        .map(|host| host.as_str().ok_or("download_hosts holds a non-string"))
+        .collect::<std::result::Result<_, _>>()?;
+    if let Some(bad) = hosts
+        .iter()
+        .find(|host| !host.starts_with("https://") || host[8..].contains(['/', ' ', ';', '\'']))
+    {
+        return Err(format!("download_hosts: `{bad}` is not an https origin"));
+    }
+    let hosts = hosts.join(" ");
     let html = read_text(index)?;
     if !html.contains(CONNECT_SRC_PLACEHOLDER) {
         return Err(format!(

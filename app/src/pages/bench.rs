@@ -5,7 +5,8 @@
 //! Parameters: `model` (base URL of a diffusers folder), `prompt`, `negative`, `steps`,
 //! `guidance`, `width`, `height`, `seed`, `scheduler`, `noise` (URL of a safetensors file with
 //! tensor `noise`), `embedding` (URL of a textual-inversion file), `backend` (`webgpu`, `cpu`).
-//! Also `decoder` (base URL of a separate VAE repo such as TAESD).
+//! Also `decoder` (base URL of a separate VAE repo such as TAESD), and `opfs:{folder}` in place
+//! of a URL for a model in the on-device store.
 
 use leptos::prelude::*;
 use protocol::{Backend, Event, ModelSource, Request};
@@ -85,8 +86,8 @@ async fn run(
     let load_id = engine.next_id();
     let load = Request::Load {
         id: load_id,
-        source: ModelSource::Url { base: model },
-        decoder: text("decoder").map(|base| ModelSource::Url { base }),
+        source: model_source(model),
+        decoder: text("decoder").map(model_source),
         backend,
         embeddings: text("embedding").into_iter().collect(),
     };
@@ -144,4 +145,14 @@ async fn run(
         "wasm_heap_peak_bytes": result.wasm_heap_bytes,
         "latents": { "shape": result.latent_shape, "data": result.latents },
     }))
+}
+
+/// A URL, or `opfs:{folder}` for a model in the on-device store.
+fn model_source(text: String) -> ModelSource {
+    match text.strip_prefix("opfs:") {
+        Some(folder) => ModelSource::Stored {
+            folder: folder.to_owned(),
+        },
+        None => ModelSource::Url { base: text },
+    }
 }
