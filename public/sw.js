@@ -72,7 +72,7 @@ self.addEventListener('fetch', (event) => {
 const SETTINGS_CACHE = 'toddler-settings';
 
 async function admitModelHost(response) {
-  const stored = await (await caches.open(SETTINGS_CACHE)).match('/settings/hub-base');
+  const stored = await caches.match('/settings/hub-base', { cacheName: SETTINGS_CACHE });
   if (!stored) {
     return response;
   }

@@ -114,7 +114,9 @@ test('the Content-Security-Policy admits only the app and the configured model h
     return [name, sources];
   }));
   assert.deepEqual(directives['default-src'], ["'self'"]);
-  assert.deepEqual(directives['connect-src'], ["'self'", registry.hub_base]);
+  // Exactly the hosts a model download touches: the hub and the CDN hosts it redirects to.
+  assert.deepEqual(directives['connect-src'], ["'self'", ...registry.download_hosts]);
+  assert.ok(registry.download_hosts.includes(registry.hub_base));
   // The browser enforces it: a fetch elsewhere is refused before it reaches the network.
   const outcome = await page.evaluate(async () => {
     const violation = new Promise((resolve) => document.addEventListener('securitypolicyviolation', (event) => resolve(event.blockedURI), { once: true }));
@@ -126,6 +128,19 @@ test('the Content-Security-Policy admits only the app and the configured model h
     }
   });
   assert.equal(outcome, 'blocked https://example.org/tracker');
+
+  // A model host the parent sets is admitted from the next load on (the service worker adds
+  // its origin), and nothing more.
+  await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
+  await page.goto(`${server.origin}/models`);
+  await page.getByTestId('hub-base').fill('https://mirror.example.org/hub');
+  await page.getByTestId('hub-base-save').click();
+  await page.getByTestId('hub-base-message').filter({ hasText: 'Saved' }).waitFor();
+  await page.reload();
+  await waitForApp(page);
+  const custom = await page.locator('meta[http-equiv="Content-Security-Policy"]').getAttribute('content');
+  const customConnect = custom.split(';').map((part) => part.trim()).find((part) => part.startsWith('connect-src'));
+  assert.equal(customConnect, `connect-src 'self' https://mirror.example.org ${registry.download_hosts.join(' ')}`);
   await context.close();
 });
 

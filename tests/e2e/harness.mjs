@@ -195,6 +195,8 @@ const CHROMIUM_BACKGROUND_HOSTS = new Set([
   'optimizationguide-pa.googleapis.com',
   'safebrowsing.googleapis.com',
   'redirector.gvt1.com',
+  // Autofill's server query, sent by the browser when a page shows a form field.
+  'content-autofill.googleapis.com',
 ]);
 
 function isChromiumBackground(origin) {
