@@ -1,6 +1,6 @@
 """Makes models with random weights, in the real layouts, for benchmarks (not committed).
 
-    models/.venv/bin/python models/make_bench_models.py OUT_DIR
+    models/.venv/bin/python models/make_bench_models.py OUT_DIR [--full]
 
 OUT_DIR/sd-turbo-text: SD-Turbo's text side (OpenCLIP ViT-H/14 text tower: 1024 wide, 23 layers,
 16 heads, gelu; `!` padding), fp16 weights as the hub ships them, with the real CLIP vocabulary
@@ -10,6 +10,11 @@ OUT_DIR/mid-sd: a mid-size Stable Diffusion pipeline for UNet and generation tim
 block_out_channels 128/256/256, two layers per block, cross-attention down/up blocks at the first
 two levels, 8 heads, cross_attention_dim 256; a 4-layer 256-wide CLIP text encoder; an
 AutoencoderKL with block_out_channels 64/128/256/256; Euler ancestral (trailing); f32 weights.
+
+With --full, only OUT_DIR/sd-turbo-full: the whole SD-Turbo pipeline at full size (the text tower
+above, the SD 2.1 UNet: 320/640/1280/1280, heads 5/10/20/20, linear projections, cross-attention
+1024; the SD VAE), random weights saved as the hub's fp16 variants: 2.6 GB, for the browser's
+streaming-load memory benchmark (`cargo xtask bench heap`).
 """
 
 import shutil
@@ -79,8 +84,46 @@ def mid_sd(out):
     )
 
 
+def sd_turbo_full(out):
+    from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
+
+    sd_turbo_text(out)
+    torch.manual_seed(1)
+    unet = UNet2DConditionModel(
+        sample_size=64,
+        block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        attention_head_dim=(5, 10, 20, 20),
+        cross_attention_dim=1024,
+        use_linear_projection=True,
+    )
+    unet.half().save_pretrained(out / "unet", variant="fp16")
+    del unet
+    AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=768,
+    ).half().save_pretrained(out / "vae", variant="fp16")
+    EulerAncestralDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing", steps_offset=1
+    ).save_config(out / "scheduler")
+    (out / "model_index.json").write_text(
+        '{"_class_name": "StableDiffusionPipeline", "scheduler": ["diffusers", "EulerAncestralDiscreteScheduler"],'
+        ' "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],'
+        ' "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}'
+    )
+
+
 if __name__ == "__main__":
     root = Path(sys.argv[1])
+    if "--full" in sys.argv[2:]:
+        sd_turbo_full(root / "sd-turbo-full")
+        print("wrote", root / "sd-turbo-full")
+        sys.exit(0)
     sd_turbo_text(root / "sd-turbo-text")
     mid_sd(root / "mid-sd")
     print("wrote", root)

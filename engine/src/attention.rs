@@ -11,16 +11,15 @@ use crate::resnet::{conv1x1, group_norm};
 
 /// Scaled dot-product attention over `[batch, tokens, heads·dim]`.
 ///
-/// Queries are processed in slices so the score matrix of one slice stays small: at 512² the
-/// full 4096×4096 scores per head would not fit a WebGPU binding.
+/// Queries are processed in slices so the score tensor of one slice stays small: at 512² the
+/// full `[batch, heads, 4096, 4096]` scores (640 MiB for SD-Turbo's 5 heads with guidance) would
+/// not fit a WebGPU binding (128 MiB by default).
 pub fn scaled_dot_product(
     query: Tensor<3>,
     key: Tensor<3>,
     value: Tensor<3>,
     heads: usize,
 ) -> Tensor<3> {
-    /// Score elements per slice (per head and batch): 1024 queries × 4096 keys = 16 MiB in f32.
-    const MAX_SLICE_SCORES: usize = 1 << 22;
     let [batch, queries, width] = query.dims();
     let keys = key.dims()[1];
     let head_dim = width / heads;
@@ -32,7 +31,7 @@ pub fn scaled_dot_product(
     let query = split(query, queries) * (head_dim as f64).powf(-0.5);
     let key_t = split(key, keys).swap_dims(2, 3);
     let value = split(value, keys);
-    let slice = (MAX_SLICE_SCORES / keys).clamp(1, queries);
+    let slice = query_slice(batch, heads, queries, keys);
     let outputs: Vec<Tensor<4>> = (0..queries)
         .step_by(slice)
         .map(|start| {
@@ -47,6 +46,15 @@ pub fn scaled_dot_product(
         Tensor::cat(outputs, 2)
     };
     context.swap_dims(1, 2).reshape([batch, queries, width])
+}
+
+/// Score elements in one slice's `[batch, heads, slice, keys]` tensor, at most: 32 MiB in f32,
+/// a quarter of WebGPU's default 128 MiB storage-binding limit.
+pub const MAX_SLICE_SCORES: usize = 1 << 23;
+
+/// How many queries one slice takes so its scores stay within [`MAX_SLICE_SCORES`].
+pub fn query_slice(batch: usize, heads: usize, queries: usize, keys: usize) -> usize {
+    (MAX_SLICE_SCORES / (batch * heads * keys).max(1)).clamp(1, queries)
 }
 
 /// Multi-head attention; keys and values come from `context` for cross-attention.
@@ -268,5 +276,29 @@ impl SpatialAttention {
             .swap_dims(1, 2)
             .reshape([batch, channels, height, width]);
         output + input
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// WebGPU's default `maxStorageBufferBindingSize`.
+    const BINDING_LIMIT: usize = 128 << 20;
+
+    #[test]
+    fn attention_scores_at_512_fit_a_default_webgpu_binding() {
+        // 512² → 64² latents → 4096 tokens at the first level; SD-Turbo has 5 heads there,
+        // SD 1.x 8; guidance doubles the batch.
+        for (batch, heads) in [(1, 5), (2, 5), (2, 8), (2, 20)] {
+            let (queries, keys) = (4096, 4096);
+            let slice = query_slice(batch, heads, queries, keys);
+            let bytes = batch * heads * slice * keys * 4;
+            assert!(bytes <= BINDING_LIMIT / 4, "{batch}×{heads}: {bytes} bytes");
+            // And the whole tensor would not have fitted: slicing is what makes it work.
+            assert!(batch * heads * queries * keys * 4 > BINDING_LIMIT);
+        }
+        // Small inputs run in one slice.
+        assert_eq!(query_slice(1, 8, 16, 16), 16);
     }
 }

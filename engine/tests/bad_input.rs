@@ -242,3 +242,33 @@ fn a_token_already_in_the_vocabulary_is_refused() {
     );
     assert_eq!(encoder.text_encoder.vocab_rows(), 49408);
 }
+
+#[test]
+fn a_truncated_weights_file_is_named_before_any_tensor_is_used() {
+    let mut files = model_in_memory("tiny-sd2");
+    files.0.remove("text_encoder/model.fp16.safetensors");
+    let bytes = files.0.get_mut(WEIGHTS).unwrap();
+    bytes.truncate(bytes.len() - 1000);
+    let message = error_text(&files);
+    assert!(message.contains(WEIGHTS), "{message}");
+    assert!(message.contains("incomplete"), "{message}");
+}
+
+#[test]
+fn weights_stream_in_batches_that_tile_the_file() {
+    let files = common::model("tiny-sd2");
+    let header = block_on(engine::weights::SafetensorsHeader::read(&files, WEIGHTS)).unwrap();
+    let size = std::fs::metadata(common::fixtures().join("tiny-sd2").join(WEIGHTS))
+        .unwrap()
+        .len();
+    // Small batches: many reads, contiguous, covering the data section exactly once.
+    let batches = header.batches(4 << 10);
+    assert!(batches.len() > 5, "{} batches", batches.len());
+    let mut next = header.data_start;
+    for (names, range) in &batches {
+        assert!(!names.is_empty());
+        assert_eq!(range.start, next);
+        next = range.end;
+    }
+    assert_eq!(next, size);
+}

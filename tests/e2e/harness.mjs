@@ -4,6 +4,7 @@
 
 import { createServer } from 'node:http';
 import { readFile, stat, mkdir, writeFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
 import { extname, join, normalize, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -118,37 +119,39 @@ async function serveBytes(request, response, file, breaks, pathname) {
     response.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
     return;
   }
-  const body = await readFile(file);
+  // Streamed from disk: the full-size benchmark model is gigabytes.
+  const size = (await stat(file)).size;
   const headers = { 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes', 'cache-control': 'no-cache' };
   let start = 0;
-  let end = body.length;
+  let end = size;
   let status = 200;
   const range = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? '');
   if (range) {
     start = Number(range[1]);
-    end = range[2] === '' ? body.length : Math.min(Number(range[2]) + 1, body.length);
-    if (start >= body.length || start >= end) {
-      response.writeHead(416, { 'content-range': `bytes */${body.length}` }).end();
+    end = range[2] === '' ? size : Math.min(Number(range[2]) + 1, size);
+    if (start >= size || start >= end) {
+      response.writeHead(416, { 'content-range': `bytes */${size}` }).end();
       return;
     }
     status = 206;
-    headers['content-range'] = `bytes ${start}-${end - 1}/${body.length}`;
+    headers['content-range'] = `bytes ${start}-${end - 1}/${size}`;
   }
   headers['content-length'] = String(end - start);
-  if (request.method === 'HEAD') {
+  if (request.method === 'HEAD' || end === start) {
     response.writeHead(status, headers).end();
     return;
   }
-  const cut = breaks.get(pathname);
-  if (cut !== undefined && request.method === 'GET') {
+  const cut = request.method === 'GET' ? breaks.get(pathname) : undefined;
+  response.writeHead(status, headers);
+  if (cut !== undefined) {
     breaks.delete(pathname);
-    response.writeHead(status, headers);
-    response.write(body.subarray(start, Math.min(end, start + cut)));
+    const partial = createReadStream(file, { start, end: Math.min(end, start + cut) - 1 });
+    partial.on('data', (chunk) => response.write(chunk));
     // Drop the connection mid-body, as a network failure would.
-    setTimeout(() => response.socket?.destroy(), 50);
+    partial.on('end', () => setTimeout(() => response.socket?.destroy(), 50));
     return;
   }
-  response.writeHead(status, headers).end(body.subarray(start, end));
+  createReadStream(file, { start, end: end - 1 }).pipe(response);
 }
 
 async function serveFile(root, pathname, response, rewrite) {

@@ -21,6 +21,8 @@ cargo xtask <command>
                     default DIR: models/fixtures/tiny-sd2)
   bench generate DIR [SIZE]  1- and 4-step generation at SIZE² (default 256), engine on the CPU
                     next to diffusers/PyTorch on the CPU (models/.venv) in the same run
+  bench heap DIR  wasm heap while the browser's engine worker streams model DIR (WebGPU on
+                  SwiftShader; make DIR with models/make_bench_models.py --full)
   precache    (Trunk post-build hook) write the service worker's file list and version
 ";
 
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         ["bench", "text", folder] => bench_text(Some(folder)),
         ["bench", "generate", folder] => bench_generate(folder, "256"),
         ["bench", "generate", folder, size] => bench_generate(folder, size),
+        ["bench", "heap", folder] => bench_heap(folder),
         ["precache"] => precache::run(),
         _ => {
             eprint!("{HELP}");
@@ -203,6 +206,19 @@ fn bench_size() -> Result {
         );
     }
     Ok(())
+}
+
+/// The browser bench page, loading `folder` only: the worker's wasm heap peak and load time.
+fn bench_heap(folder: &str) -> Result {
+    tools::setup()?;
+    tools::setup_test_machine()?;
+    // The same release build as `bench size` (it writes dist-release/).
+    run("trunk", &["build", "--release", "--dist", "dist-release"])?;
+    let folder = std::fs::canonicalize(folder).map_err(|error| format!("{folder}: {error}"))?;
+    run(
+        "node",
+        &["tests/bench/heap.mjs", &folder.display().to_string()],
+    )
 }
 
 /// The engine's `toddler` binary, release-built.

@@ -5,7 +5,7 @@
 //! Parameters: `model` (base URL of a diffusers folder), `prompt`, `negative`, `steps`,
 //! `guidance`, `width`, `height`, `seed`, `scheduler`, `noise` (URL of a safetensors file with
 //! tensor `noise`), `embedding` (URL of a textual-inversion file), `backend` (`webgpu`, `cpu`).
-//! Also `decoder` (base URL of a separate VAE repo such as TAESD), and `opfs:{folder}` in place
+//! Also `load_only` (load, report, draw nothing: memory benchmarks), `decoder` (base URL of a separate VAE repo such as TAESD), and `opfs:{folder}` in place
 //! of a URL for a model in the on-device store.
 
 use leptos::prelude::*;
@@ -98,6 +98,18 @@ async fn run(
     else {
         return Err(format!("unexpected answer to loading: {loaded:?}"));
     };
+
+    if text("load_only").is_some() {
+        // Memory benchmarks: load, report, draw nothing.
+        return Ok(json!({
+            "backend": device.backend,
+            "adapter": device.adapter,
+            "f16": device.f16,
+            "fallback_reason": device.fallback_reason,
+            "timings_ms": { "load": load_ms, "total": now() - started },
+            "wasm_heap_peak_bytes": wasm_heap_bytes,
+        }));
+    }
 
     set_status.set("drawing…".into());
     let generate_id = engine.next_id();
