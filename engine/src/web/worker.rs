@@ -127,9 +127,11 @@ async fn load(
     // Free the old model's memory before the new one streams in.
     state.borrow_mut().model = None;
     let (device, info) = device(state, backend).await;
-    let mut model = match (source, decoder) {
-        (source, None) => load_from(source, &device).await?,
-        (source, Some(decoder)) => load_with_decoder(source, decoder, &device).await?,
+    let mut model = match source {
+        ModelSource::Url { base } => with_decoder(&HttpFiles::new(base), decoder, &device).await?,
+        ModelSource::Stored { folder } => {
+            with_decoder(&StoredFiles::open(folder).await?, decoder, &device).await?
+        }
     };
     for url in embeddings {
         let bytes = HttpFiles::new(url)
@@ -143,49 +145,28 @@ async fn load(
     Ok(info)
 }
 
-async fn load_from(source: &ModelSource, device: &Device) -> Result<StableDiffusion> {
-    match source {
-        ModelSource::Url { base } => {
-            StableDiffusion::load(&HttpFiles::new(base), None, device).await
-        }
-        ModelSource::Stored { folder } => {
-            StableDiffusion::load(&StoredFiles::open(folder).await?, None, device).await
-        }
-    }
-}
-
-/// A decoder repository holds the VAE at its root (TAESD).
-async fn load_with_decoder(
-    source: &ModelSource,
-    decoder: &ModelSource,
+/// Loads the model in `files`, its VAE from `decoder` when given: a repo that holds a decoder
+/// at its root (TAESD).
+async fn with_decoder<F: ModelFiles>(
+    files: &F,
+    decoder: Option<&ModelSource>,
     device: &Device,
 ) -> Result<StableDiffusion> {
-    async fn with<F: ModelFiles>(
-        files: &F,
-        decoder: &ModelSource,
-        device: &Device,
-    ) -> Result<StableDiffusion> {
-        match decoder {
-            ModelSource::Url { base } => {
-                let decoder = AsComponent {
-                    files: HttpFiles::new(base),
-                    component: "vae",
-                };
-                StableDiffusion::load_with_decoder(files, &decoder, None, device).await
-            }
-            ModelSource::Stored { folder } => {
-                let decoder = AsComponent {
-                    files: StoredFiles::open(folder).await?,
-                    component: "vae",
-                };
-                StableDiffusion::load_with_decoder(files, &decoder, None, device).await
-            }
+    match decoder {
+        None => StableDiffusion::load(files, None, device).await,
+        Some(ModelSource::Url { base }) => {
+            let decoder = AsComponent {
+                files: HttpFiles::new(base),
+                component: "vae",
+            };
+            StableDiffusion::load_with_decoder(files, &decoder, None, device).await
         }
-    }
-    match source {
-        ModelSource::Url { base } => with(&HttpFiles::new(base), decoder, device).await,
-        ModelSource::Stored { folder } => {
-            with(&StoredFiles::open(folder).await?, decoder, device).await
+        Some(ModelSource::Stored { folder }) => {
+            let decoder = AsComponent {
+                files: StoredFiles::open(folder).await?,
+                component: "vae",
+            };
+            StableDiffusion::load_with_decoder(files, &decoder, None, device).await
         }
     }
 }
