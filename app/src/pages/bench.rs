@@ -93,7 +93,10 @@ async fn run(
     };
     let (loaded, _) = engine.call(load_id, &load, |_| {}).await?;
     let Event::Loaded {
-        device, load_ms, ..
+        device,
+        load_ms,
+        wasm_heap_bytes,
+        ..
     } = loaded
     else {
         return Err(format!("unexpected answer to loading: {loaded:?}"));
@@ -145,6 +148,7 @@ async fn run(
     Ok(json!({
         "backend": device.backend,
         "adapter": device.adapter,
+        // Whether the adapter offers shader-f16; the engine computes in f32 on every adapter.
         "f16": device.f16,
         "fallback_reason": device.fallback_reason,
         "timings_ms": {
