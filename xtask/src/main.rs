@@ -21,8 +21,11 @@ cargo xtask <command>
                     default DIR: models/fixtures/tiny-sd2)
   bench generate DIR [SIZE]  1- and 4-step generation at SIZE² (default 256), engine on the CPU
                     next to diffusers/PyTorch on the CPU (models/.venv) in the same run
-  bench heap DIR  wasm heap while the browser's engine worker streams model DIR (WebGPU on
-                  SwiftShader; make DIR with models/make_bench_models.py --full)
+  bench browser DIR [key=value...]  one run of the bench page (release build, WebGPU on
+                  SwiftShader) on model DIR: per-stage timings, wasm heap; key=value are its
+                  URL parameters (noise=FILE is looked up in models/fixtures)
+  bench heap DIR  the worker's wasm heap while it streams model DIR (bench browser with
+                  load_only=1; make DIR with models/make_bench_models.py OUT --full)
   precache    (Trunk post-build hook) write the service worker's file list and version
 ";
 
@@ -38,7 +41,8 @@ fn main() -> ExitCode {
         ["bench", "text", folder] => bench_text(Some(folder)),
         ["bench", "generate", folder] => bench_generate(folder, "256"),
         ["bench", "generate", folder, size] => bench_generate(folder, size),
-        ["bench", "heap", folder] => bench_heap(folder),
+        ["bench", "heap", folder] => bench_browser(folder, &["load_only=1"]),
+        ["bench", "browser", folder, params @ ..] => bench_browser(folder, params),
         ["precache"] => precache::run(),
         _ => {
             eprint!("{HELP}");
@@ -208,17 +212,17 @@ fn bench_size() -> Result {
     Ok(())
 }
 
-/// The browser bench page, loading `folder` only: the worker's wasm heap peak and load time.
-fn bench_heap(folder: &str) -> Result {
+/// One run of the browser bench page on `folder` (see tests/bench/page.mjs).
+fn bench_browser(folder: &str, params: &[&str]) -> Result {
     tools::setup()?;
     tools::setup_test_machine()?;
     // The same release build as `bench size` (it writes dist-release/).
     run("trunk", &["build", "--release", "--dist", "dist-release"])?;
     let folder = std::fs::canonicalize(folder).map_err(|error| format!("{folder}: {error}"))?;
-    run(
-        "node",
-        &["tests/bench/heap.mjs", &folder.display().to_string()],
-    )
+    let folder = folder.display().to_string();
+    let mut args = vec!["tests/bench/page.mjs", folder.as_str()];
+    args.extend_from_slice(params);
+    run("node", &args)
 }
 
 /// The engine's `toddler` binary, release-built.

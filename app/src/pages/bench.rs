@@ -91,7 +91,17 @@ async fn run(
         backend,
         embeddings: text("embedding").into_iter().collect(),
     };
-    let (loaded, _) = engine.call(load_id, &load, |_| {}).await?;
+    let (loaded, _) = engine
+        .call(load_id, &load, |event| {
+            if let Event::LoadProgress { done, total, .. } = event {
+                set_status.set(format!(
+                    "loading the model… {} of {} MB",
+                    done >> 20,
+                    total >> 20
+                ));
+            }
+        })
+        .await?;
     let Event::Loaded {
         device,
         load_ms,

@@ -1,7 +1,7 @@
 //! The worker's message loop: one model at a time, requests answered in order, cancel between
 //! steps. Nothing here blocks: device set-up, file reads and GPU read-backs are all awaited.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::path::Path;
 use std::rc::Rc;
@@ -21,6 +21,7 @@ use crate::files::{AsComponent, ModelFiles};
 use crate::pipeline::{GenerationRequest, StableDiffusion, elapsed_ms};
 use crate::schedulers::SchedulerKind;
 use crate::textual_inversion::TextualInversion;
+use crate::weights::WeightFiles;
 
 #[derive(Default)]
 struct State {
@@ -69,7 +70,7 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
             embeddings,
         } => {
             let started = Instant::now();
-            match load(&state, &source, decoder.as_ref(), backend, &embeddings).await {
+            match load(&state, id, &source, decoder.as_ref(), backend, &embeddings).await {
                 Ok(device) => post(
                     &Event::Loaded {
                         id,
@@ -119,6 +120,7 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
 
 async fn load(
     state: &Rc<RefCell<State>>,
+    id: u32,
     source: &ModelSource,
     decoder: Option<&ModelSource>,
     backend: Backend,
@@ -128,9 +130,11 @@ async fn load(
     state.borrow_mut().model = None;
     let (device, info) = device(state, backend).await;
     let mut model = match source {
-        ModelSource::Url { base } => with_decoder(&HttpFiles::new(base), decoder, &device).await?,
+        ModelSource::Url { base } => {
+            with_decoder(id, &HttpFiles::new(base), decoder, &device).await?
+        }
         ModelSource::Stored { folder } => {
-            with_decoder(&StoredFiles::open(folder).await?, decoder, &device).await?
+            with_decoder(id, &StoredFiles::open(folder).await?, decoder, &device).await?
         }
     };
     for url in embeddings {
@@ -148,26 +152,96 @@ async fn load(
 /// Loads the model in `files`, its VAE from `decoder` when given: a repo that holds a decoder
 /// at its root (TAESD).
 async fn with_decoder<F: ModelFiles>(
+    id: u32,
     files: &F,
     decoder: Option<&ModelSource>,
     device: &Device,
 ) -> Result<StableDiffusion> {
     match decoder {
-        None => StableDiffusion::load(files, None, device).await,
+        None => load_counting(id, files, files, device).await,
         Some(ModelSource::Url { base }) => {
             let decoder = AsComponent {
                 files: HttpFiles::new(base),
                 component: "vae",
             };
-            StableDiffusion::load_with_decoder(files, &decoder, None, device).await
+            load_counting(id, files, &decoder, device).await
         }
         Some(ModelSource::Stored { folder }) => {
             let decoder = AsComponent {
                 files: StoredFiles::open(folder).await?,
                 component: "vae",
             };
-            StableDiffusion::load_with_decoder(files, &decoder, None, device).await
+            load_counting(id, files, &decoder, device).await
         }
+    }
+}
+
+/// Loads, posting [`Event::LoadProgress`] as weight bytes stream in.
+async fn load_counting(
+    id: u32,
+    files: &impl ModelFiles,
+    decoder: &impl ModelFiles,
+    device: &Device,
+) -> Result<StableDiffusion> {
+    let total = weights_size(files, "text_encoder", "model").await?
+        + weights_size(files, "unet", "diffusion_pytorch_model").await?
+        + weights_size(decoder, "vae", "diffusion_pytorch_model").await?;
+    let done = Rc::new(Cell::new(0));
+    let report = move |bytes: u64| {
+        done.set(done.get() + bytes);
+        post(
+            &Event::LoadProgress {
+                id,
+                done: done.get(),
+                total,
+            },
+            None,
+        );
+    };
+    let files = Counting {
+        files,
+        report: &report,
+    };
+    let decoder = Counting {
+        files: decoder,
+        report: &report,
+    };
+    StableDiffusion::load_with_decoder(&files, &decoder, None, device).await
+}
+
+/// The size of a component's weights, as the loader will pick them.
+async fn weights_size(files: &impl ModelFiles, component: &str, stem: &str) -> Result<u64> {
+    let weights = WeightFiles::find(files, component, stem, None).await?;
+    let mut bytes = 0;
+    for file in &weights.files {
+        bytes += files.size(file).await?.unwrap_or(0);
+    }
+    Ok(bytes)
+}
+
+/// Passes reads through, reporting the bytes of each weights range read.
+struct Counting<'a, F> {
+    files: &'a F,
+    report: &'a dyn Fn(u64),
+}
+
+impl<F: ModelFiles> ModelFiles for Counting<'_, F> {
+    async fn read(&self, relative: &str) -> Result<Option<Vec<u8>>> {
+        self.files.read(relative).await
+    }
+
+    async fn size(&self, relative: &str) -> Result<Option<u64>> {
+        self.files.size(relative).await
+    }
+
+    async fn read_range(&self, relative: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
+        let bytes = self.files.read_range(relative, range).await?;
+        (self.report)(bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    fn display_path(&self, relative: &str) -> std::path::PathBuf {
+        self.files.display_path(relative)
     }
 }
 
