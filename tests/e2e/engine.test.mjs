@@ -130,18 +130,20 @@ test('a separate decoder (TAESD layout) loads from its own repo, and loading rep
       if (status && status !== window.statuses.at(-1)) window.statuses.push(status);
     }).observe(document, { subtree: true, childList: true, characterData: true });
   });
+  const first = server.requests.length;
   const result = await runBench(page, server.origin, {
     ...benchParams('tiny-sd2', 'cpu'),
     decoder: `${server.origin}/hub/tiny/taesd/resolve/main`,
   });
+  const requests = server.requests.slice(first);
   const statuses = await page.evaluate(() => window.statuses);
   await context.close();
   assert.equal(result.error, undefined, result.error);
   // The decoder does not change the latents.
   assert.ok(relativeL2(result.latents.data, golden['tiny-sd2.pipeline.latents'].data) <= TOLERANCE);
-  const decoderRequests = server.requests.filter((entry) => entry.url.includes('/hub/tiny/taesd/resolve/main/diffusion_pytorch_model'));
+  const decoderRequests = requests.filter((entry) => entry.url.includes('/hub/tiny/taesd/resolve/main/diffusion_pytorch_model'));
   assert.ok(decoderRequests.length > 0, 'the decoder came from its own repo');
-  const sd2Vae = server.requests.filter((entry) => entry.url.includes('/hub/tiny/sd2/resolve/main/vae/diffusion') && entry.method === 'GET');
+  const sd2Vae = requests.filter((entry) => entry.url.includes('/hub/tiny/sd2/resolve/main/vae/diffusion') && entry.method === 'GET');
   assert.equal(sd2Vae.length, 0, "the model's own VAE weights were not downloaded");
   const loading = statuses.filter((status) => status.startsWith('loading the model…'));
   assert.ok(loading.length >= 2, `load progress: ${JSON.stringify(statuses)}`);
