@@ -5,7 +5,8 @@
 //! Parameters: `model` (base URL of a diffusers folder), `prompt`, `negative`, `steps`,
 //! `guidance`, `width`, `height`, `seed`, `scheduler`, `noise` (URL of a safetensors file with
 //! tensor `noise`), `embedding` (URL of a textual-inversion file), `backend` (`webgpu`, `cpu`).
-//! Also `load_only` (load, report, draw nothing: memory benchmarks), `decoder` (base URL of a separate VAE repo such as TAESD), and `opfs:{folder}` in place
+//! Also `load_only` (load, report, draw nothing: memory benchmarks), `warmup=N` (draw N times
+//! first, unreported, so timings show compiled kernels), `decoder` (base URL of a separate VAE repo such as TAESD), and `opfs:{folder}` in place
 //! of a URL for a model in the on-device store.
 
 use leptos::prelude::*;
@@ -124,22 +125,33 @@ async fn run(
         }));
     }
 
+    let request = protocol::Generate {
+        prompt: text("prompt").unwrap_or_default(),
+        negative_prompt: text("negative").unwrap_or_default(),
+        steps: number("steps", 1.0)? as usize,
+        guidance: number("guidance", 0.0)?,
+        width: number("width", 512.0)? as usize,
+        height: number("height", 512.0)? as usize,
+        seed: number("seed", 0.0)? as u64,
+        scheduler: text("scheduler"),
+        noise_url: text("noise"),
+        return_latents: true,
+    };
+    // `warmup=N`: draw N times first, unreported, so the timings show compiled kernels.
+    for round in 0..number("warmup", 0.0)? as usize {
+        set_status.set(format!("warming up ({})…", round + 1));
+        let id = engine.next_id();
+        let warmup = Request::Generate {
+            id,
+            request: request.clone(),
+        };
+        engine.call(id, &warmup, |_| {}).await?;
+    }
     set_status.set("drawing…".into());
     let generate_id = engine.next_id();
     let generate = Request::Generate {
         id: generate_id,
-        request: protocol::Generate {
-            prompt: text("prompt").unwrap_or_default(),
-            negative_prompt: text("negative").unwrap_or_default(),
-            steps: number("steps", 1.0)? as usize,
-            guidance: number("guidance", 0.0)?,
-            width: number("width", 512.0)? as usize,
-            height: number("height", 512.0)? as usize,
-            seed: number("seed", 0.0)? as u64,
-            scheduler: text("scheduler"),
-            noise_url: text("noise"),
-            return_latents: true,
-        },
+        request,
     };
     set_drawing.set(Some(generate_id));
     let (generated, _png) = engine
