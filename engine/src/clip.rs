@@ -162,11 +162,32 @@ impl ClipTextModel {
     /// Token ids `[batch, seq]` → last hidden state `[batch, seq, hidden]` (after the final layer
     /// norm), which is what Stable Diffusion conditions on.
     pub fn forward(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
-        let [_, seq_len] = input_ids.dims();
+        self.forward_with_extra_rows(input_ids, None)
+    }
+
+    /// [`forward`](Self::forward) with `extra` rows `[n, hidden]` appended to the token table for
+    /// this call only: ids past the vocabulary pick them. Avatar training passes its trainable
+    /// vectors here, so gradients reach them and nothing else.
+    pub fn forward_with_extra_rows(
+        &self,
+        input_ids: Tensor<2, Int>,
+        extra: Option<Tensor<2>>,
+    ) -> Tensor<3> {
+        let [batch, seq_len] = input_ids.dims();
         let device = input_ids.device();
         let positions = Tensor::<1, Int>::arange(0..seq_len as i64, &device).unsqueeze::<2>();
-        let hidden = self.embeddings.token_embedding.forward(input_ids)
-            + self.embeddings.position_embedding.forward(positions);
+        let tokens = match extra {
+            None => self.embeddings.token_embedding.forward(input_ids),
+            Some(extra) => {
+                let table =
+                    Tensor::cat(vec![self.embeddings.token_embedding.weight.val(), extra], 0);
+                let width = table.dims()[1];
+                table
+                    .select(0, input_ids.reshape([batch * seq_len]))
+                    .reshape([batch, seq_len, width])
+            }
+        };
+        let hidden = tokens + self.embeddings.position_embedding.forward(positions);
         let mask = causal_mask(seq_len, &device);
         let hidden = self.encoder.layers.iter().fold(hidden, |hidden, layer| {
             layer.forward(hidden, &mask, self.num_heads, self.activation)

@@ -9,6 +9,7 @@
 
 pub mod attention;
 pub mod autoencoder_tiny;
+pub mod avatar;
 pub mod clip;
 pub mod device;
 pub mod embeddings;

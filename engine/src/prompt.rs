@@ -135,6 +135,43 @@ impl PromptEncoder {
             .encode(&self.expand_multi_vector_tokens(prompt)?)
     }
 
+    /// Adds `tokens` to the tokenizer only; their vectors are given to each
+    /// [`encode_with_vectors`](Self::encode_with_vectors) call instead (avatar training).
+    /// Returns their ids, which follow the text encoder's rows.
+    pub fn add_placeholder_tokens(&mut self, tokens: &[String]) -> Result<Vec<u32>> {
+        let ids = self.tokenizer.add_tokens(tokens)?;
+        let rows = self.text_encoder.vocab_rows();
+        if ids
+            .iter()
+            .enumerate()
+            .any(|(offset, id)| *id as usize != rows + offset)
+        {
+            return Err(EngineError::Usage(
+                "the tokenizer and the text encoder disagree on the vocabulary size".into(),
+            ));
+        }
+        Ok(ids)
+    }
+
+    /// Like [`encode`](Self::encode), with `vectors` `[n, hidden]` as the rows of the tokens
+    /// added by [`add_placeholder_tokens`](Self::add_placeholder_tokens).
+    pub fn encode_with_vectors(&self, prompts: &[&str], vectors: Tensor<2>) -> Result<Tensor<3>> {
+        Ok(self
+            .text_encoder
+            .forward_with_extra_rows(self.ids_tensor(prompts)?, Some(vectors)))
+    }
+
+    fn ids_tensor(&self, prompts: &[&str]) -> Result<Tensor<2, Int>> {
+        let mut ids = Vec::with_capacity(prompts.len() * MAX_LENGTH);
+        for prompt in prompts {
+            ids.extend(self.input_ids(prompt)?.into_iter().map(i64::from));
+        }
+        Ok(Tensor::<2, Int>::from_data(
+            TensorData::new(ids, [prompts.len(), MAX_LENGTH]),
+            &self.device,
+        ))
+    }
+
     /// Last hidden states `[prompts, 77, hidden]`.
     pub fn encode(&self, prompts: &[&str]) -> Result<Tensor<3>> {
         let mut ids = Vec::with_capacity(prompts.len() * MAX_LENGTH);

@@ -1,0 +1,285 @@
+//! Avatars: textual inversion of a child from a few photos, trained on the device.
+//!
+//! What trains is only the new token's vectors (`<mia>`, `<mia>_1`, …, diffusers' multi-vector
+//! naming), held as their own parameter ([`TokenVectors`]); the text encoder and the UNet are
+//! frozen and keep no gradients. Each step: a cached photo latent (or its mirror image), seeded
+//! noise at a timestep, a prompt template with the token, the UNet's prediction against its
+//! target (epsilon or v, per the model's `prediction_type`), MSE, plus a regulariser that keeps the
+//! vectors near their start. AdamW updates the vectors.
+//!
+//! Choices, and why:
+//! - **Initialisation (CrossInit, Pang et al. 2024)**: the vectors start from the text encoder's
+//!   *output* for the class words ("toddler"; the mean over their tokens and words), not from the
+//!   words' input embeddings. That vector already lies where the UNet expects a "toddler"
+//!   conditioning, so a few hundred steps suffice — the point for a parent's device.
+//! - **Regulariser**: `λ · mean((v − v₀)²)` with λ = 0.01, CrossInit's way of keeping the token
+//!   editable ("an illustration of <mia> at the beach" still follows the prompt).
+//! - **Timesteps**: distilled 1–4-step models (SD-Turbo, SDXS, LCM) only ever see the timesteps of
+//!   their few-step schedules, so training samples uniformly from the trailing 4-step schedule
+//!   {999, 749, 499, 249}: the noise levels the avatar will be drawn at, including 999 (1 step).
+//! - **Templates**: photo and illustration phrasings, since books are illustrated, not photos.
+
+use burn::module::{Module, Param};
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::error::{EngineError, Result};
+use crate::pipeline::gaussian;
+use crate::prompt::PromptEncoder;
+use crate::schedulers::{
+    PredictionType, SchedulerConfig, add_noise_coefficients, alphas_cumprod, velocity_coefficients,
+};
+use crate::tokenizer::MAX_LENGTH;
+use crate::unet_2d::UNet2DConditionModel;
+
+/// The timesteps training draws from (see the module docs).
+pub const TRAINING_TIMESTEPS: [usize; 4] = [999, 749, 499, 249];
+
+/// Prompts a training step picks from; `{}` is the avatar's token.
+pub const TEMPLATES: [&str; 6] = [
+    "a photo of {}",
+    "a close-up photo of {}",
+    "an illustration of {}",
+    "a picture book illustration of {}",
+    "a drawing of {}",
+    "a portrait of {}",
+];
+
+/// The trainable vectors, `[n, hidden]`, as a module so burn's optimisers can update them.
+#[derive(Module, Debug)]
+pub struct TokenVectors {
+    pub vectors: Param<Tensor<2>>,
+}
+
+/// One training example: photo latents (scaled), noise, a timestep, a prompt.
+#[derive(Clone, Debug)]
+pub struct Example {
+    pub latents: Tensor<4>,
+    pub noise: Tensor<4>,
+    pub timestep: usize,
+    pub prompt: String,
+}
+
+/// The frozen model parts a loss needs.
+pub struct Frozen<'a> {
+    pub text: &'a PromptEncoder,
+    pub unet: &'a UNet2DConditionModel,
+    pub scheduler: &'a SchedulerConfig,
+}
+
+/// The denoising loss of `example` with the token rows `vectors`: MSE between the UNet's
+/// prediction for the noised latents and its target, as diffusers' textual-inversion training.
+pub fn denoising_loss(frozen: &Frozen, vectors: Tensor<2>, example: &Example) -> Result<Tensor<1>> {
+    let alphas = alphas_cumprod(frozen.scheduler)?;
+    let timestep = example.timestep.min(alphas.len() - 1);
+    let (sample_scale, noise_scale) = add_noise_coefficients(&alphas, timestep);
+    let noisy = example.latents.clone() * sample_scale + example.noise.clone() * noise_scale;
+    let context = frozen
+        .text
+        .encode_with_vectors(&[example.prompt.as_str()], vectors)?;
+    let prediction = frozen.unet.forward(noisy, timestep as f64, &context, None);
+    let target = match frozen.scheduler.prediction_type {
+        PredictionType::Epsilon => example.noise.clone(),
+        PredictionType::VPrediction => {
+            let (sample, noise) = velocity_coefficients(&alphas, timestep);
+            example.latents.clone() * sample + example.noise.clone() * noise
+        }
+    };
+    Ok((prediction - target).powi_scalar(2).mean())
+}
+
+/// Settings of one avatar's training.
+#[derive(Clone, Debug)]
+pub struct TrainingConfig {
+    /// The placeholder, e.g. `<mia>`.
+    pub token: String,
+    /// The class words the vectors start from (CrossInit).
+    pub init_words: Vec<String>,
+    pub vectors: usize,
+    pub steps: usize,
+    pub learning_rate: f64,
+    /// λ of the regulariser `λ · mean((v − v₀)²)`.
+    pub regularization: f64,
+    pub seed: u64,
+}
+
+impl TrainingConfig {
+    pub fn new(token: &str) -> Self {
+        TrainingConfig {
+            token: token.to_owned(),
+            init_words: vec!["toddler".into()],
+            vectors: 2,
+            steps: 300,
+            learning_rate: 5e-3,
+            regularization: 0.01,
+            seed: 0,
+        }
+    }
+
+    /// The token names, diffusers' multi-vector convention: `<t>`, `<t>_1`, …
+    pub fn token_names(&self) -> Vec<String> {
+        (0..self.vectors)
+            .map(|index| match index {
+                0 => self.token.clone(),
+                _ => format!("{}_{index}", self.token),
+            })
+            .collect()
+    }
+}
+
+/// CrossInit: the text encoder's output for `words` — each word alone in the CLIP prompt, its
+/// tokens' last hidden states averaged, then averaged over the words — as one `[hidden]` vector.
+pub fn cross_init(text: &PromptEncoder, words: &[String]) -> Result<Vec<f32>> {
+    if words.is_empty() {
+        return Err(EngineError::Usage("give at least one init word".into()));
+    }
+    let mut sum: Option<Tensor<1>> = None;
+    for word in words {
+        // The word's own tokens follow <|startoftext|>.
+        let length = text.tokenizer.tokens(word)?.len().clamp(1, MAX_LENGTH - 2);
+        let states = text.encode(&[word.as_str()])?;
+        let [_, _, hidden] = states.dims();
+        let mean: Tensor<1> = states.narrow(1, 1, length).mean_dim(1).reshape([hidden]);
+        sum = Some(match sum {
+            Some(sum) => sum + mean,
+            None => mean,
+        });
+    }
+    let mean = sum.expect("at least one word") / words.len() as f64;
+    mean.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|error| EngineError::Usage(format!("{error:?}")))
+}
+
+/// A training run: the vectors, their optimiser and the example stream.
+pub struct Training {
+    pub config: TrainingConfig,
+    pub parameters: TokenVectors,
+    initial: Tensor<2>,
+    optimizer: burn::optim::ModuleOptimizer,
+    rng: StdRng,
+    /// `[1, 4, h, w]` latents of each photo and of its mirror image.
+    photos: Vec<Tensor<4>>,
+    pub step: usize,
+}
+
+impl Training {
+    /// Starts from CrossInit vectors. `photos` are the cached latents (scaled), on `device`
+    /// (an autodiff device).
+    pub fn new(
+        config: TrainingConfig,
+        initial: Vec<f32>,
+        photos: Vec<Tensor<4>>,
+        device: &Device,
+    ) -> Result<Self> {
+        if photos.is_empty() {
+            return Err(EngineError::Usage("no photos to learn from".into()));
+        }
+        let hidden = initial.len() / config.vectors;
+        let initial =
+            Tensor::<2>::from_data(TensorData::new(initial, [config.vectors, hidden]), device);
+        Ok(Training {
+            parameters: TokenVectors {
+                vectors: Param::from_tensor(initial.clone().require_grad()),
+            },
+            initial: initial.detach(),
+            optimizer: AdamWConfig::new().with_weight_decay(0.0).init(),
+            rng: StdRng::seed_from_u64(config.seed),
+            config,
+            photos,
+            step: 0,
+        })
+    }
+
+    /// The vectors' values, `[n][hidden]`.
+    pub fn vectors(&self) -> Result<Vec<Vec<f32>>> {
+        let tensor = self.parameters.vectors.val();
+        let [count, hidden] = tensor.dims();
+        let values = tensor
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|error| EngineError::Usage(format!("{error:?}")))?;
+        Ok((0..count)
+            .map(|row| values[row * hidden..(row + 1) * hidden].to_vec())
+            .collect())
+    }
+
+    /// The next random example of the stream.
+    fn draw(&mut self) -> Example {
+        let photo = self.photos[self.rng.random_range(0..self.photos.len())].clone();
+        let shape = photo.dims();
+        let noise = gaussian(&mut self.rng, shape.iter().product());
+        let timestep = TRAINING_TIMESTEPS[self.rng.random_range(0..TRAINING_TIMESTEPS.len())];
+        let template = TEMPLATES[self.rng.random_range(0..TEMPLATES.len())];
+        Example {
+            noise: Tensor::from_data(TensorData::new(noise, shape), &photo.device()),
+            latents: photo,
+            timestep,
+            prompt: template.replace("{}", &self.config.token),
+        }
+    }
+
+    /// One optimiser step; returns the step's denoising loss (without the regulariser).
+    pub fn step(&mut self, frozen: &Frozen) -> Result<f64> {
+        let example = self.draw();
+        let vectors = self.parameters.vectors.val();
+        let loss = denoising_loss(frozen, vectors.clone(), &example)?;
+        let drift = (vectors - self.initial.clone()).powi_scalar(2).mean();
+        let total = loss.clone() + drift * self.config.regularization;
+        let gradients = GradientsParams::from_grads(total.backward(), &self.parameters);
+        let parameters = std::mem::replace(
+            &mut self.parameters,
+            TokenVectors {
+                vectors: Param::from_tensor(self.initial.clone()),
+            },
+        );
+        self.parameters = self
+            .optimizer
+            .step(self.config.learning_rate, parameters, gradients);
+        self.step += 1;
+        scalar(loss)
+    }
+
+    /// A fixed evaluation set: every photo (not mirrored) at every training timestep, with noise
+    /// and template drawn from `seed` — the same draws before and after training.
+    pub fn evaluation_set(&self, seed: u64) -> Vec<Example> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut examples = Vec::new();
+        for photo in self.photos.iter().step_by(2) {
+            for (index, &timestep) in TRAINING_TIMESTEPS.iter().enumerate() {
+                let shape = photo.dims();
+                let noise = gaussian(&mut rng, shape.iter().product());
+                examples.push(Example {
+                    latents: photo.clone(),
+                    noise: Tensor::from_data(TensorData::new(noise, shape), &photo.device()),
+                    timestep,
+                    prompt: TEMPLATES[index % TEMPLATES.len()].replace("{}", &self.config.token),
+                });
+            }
+        }
+        examples
+    }
+
+    /// The mean denoising loss over `examples` with the current vectors (no gradients kept).
+    pub fn evaluate(&self, frozen: &Frozen, examples: &[Example]) -> Result<f64> {
+        let vectors = self.parameters.vectors.val().detach();
+        let mut sum = 0.0;
+        for example in examples {
+            sum += scalar(denoising_loss(frozen, vectors.clone(), example)?.detach())?;
+        }
+        Ok(sum / examples.len().max(1) as f64)
+    }
+}
+
+fn scalar(tensor: Tensor<1>) -> Result<f64> {
+    let values = tensor
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|error| EngineError::Usage(format!("{error:?}")))?;
+    Ok(f64::from(values[0]))
+}
