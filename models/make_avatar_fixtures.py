@@ -1,6 +1,6 @@
 """Golden loss and gradient for avatar (textual-inversion) training (issue 6), from torch autograd.
 
-    models/.venv/bin/python models/make_avatar_fixtures.py
+    models/.venv/bin/python models/make_avatar_fixtures.py [--photos]
 
 On the tiny-sd2 fixture: two new tokens `<kid>` `<kid>_1` (diffusers' multi-vector naming) with
 seeded vectors; the prompt "a photo of <kid>" (expanded to both tokens); fixed latents, noise and
@@ -9,6 +9,7 @@ prediction with the text encoder's hidden states, the MSE against the target (ep
 `prediction_type`), and the gradient of that loss with respect to the two token vectors — exactly
 what diffusers' textual-inversion training back-propagates (token embedding rows, frozen
 everything else). Writes fixtures/avatar-golden.safetensors and fixtures/avatar-golden.json.
+With --photos, writes the fixture photos instead (see make_photos).
 """
 
 import json
@@ -76,5 +77,41 @@ def main():
     )
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and "--photos" not in __import__("sys").argv:
     main()
+
+
+def make_photos():
+    """Four small synthetic "photos" of the same cartoon toddler (face, hair, eyes) on different
+    backgrounds, in the formats parents upload: JPEG (one with EXIF orientation 6, stored
+    rotated), PNG and WebP. Written to fixtures/photos/."""
+    from PIL import Image, ImageDraw
+
+    out = FIXTURES / "photos"
+    out.mkdir(exist_ok=True)
+    backgrounds = [(120, 170, 220), (240, 220, 160), (170, 210, 160), (230, 180, 190)]
+    for index, background in enumerate(backgrounds):
+        width, height = (96, 128) if index % 2 == 0 else (128, 96)
+        picture = Image.new("RGB", (width, height), background)
+        draw = ImageDraw.Draw(picture)
+        cx, cy, r = width // 2 + (index - 1) * 3, height // 2, 26
+        draw.ellipse([cx - r, cy - r - 12, cx + r, cy + r - 4], fill=(120, 70, 30))  # hair
+        draw.ellipse([cx - r + 4, cy - r + 2, cx + r - 4, cy + r], fill=(245, 200, 170))  # face
+        for dx in (-9, 9):
+            draw.ellipse([cx + dx - 3, cy - 5, cx + dx + 3, cy + 1], fill=(40, 40, 60))  # eyes
+        draw.arc([cx - 9, cy + 4, cx + 9, cy + 16], 20, 160, fill=(180, 60, 60), width=2)  # smile
+        if index == 0:
+            # Stored rotated, with EXIF "rotate 90° clockwise to display" (orientation 6).
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            picture.transpose(Image.Transpose.ROTATE_90).save(out / "toddler-1.jpg", quality=90, exif=exif)
+        elif index == 1:
+            picture.save(out / "toddler-2.png")
+        elif index == 2:
+            picture.save(out / "toddler-3.webp", quality=90)
+        else:
+            picture.save(out / "toddler-4.jpg", quality=90)
+
+
+if __name__ == "__main__" and "--photos" in __import__("sys").argv:
+    make_photos()

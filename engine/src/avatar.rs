@@ -283,3 +283,101 @@ fn scalar(tensor: Tensor<1>) -> Result<f64> {
         .map_err(|error| EngineError::Usage(format!("{error:?}")))?;
     Ok(f64::from(values[0]))
 }
+
+/// What is written beside the vectors, as safetensors metadata.
+#[derive(Clone, Debug)]
+pub struct AvatarInfo {
+    pub model: String,
+    pub steps: usize,
+    pub resolution: usize,
+}
+
+/// The avatar as diffusers' `learned_embeds.safetensors`: one tensor named after the token,
+/// `[vectors, hidden]` f32 (what `load_textual_inversion` and this engine read), with the model,
+/// token, vector count, steps, resolution and date as metadata.
+pub fn embedding_file(token: &str, vectors: &[Vec<f32>], info: &AvatarInfo) -> Result<Vec<u8>> {
+    let hidden = vectors.first().map_or(0, Vec::len);
+    let bytes: Vec<u8> = vectors
+        .iter()
+        .flatten()
+        .flat_map(|value| value.to_le_bytes())
+        .collect();
+    let view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::F32,
+        vec![vectors.len(), hidden],
+        &bytes,
+    )
+    .map_err(|error| EngineError::Usage(error.to_string()))?;
+    let metadata = std::collections::HashMap::from([
+        (
+            "format".to_owned(),
+            "diffusers textual inversion".to_owned(),
+        ),
+        ("model".to_owned(), info.model.clone()),
+        ("token".to_owned(), token.to_owned()),
+        ("vectors".to_owned(), vectors.len().to_string()),
+        ("steps".to_owned(), info.steps.to_string()),
+        ("resolution".to_owned(), info.resolution.to_string()),
+        ("date".to_owned(), today()),
+    ]);
+    safetensors::serialize([(token, view)], Some(metadata))
+        .map_err(|error| EngineError::Usage(error.to_string()))
+}
+
+/// Today's date, `YYYY-MM-DD` (UTC).
+fn today() -> String {
+    let seconds = web_time::SystemTime::now()
+        .duration_since(web_time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let days = (seconds / 86_400) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_names_follow_diffusers_multi_vector_naming() {
+        let mut config = TrainingConfig::new("<mia>");
+        config.vectors = 3;
+        assert_eq!(config.token_names(), ["<mia>", "<mia>_1", "<mia>_2"]);
+    }
+
+    #[test]
+    fn the_embedding_file_reads_back_with_its_metadata() {
+        let info = AvatarInfo {
+            model: "stabilityai/sd-turbo".into(),
+            steps: 10,
+            resolution: 256,
+        };
+        let vectors = vec![vec![0.5, -1.0, 2.0], vec![1.0, 0.0, -0.25]];
+        let bytes = embedding_file("<mia>", &vectors, &info).unwrap();
+        let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let metadata = metadata.metadata().clone().unwrap();
+        assert_eq!(metadata["token"], "<mia>");
+        assert_eq!(metadata["vectors"], "2");
+        assert_eq!(metadata["date"].len(), 10);
+        let read = crate::textual_inversion::TextualInversion::from_safetensors(
+            &bytes,
+            std::path::Path::new("mia.safetensors"),
+        )
+        .unwrap();
+        assert_eq!(read.tokens(), ["<mia>", "<mia>_1"]);
+        assert_eq!(read.vectors, vectors);
+    }
+}

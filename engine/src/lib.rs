@@ -15,6 +15,7 @@ pub mod device;
 pub mod embeddings;
 pub mod error;
 pub mod files;
+pub mod photos;
 pub mod pipeline;
 pub mod prompt;
 pub mod resnet;

@@ -122,6 +122,15 @@ impl StableDiffusion {
         })
     }
 
+    pub fn scheduler_config(&self) -> &SchedulerConfig {
+        &self.scheduler_config
+    }
+
+    /// The VAE's latent scaling factor (diffusers' `vae.config.scaling_factor`).
+    pub fn scaling_factor(&self) -> f64 {
+        self.scaling_factor
+    }
+
     pub fn add_embedding(
         &mut self,
         embedding: &TextualInversion,

@@ -8,7 +8,13 @@
 //! toddler generate --model DIR --prompt P [--negative-prompt N] [--steps N] [--guidance G]
 //!     [--width W] [--height H] [--seed S] [--noise FILE] [--embedding FILE]...
 //!     [--scheduler euler-ancestral|euler|ddim|lcm] --out PNG [--latents-out FILE]
+//! toddler train-avatar --model DIR --photos DIR --token "<kid>" [--init-words "toddler"]
+//!     [--vectors N] [--steps N] [--lr X] [--resolution R] [--seed S] --out FILE
 //! ```
+//!
+//! `train-avatar` prints one JSON line per step, `{"step": …, "loss": …}`, and a last line
+//! `{"eval_loss_before": …, "eval_loss_after": …}`: the mean loss over a fixed evaluation set (every
+//! photo at every training timestep, the same noise before and after).
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {
@@ -63,6 +69,43 @@ mod cli {
         },
         /// Draw a picture from a prompt and write it as a PNG.
         Generate(GenerateArgs),
+        /// Learn an avatar (textual inversion) from a folder of photos.
+        TrainAvatar(TrainArgs),
+    }
+
+    #[derive(clap::Args)]
+    struct TrainArgs {
+        /// A diffusers model folder.
+        #[arg(long)]
+        model: PathBuf,
+        /// A folder of 3–10 photos (JPEG, PNG or WebP) of the child.
+        #[arg(long)]
+        photos: PathBuf,
+        /// The avatar's placeholder token, e.g. "<mia>".
+        #[arg(long)]
+        token: String,
+        /// Class words the vectors start from, comma-separated ("toddler" or "toddler, child").
+        #[arg(long, default_value = "toddler")]
+        init_words: String,
+        /// Vectors per token.
+        #[arg(long, default_value_t = 2)]
+        vectors: usize,
+        #[arg(long, default_value_t = 300)]
+        steps: usize,
+        /// AdamW learning rate.
+        #[arg(long, default_value_t = 5e-3)]
+        lr: f64,
+        /// Training resolution: 512, 384 or 256 (any multiple of 8 works).
+        #[arg(long, default_value_t = 512)]
+        resolution: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to write the avatar (diffusers learned_embeds safetensors).
+        #[arg(long)]
+        out: PathBuf,
+        /// Where to compute: `cpu` or `gpu`.
+        #[arg(long, default_value = "cpu")]
+        backend: String,
     }
 
     #[derive(clap::Args)]
@@ -129,6 +172,7 @@ mod cli {
 
     fn run(cli: Cli) -> Result<()> {
         match cli.command {
+            Command::TrainAvatar(args) => train_avatar(args)?,
             Command::Tokenize { text } => {
                 let encoder = load(&text, ComputeBackend::Cpu)?;
                 let ids = encoder.input_ids(&text.prompt)?;
@@ -235,6 +279,124 @@ mod cli {
             peak_memory_bytes().unwrap_or(0) as f64 / (1024.0 * 1024.0)
         );
         Ok(())
+    }
+
+    fn train_avatar(args: TrainArgs) -> Result<()> {
+        use burn::module::Module;
+        use engine::avatar::{AvatarInfo, Frozen, Training, TrainingConfig, cross_init};
+        use engine::photos::{Crop, decode, to_tensor};
+
+        if args.resolution == 0 || !args.resolution.is_multiple_of(8) {
+            return Err(EngineError::Usage(format!(
+                "--resolution must be a positive multiple of 8 (512, 384 or 256), not {}",
+                args.resolution
+            )));
+        }
+        let backend: ComputeBackend = args
+            .backend
+            .parse()
+            .map_err(|error| EngineError::Usage(format!("{error}")))?;
+        let device = backend.device().autodiff();
+        let mut model = block_on(StableDiffusion::load(
+            &Folder(args.model.clone()),
+            None,
+            &device,
+        ))?;
+        // Frozen: no gradients are kept for the model's own weights.
+        model.text.text_encoder = model.text.text_encoder.no_grad();
+        model.unet = model.unet.no_grad();
+
+        let mut config = TrainingConfig::new(&args.token);
+        config.init_words = args
+            .init_words
+            .split(',')
+            .map(|word| word.trim().to_owned())
+            .filter(|word| !word.is_empty())
+            .collect();
+        config.vectors = args.vectors.max(1);
+        config.steps = args.steps;
+        config.learning_rate = args.lr;
+        config.seed = args.seed;
+        let start = cross_init(&model.text, &config.init_words)?;
+        let initial: Vec<f32> = (0..config.vectors).flat_map(|_| start.clone()).collect();
+        model.text.add_placeholder_tokens(&config.token_names())?;
+
+        // Each photo and its mirror image, encoded once.
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&args.photos)
+            .map_err(|source| EngineError::Io {
+                path: args.photos.clone(),
+                source,
+            })?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.is_file() && is_picture_name(path))
+            .collect();
+        paths.sort();
+        if paths.is_empty() {
+            return Err(EngineError::Usage(format!(
+                "{}: no photos (JPEG, PNG or WebP) in this folder",
+                args.photos.display()
+            )));
+        }
+        if !(3..=10).contains(&paths.len()) {
+            eprintln!(
+                "note: {} photos; 3 to 10 clear photos of the child work best",
+                paths.len()
+            );
+        }
+        let mut latents = Vec::new();
+        for path in &paths {
+            let picture = decode(&read_file(path)?, path)?;
+            let crop = Crop::default_for(picture.width(), picture.height());
+            for mirrored in [false, true] {
+                let pixels = to_tensor(&picture, crop, args.resolution, mirrored, &device);
+                latents.push((model.vae.encode(pixels) * model.scaling_factor()).detach());
+            }
+        }
+
+        let frozen = Frozen {
+            text: &model.text,
+            unet: &model.unet,
+            scheduler: model.scheduler_config(),
+        };
+        let mut training = Training::new(config.clone(), initial, latents, &device)?;
+        let evaluation = training.evaluation_set(args.seed ^ 0x5eed);
+        let before = training.evaluate(&frozen, &evaluation)?;
+        let started = Instant::now();
+        for _ in 0..config.steps {
+            let loss = training.step(&frozen)?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "step": training.step,
+                    "loss": loss,
+                    "seconds": started.elapsed().as_secs_f64(),
+                })
+            );
+        }
+        let after = training.evaluate(&frozen, &evaluation)?;
+        let info = AvatarInfo {
+            model: args.model.display().to_string(),
+            steps: config.steps,
+            resolution: args.resolution,
+        };
+        let file = engine::avatar::embedding_file(&config.token, &training.vectors()?, &info)?;
+        std::fs::write(&args.out, file).map_err(|source| EngineError::Io {
+            path: args.out.clone(),
+            source,
+        })?;
+        println!(
+            "{}",
+            serde_json::json!({ "eval_loss_before": before, "eval_loss_after": after })
+        );
+        Ok(())
+    }
+
+    fn is_picture_name(path: &std::path::Path) -> bool {
+        path.extension()
+            .and_then(|extension| extension.to_str())
+            .is_some_and(|extension| {
+                ["jpg", "jpeg", "png", "webp"].contains(&extension.to_ascii_lowercase().as_str())
+            })
     }
 
     /// The process's peak resident memory (Linux `VmHWM`), for benchmarks.

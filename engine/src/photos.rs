@@ -1,0 +1,138 @@
+//! A parent's photos, made ready for avatar training: decoded (JPEG, PNG, WebP) with the EXIF
+//! orientation honoured, very large photos shrunk first, a square crop (the parent's, or a
+//! centred default), resized to the training resolution, and as tensors in [-1, 1].
+
+use std::io::Cursor;
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageDecoder, ImageReader};
+
+use crate::error::{EngineError, Result};
+
+/// Longer sides above this are shrunk before anything else (a 48-megapixel phone photo).
+const MAX_SIDE: u32 = 2048;
+
+/// Resolutions a parent can pick: 512 (best), 384 and 256 (faster).
+pub const RESOLUTIONS: [usize; 3] = [512, 384, 256];
+
+/// A square in the photo, in its (oriented) pixel coordinates.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Crop {
+    pub x: u32,
+    pub y: u32,
+    pub side: u32,
+}
+
+impl Crop {
+    /// The default: the largest centred square, nudged up a little where the photo is tall
+    /// (faces sit in the upper part of portraits).
+    pub fn default_for(width: u32, height: u32) -> Crop {
+        let side = width.min(height);
+        let x = (width - side) / 2;
+        let y = if height > width {
+            ((height - side) / 3).min(height - side)
+        } else {
+            (height - side) / 2
+        };
+        Crop { x, y, side }
+    }
+}
+
+/// Decodes `bytes` (`name` is for messages), applies the EXIF orientation, shrinks it to at
+/// most [`MAX_SIDE`].
+pub fn decode(bytes: &[u8], name: &Path) -> Result<DynamicImage> {
+    let not_a_picture = |problem: String| EngineError::Embedding {
+        path: name.to_owned(),
+        problem,
+    };
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|error| not_a_picture(error.to_string()))?;
+    if reader.format().is_none() {
+        return Err(not_a_picture(
+            "is not a picture this app can read (use JPEG, PNG or WebP)".into(),
+        ));
+    }
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|error| not_a_picture(format!("could not be read as a picture: {error}")))?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut picture = DynamicImage::from_decoder(decoder)
+        .map_err(|error| not_a_picture(format!("could not be read as a picture: {error}")))?;
+    picture.apply_orientation(orientation);
+    if picture.width().max(picture.height()) > MAX_SIDE {
+        picture = picture.resize(MAX_SIDE, MAX_SIDE, FilterType::Triangle);
+    }
+    Ok(picture)
+}
+
+/// The crop, resized to `resolution`², as `[1, 3, r, r]` in [-1, 1]; `mirrored` flips it left to
+/// right (augmentation).
+pub fn to_tensor(
+    picture: &DynamicImage,
+    crop: Crop,
+    resolution: usize,
+    mirrored: bool,
+    device: &Device,
+) -> Tensor<4> {
+    let side = crop
+        .side
+        .min(picture.width().saturating_sub(crop.x))
+        .min(picture.height().saturating_sub(crop.y))
+        .max(1);
+    let mut square = picture
+        .crop_imm(crop.x, crop.y, side, side)
+        .resize_exact(resolution as u32, resolution as u32, FilterType::Lanczos3)
+        .to_rgb8();
+    if mirrored {
+        image::imageops::flip_horizontal_in_place(&mut square);
+    }
+    let pixels = square.into_raw();
+    // HWC bytes → CHW floats.
+    let plane = resolution * resolution;
+    let mut values = vec![0.0f32; 3 * plane];
+    for (index, value) in pixels.iter().enumerate() {
+        let (pixel, channel) = (index / 3, index % 3);
+        values[channel * plane + pixel] = f32::from(*value) / 127.5 - 1.0;
+    }
+    Tensor::from_data(
+        TensorData::new(values, [1, 3, resolution, resolution]),
+        device,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_crop_is_the_largest_square_a_little_above_centre_on_portraits() {
+        assert_eq!(
+            Crop::default_for(400, 300),
+            Crop {
+                x: 50,
+                y: 0,
+                side: 300
+            }
+        );
+        assert_eq!(
+            Crop::default_for(300, 600),
+            Crop {
+                x: 0,
+                y: 100,
+                side: 300
+            }
+        );
+    }
+
+    #[test]
+    fn text_is_not_a_picture() {
+        let error = decode(b"hello, not a photo", Path::new("notes.txt")).unwrap_err();
+        assert!(error.to_string().contains("notes.txt"), "{error}");
+        assert!(error.to_string().contains("JPEG, PNG or WebP"), "{error}");
+    }
+}
