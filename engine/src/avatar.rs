@@ -208,6 +208,93 @@ impl Training {
             .collect())
     }
 
+    /// A checkpoint: the vectors, their starting point, the step and the seed, as safetensors.
+    /// Resuming replays the example stream to the same step, so the photos, noise and timesteps
+    /// continue where they stopped; AdamW's moment estimates start afresh (they settle within a
+    /// few steps, and keeping them would double the file for little gain).
+    pub fn checkpoint(&self) -> Result<Vec<u8>> {
+        let rows = |tensor: Tensor<2>| -> Result<(Vec<usize>, Vec<u8>)> {
+            let shape = tensor.dims().to_vec();
+            let values = tensor
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .map_err(|error| EngineError::Usage(format!("{error:?}")))?;
+            Ok((
+                shape,
+                values
+                    .iter()
+                    .flat_map(|value| value.to_le_bytes())
+                    .collect(),
+            ))
+        };
+        let (shape, vectors) = rows(self.parameters.vectors.val())?;
+        let (_, initial) = rows(self.initial.clone())?;
+        let view = |bytes| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                .map_err(|error| EngineError::Usage(error.to_string()))
+        };
+        let metadata = std::collections::HashMap::from([
+            ("token".to_owned(), self.config.token.clone()),
+            ("step".to_owned(), self.step.to_string()),
+            ("seed".to_owned(), self.config.seed.to_string()),
+        ]);
+        safetensors::serialize(
+            [("vectors", view(&vectors)?), ("initial", view(&initial)?)],
+            Some(metadata),
+        )
+        .map_err(|error| EngineError::Usage(error.to_string()))
+    }
+
+    /// Continues from a [`checkpoint`](Self::checkpoint) written for the same token and seed.
+    pub fn resume(
+        config: TrainingConfig,
+        checkpoint: &[u8],
+        photos: Vec<Tensor<4>>,
+        device: &Device,
+    ) -> Result<Self> {
+        let invalid = |problem: &str| EngineError::Usage(format!("the checkpoint {problem}"));
+        let (_, metadata) = safetensors::SafeTensors::read_metadata(checkpoint)
+            .map_err(|error| invalid(&format!("is damaged ({error})")))?;
+        let metadata = metadata.metadata().clone().unwrap_or_default();
+        if metadata.get("token") != Some(&config.token)
+            || metadata.get("seed") != Some(&config.seed.to_string())
+        {
+            return Err(invalid("belongs to another avatar or seed"));
+        }
+        let step: usize = metadata
+            .get("step")
+            .and_then(|step| step.parse().ok())
+            .ok_or_else(|| invalid("has no step"))?;
+        let tensors = safetensors::SafeTensors::deserialize(checkpoint)
+            .map_err(|error| invalid(&format!("is damaged ({error})")))?;
+        let read = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
+            let tensor = tensors
+                .tensor(name)
+                .map_err(|_| invalid(&format!("has no `{name}`")))?;
+            let values = crate::weights::float_values(tensor.dtype(), tensor.data())
+                .ok_or_else(|| invalid("holds no float vectors"))?;
+            Ok((tensor.shape().to_vec(), values))
+        };
+        let (shape, vectors) = read("vectors")?;
+        let (_, initial) = read("initial")?;
+        if shape.first() != Some(&config.vectors) {
+            return Err(invalid("has a different number of vectors"));
+        }
+        let mut training = Training::new(config, initial, photos, device)?;
+        training.parameters = TokenVectors {
+            vectors: Param::from_tensor(
+                Tensor::<2>::from_data(TensorData::new(vectors, [shape[0], shape[1]]), device)
+                    .require_grad(),
+            ),
+        };
+        for _ in 0..step {
+            training.draw();
+        }
+        training.step = step;
+        Ok(training)
+    }
+
     /// The next random example of the stream.
     fn draw(&mut self) -> Example {
         let photo = self.photos[self.rng.random_range(0..self.photos.len())].clone();

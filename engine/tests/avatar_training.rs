@@ -115,3 +115,48 @@ fn photos_are_read_upright_in_every_format() {
         );
     }
 }
+
+#[test]
+fn training_resumes_from_its_checkpoint() {
+    let dir = std::env::temp_dir().join(format!("toddler-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (model, photos) = (fixtures().join("tiny-sd2"), fixtures().join("photos"));
+    let (checkpoint, avatar) = (dir.join("kid.checkpoint"), dir.join("kid.safetensors"));
+    let train = |steps: &str| {
+        let output = run_toddler(&[
+            OsStr::new("train-avatar"),
+            OsStr::new("--model"),
+            model.as_os_str(),
+            OsStr::new("--photos"),
+            photos.as_os_str(),
+            OsStr::new("--token"),
+            OsStr::new("<kid>"),
+            OsStr::new("--steps"),
+            OsStr::new(steps),
+            OsStr::new("--resolution"),
+            OsStr::new("64"),
+            OsStr::new("--checkpoint"),
+            checkpoint.as_os_str(),
+            OsStr::new("--checkpoint-every"),
+            OsStr::new("5"),
+            OsStr::new("--out"),
+            avatar.as_os_str(),
+        ]);
+        let steps: Vec<u64> = String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["step"].as_u64()
+            })
+            .collect();
+        (steps, String::from_utf8(output.stderr).unwrap())
+    };
+    // A run "closed" after 10 steps; the next run goes on from step 10.
+    let (first, _) = train("10");
+    assert_eq!(first, (1..=10).collect::<Vec<_>>());
+    assert!(checkpoint.exists());
+    let (second, stderr) = train("16");
+    assert!(stderr.contains("resuming from step 10"), "{stderr}");
+    assert_eq!(second, (11..=16).collect::<Vec<_>>());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -106,6 +106,12 @@ mod cli {
         /// Where to compute: `cpu` or `gpu`.
         #[arg(long, default_value = "cpu")]
         backend: String,
+        /// A checkpoint file, written every `--checkpoint-every` steps; when it exists at the start,
+        /// training resumes from it.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        #[arg(long, default_value_t = 50)]
+        checkpoint_every: usize,
     }
 
     #[derive(clap::Args)]
@@ -358,12 +364,34 @@ mod cli {
             unet: &model.unet,
             scheduler: model.scheduler_config(),
         };
-        let mut training = Training::new(config.clone(), initial, latents, &device)?;
-        let evaluation = training.evaluation_set(args.seed ^ 0x5eed);
-        let before = training.evaluate(&frozen, &evaluation)?;
+        let fresh = Training::new(config.clone(), initial, latents.clone(), &device)?;
+        let evaluation = fresh.evaluation_set(args.seed ^ 0x5eed);
+        // The paired figure always compares with the untrained start.
+        let before = fresh.evaluate(&frozen, &evaluation)?;
+        let mut training = match &args.checkpoint {
+            Some(path) if path.exists() => {
+                let training =
+                    Training::resume(config.clone(), &read_file(path)?, latents, &device)?;
+                eprintln!("resuming from step {} ({})", training.step, path.display());
+                training
+            }
+            _ => fresh,
+        };
         let started = Instant::now();
-        for _ in 0..config.steps {
+        while training.step < config.steps {
             let loss = training.step(&frozen)?;
+            if let Some(path) = &args.checkpoint
+                && training.step.is_multiple_of(args.checkpoint_every.max(1))
+            {
+                // Written beside, then renamed: a crash mid-write leaves the last good one.
+                let partial = path.with_extension("partial");
+                std::fs::write(&partial, training.checkpoint()?)
+                    .and_then(|()| std::fs::rename(&partial, path))
+                    .map_err(|source| EngineError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+            }
             println!(
                 "{}",
                 serde_json::json!({
