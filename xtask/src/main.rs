@@ -21,6 +21,8 @@ cargo xtask <command>
                     default DIR: models/fixtures/tiny-sd2)
   bench generate DIR [SIZE]  1- and 4-step generation at SIZE² (default 256), engine on the CPU
                     next to diffusers/PyTorch on the CPU (models/.venv) in the same run
+  bench avatar DIR [RES]  time per avatar-training step at RES² (default 256): engine on the
+                  CPU beside PyTorch on the CPU (models/.venv), fixture photos
   bench browser DIR [key=value...]  one run of the bench page (release build, WebGPU on
                   SwiftShader) on model DIR: per-stage timings, wasm heap; key=value are its
                   URL parameters (noise=FILE is looked up in models/fixtures)
@@ -41,6 +43,8 @@ fn main() -> ExitCode {
         ["bench", "text", folder] => bench_text(Some(folder)),
         ["bench", "generate", folder] => bench_generate(folder, "256"),
         ["bench", "generate", folder, size] => bench_generate(folder, size),
+        ["bench", "avatar", folder] => bench_avatar(folder, "256"),
+        ["bench", "avatar", folder, resolution] => bench_avatar(folder, resolution),
         ["bench", "heap", folder] => bench_browser(folder, &["load_only=1"]),
         ["bench", "browser", folder, params @ ..] => bench_browser(folder, params),
         ["precache"] => precache::run(),
@@ -209,6 +213,66 @@ fn bench_size() -> Result {
             gzip as f64 / 1024.0
         );
     }
+    Ok(())
+}
+
+/// Time per avatar-training step: `toddler train-avatar` (release, CPU) beside PyTorch.
+fn bench_avatar(folder: &str, resolution: &str) -> Result {
+    const STEPS: usize = 12;
+    let binary = release_toddler()?;
+    let photos = root().join("models/fixtures/photos");
+    let out = env::temp_dir().join("toddler-bench-avatar.safetensors");
+    let output = Command::new(&binary)
+        .args(["train-avatar", "--model", folder, "--photos"])
+        .arg(&photos)
+        .args(["--token", "<kid>", "--resolution", resolution, "--steps"])
+        .arg(STEPS.to_string())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .map_err(|error| error.to_string())?;
+    if !output.status.success() {
+        return Err(format!(
+            "train-avatar failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    // Per-step times from the "seconds" of consecutive steps; the first step warms up.
+    let seconds: Vec<f64> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|line| line["seconds"].as_f64())
+        .collect();
+    let mut steps: Vec<f64> = seconds
+        .windows(2)
+        .map(|pair| (pair[1] - pair[0]) * 1000.0)
+        .collect();
+    steps.sort_by(f64::total_cmp);
+    let ours = steps[steps.len() / 2];
+    let python = root().join("models/.venv/bin/python");
+    let theirs = if python.exists() {
+        let output = Command::new(&python)
+            .arg(root().join("models/bench_avatar_reference.py"))
+            .args([folder, resolution, &STEPS.to_string()])
+            .output()
+            .map_err(|error| error.to_string())?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout.lines().last().unwrap_or_default().to_owned();
+        serde_json::from_str::<serde_json::Value>(&line)
+            .ok()
+            .and_then(|json| json["step_ms"].as_f64())
+    } else {
+        None
+    };
+    println!(
+        "| {resolution}² training step | engine (burn, CPU) | PyTorch (CPU) | engine / PyTorch |\n|---|---:|---:|---:|"
+    );
+    println!(
+        "| median of {} steps | {ours:.0} ms | {} | {} |",
+        STEPS - 1,
+        theirs.map_or("–".into(), |theirs| format!("{theirs:.0} ms")),
+        theirs.map_or("–".into(), |theirs| format!("{:.2}×", ours / theirs))
+    );
     Ok(())
 }
 
