@@ -165,6 +165,8 @@ fn event_id(event: &Event) -> Option<u32> {
         | Event::Step { id, .. }
         | Event::Generated { id, .. }
         | Event::Cancelled { id }
+        | Event::TrainStep { id, .. }
+        | Event::AvatarTrained { id, .. }
         | Event::Failed { id, .. } => Some(*id),
     }
 }
@@ -174,6 +176,7 @@ fn is_final(event: &Event) -> bool {
         event,
         Event::Loaded { .. }
             | Event::Generated { .. }
+            | Event::AvatarTrained { .. }
             | Event::Cancelled { .. }
             | Event::Failed { .. }
     )

@@ -131,7 +131,7 @@ impl TrainingConfig {
 
 /// CrossInit: the text encoder's output for `words` — each word alone in the CLIP prompt, its
 /// tokens' last hidden states averaged, then averaged over the words — as one `[hidden]` vector.
-pub fn cross_init(text: &PromptEncoder, words: &[String]) -> Result<Vec<f32>> {
+pub async fn cross_init(text: &PromptEncoder, words: &[String]) -> Result<Vec<f32>> {
     if words.is_empty() {
         return Err(EngineError::Usage("give at least one init word".into()));
     }
@@ -148,10 +148,7 @@ pub fn cross_init(text: &PromptEncoder, words: &[String]) -> Result<Vec<f32>> {
         });
     }
     let mean = sum.expect("at least one word") / words.len() as f64;
-    mean.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|error| EngineError::Usage(format!("{error:?}")))
+    values(mean).await
 }
 
 /// A training run: the vectors, their optimiser and the example stream.
@@ -195,14 +192,10 @@ impl Training {
     }
 
     /// The vectors' values, `[n][hidden]`.
-    pub fn vectors(&self) -> Result<Vec<Vec<f32>>> {
+    pub async fn vectors(&self) -> Result<Vec<Vec<f32>>> {
         let tensor = self.parameters.vectors.val();
         let [count, hidden] = tensor.dims();
-        let values = tensor
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|error| EngineError::Usage(format!("{error:?}")))?;
+        let values = values(tensor).await?;
         Ok((0..count)
             .map(|row| values[row * hidden..(row + 1) * hidden].to_vec())
             .collect())
@@ -212,14 +205,10 @@ impl Training {
     /// Resuming replays the example stream to the same step, so the photos, noise and timesteps
     /// continue where they stopped; AdamW's moment estimates start afresh (they settle within a
     /// few steps, and keeping them would double the file for little gain).
-    pub fn checkpoint(&self) -> Result<Vec<u8>> {
-        let rows = |tensor: Tensor<2>| -> Result<(Vec<usize>, Vec<u8>)> {
+    pub async fn checkpoint(&self) -> Result<Vec<u8>> {
+        async fn rows(tensor: Tensor<2>) -> Result<(Vec<usize>, Vec<u8>)> {
             let shape = tensor.dims().to_vec();
-            let values = tensor
-                .into_data()
-                .convert::<f32>()
-                .try_into_vec::<f32>()
-                .map_err(|error| EngineError::Usage(format!("{error:?}")))?;
+            let values = values(tensor).await?;
             Ok((
                 shape,
                 values
@@ -227,9 +216,9 @@ impl Training {
                     .flat_map(|value| value.to_le_bytes())
                     .collect(),
             ))
-        };
-        let (shape, vectors) = rows(self.parameters.vectors.val())?;
-        let (_, initial) = rows(self.initial.clone())?;
+        }
+        let (shape, vectors) = rows(self.parameters.vectors.val()).await?;
+        let (_, initial) = rows(self.initial.clone()).await?;
         let view = |bytes| {
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
                 .map_err(|error| EngineError::Usage(error.to_string()))
@@ -311,7 +300,7 @@ impl Training {
     }
 
     /// One optimiser step; returns the step's denoising loss (without the regulariser).
-    pub fn step(&mut self, frozen: &Frozen) -> Result<f64> {
+    pub async fn step(&mut self, frozen: &Frozen<'_>) -> Result<f64> {
         let example = self.draw();
         let vectors = self.parameters.vectors.val();
         let loss = denoising_loss(frozen, vectors.clone(), &example)?;
@@ -328,7 +317,7 @@ impl Training {
             .optimizer
             .step(self.config.learning_rate, parameters, gradients);
         self.step += 1;
-        scalar(loss)
+        scalar(loss).await
     }
 
     /// A fixed evaluation set: every photo (not mirrored) at every training timestep, with noise
@@ -352,23 +341,31 @@ impl Training {
     }
 
     /// The mean denoising loss over `examples` with the current vectors (no gradients kept).
-    pub fn evaluate(&self, frozen: &Frozen, examples: &[Example]) -> Result<f64> {
+    pub async fn evaluate(&self, frozen: &Frozen<'_>, examples: &[Example]) -> Result<f64> {
         let vectors = self.parameters.vectors.val().detach();
         let mut sum = 0.0;
         for example in examples {
-            sum += scalar(denoising_loss(frozen, vectors.clone(), example)?.detach())?;
+            sum += scalar(denoising_loss(frozen, vectors.clone(), example)?.detach()).await?;
         }
         Ok(sum / examples.len().max(1) as f64)
     }
 }
 
-fn scalar(tensor: Tensor<1>) -> Result<f64> {
-    let values = tensor
-        .into_data()
+/// A tensor's values, read back without blocking (WebGPU has no blocking reads).
+async fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    tensor
+        .into_data_async()
+        .await
+        .map_err(|error| {
+            EngineError::Usage(format!("could not read back from the device: {error:?}"))
+        })?
         .convert::<f32>()
         .try_into_vec::<f32>()
-        .map_err(|error| EngineError::Usage(format!("{error:?}")))?;
-    Ok(f64::from(values[0]))
+        .map_err(|error| EngineError::Usage(format!("{error:?}")))
+}
+
+async fn scalar(tensor: Tensor<1>) -> Result<f64> {
+    Ok(f64::from(values(tensor).await?[0]))
 }
 
 /// What is written beside the vectors, as safetensors metadata.

@@ -78,10 +78,36 @@ pub enum Request {
         id: u32,
         request: Generate,
     },
-    /// Stop the generation `id` after its current step.
+    /// Learn an avatar (textual inversion) from photos; resumes from the avatar's checkpoint in
+    /// the store when there is one. Answered by [`Event::TrainStep`]s and [`Event::AvatarTrained`]
+    /// (with the embedding file's bytes beside it).
+    TrainAvatar {
+        id: u32,
+        source: ModelSource,
+        backend: Backend,
+        training: Training,
+    },
+    /// Stop the generation or training `id` after its current step.
     Cancel {
         id: u32,
     },
+}
+
+/// An avatar's training settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Training {
+    /// Where the photos are: same-origin URLs, or `opfs:{path}` in the store.
+    pub photos: Vec<String>,
+    /// The placeholder, e.g. `<mia>`.
+    pub token: String,
+    pub init_words: Vec<String>,
+    pub vectors: usize,
+    pub steps: usize,
+    pub learning_rate: f64,
+    pub resolution: usize,
+    pub seed: u64,
+    /// A checkpoint goes to the store every this many steps.
+    pub checkpoint_every: usize,
 }
 
 /// The device the worker computes on.
@@ -151,6 +177,24 @@ pub enum Event {
     Cancelled {
         id: u32,
     },
+    /// One avatar-training step done.
+    TrainStep {
+        id: u32,
+        step: usize,
+        steps: usize,
+        loss: f64,
+        /// Seconds since this run started (for "time left").
+        seconds: f64,
+    },
+    /// Training finished: the avatar file travels beside this event.
+    AvatarTrained {
+        id: u32,
+        device: DeviceInfo,
+        eval_loss_before: f64,
+        eval_loss_after: f64,
+        /// The step this run resumed from (0 for a fresh start).
+        resumed_from: usize,
+    },
     /// Request `id` failed; `message` is written for a parent.
     Failed {
         id: u32,
@@ -174,6 +218,17 @@ pub mod store {
     /// A model's folder name: `owner--name--revision` (no slashes, as the hub's own cache does).
     pub fn folder_name(repo: &str, revision: &str) -> String {
         format!("{}--{revision}", repo.replace('/', "--"))
+    }
+
+    /// The folder (under the OPFS root) holding one folder per avatar.
+    pub const AVATARS_DIR: &str = "avatars";
+
+    /// An avatar's folder name, from its token: letters and digits kept, the rest as `_`.
+    pub fn avatar_folder(token: &str) -> String {
+        token
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect()
     }
 }
 

@@ -149,3 +149,35 @@ test('a separate decoder (TAESD layout) loads from its own repo, and loading rep
   assert.ok(loading.length >= 2, `load progress: ${JSON.stringify(statuses)}`);
   assert.deepEqual(problems, []);
 });
+
+test('avatar training in the worker checkpoints, and after a reload resumes from the checkpoint', async () => {
+  const context = trackContext(server, await browser.newContext());
+  const page = await context.newPage();
+  const problems = watchPage(page);
+  // Two photos, 32², four steps: SwiftShader needs about 10 s a step.
+  const photos = ['toddler-1.jpg', 'toddler-3.webp']
+    .map((name) => `${server.origin}/fixtures/photos/${name}`)
+    .join(',');
+  const params = new URLSearchParams({
+    model: `${server.origin}/hub/tiny/sd2/resolve/main`,
+    photos, token: '<kid>', steps: '4', checkpoint_every: '2', resolution: '32', lr: '0.05', seed: '0',
+    backend: 'webgpu',
+  }).toString();
+  await page.goto(`${server.origin}/bench?${params}`);
+  await page.getByTestId('bench-status').filter({ hasText: /training step 3 of 4/ }).waitFor({ timeout: 300_000 });
+  // The tab goes away mid-training (a reload ends the worker); the next visit goes on.
+  await page.reload();
+  await page.waitForFunction(() => document.getElementById('result')?.textContent.trim().length > 0, null, { timeout: 300_000 });
+  const result = JSON.parse(await page.locator('#result').textContent());
+  await context.close();
+  console.log(`training resumed from step ${result.resumed_from}; eval loss ${result.eval_loss_before} → ${result.eval_loss_after}`);
+  assert.equal(result.error, undefined, result.error);
+  assert.equal(result.backend, 'webgpu');
+  assert.equal(result.resumed_from, 2);
+  assert.deepEqual(result.steps.map((step) => step.step), [3, 4]);
+  assert.ok(result.steps.every((step) => Number.isFinite(step.loss)));
+  assert.ok(result.embedding_bytes > 0);
+  // The photos were read from the app's own origin only.
+  assert.deepEqual(server.foreignAppRequests(), []);
+  assert.deepEqual(problems, []);
+});

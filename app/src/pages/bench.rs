@@ -83,6 +83,19 @@ async fn run(
     };
     let started = now();
 
+    if let Some(photos) = text("photos") {
+        return train(
+            &engine,
+            &params,
+            model,
+            backend,
+            photos,
+            set_status,
+            set_drawing,
+        )
+        .await;
+    }
+
     set_status.set("loading the model…".into());
     let load_id = engine.next_id();
     let load = Request::Load {
@@ -193,4 +206,94 @@ fn model_source(text: String) -> ModelSource {
         },
         None => ModelSource::Url { base: text },
     }
+}
+
+/// Training mode (`photos=URL,URL,…`): trains an avatar in the worker and reports each step's
+/// loss, the step it resumed from (a checkpoint in the store) and the paired evaluation loss.
+/// Parameters: `token`, `init_words`, `vectors`, `steps`, `lr`, `resolution`, `seed`,
+/// `checkpoint_every`.
+async fn train(
+    engine: &EngineWorker,
+    params: &web_sys::UrlSearchParams,
+    model: String,
+    backend: Backend,
+    photos: String,
+    set_status: WriteSignal<String>,
+    set_drawing: WriteSignal<Option<u32>>,
+) -> Result<Value, String> {
+    let number = |name: &str, default: f64| -> Result<f64, String> {
+        match params.get(name) {
+            Some(value) => value
+                .parse()
+                .map_err(|_| format!("parameter `{name}`: `{value}` is not a number")),
+            None => Ok(default),
+        }
+    };
+    let training = protocol::Training {
+        photos: photos.split(',').map(str::to_owned).collect(),
+        token: params.get("token").unwrap_or_else(|| "<kid>".into()),
+        init_words: params
+            .get("init_words")
+            .unwrap_or_else(|| "toddler".into())
+            .split(',')
+            .map(|word| word.trim().to_owned())
+            .collect(),
+        vectors: number("vectors", 2.0)? as usize,
+        steps: number("steps", 10.0)? as usize,
+        learning_rate: number("lr", 5e-3)?,
+        resolution: number("resolution", 512.0)? as usize,
+        seed: number("seed", 0.0)? as u64,
+        checkpoint_every: number("checkpoint_every", 50.0)? as usize,
+    };
+    let id = engine.next_id();
+    set_drawing.set(Some(id));
+    set_status.set("preparing the photos…".into());
+    let steps = std::cell::RefCell::new(Vec::new());
+    let request = Request::TrainAvatar {
+        id,
+        source: model_source(model),
+        backend,
+        training,
+    };
+    let (done, file) = engine
+        .call(id, &request, |event| {
+            if let Event::TrainStep {
+                step,
+                steps: total,
+                loss,
+                seconds,
+                ..
+            } = event
+            {
+                set_status.set(format!("training step {step} of {total}"));
+                steps
+                    .borrow_mut()
+                    .push(json!({ "step": step, "loss": loss, "seconds": seconds }));
+            }
+        })
+        .await?;
+    let Event::AvatarTrained {
+        device,
+        eval_loss_before,
+        eval_loss_after,
+        resumed_from,
+        ..
+    } = done
+    else {
+        return Err(if matches!(done, Event::Cancelled { .. }) {
+            "cancelled".into()
+        } else {
+            format!("unexpected answer to training: {done:?}")
+        });
+    };
+    Ok(json!({
+        "backend": device.backend,
+        "adapter": device.adapter,
+        "f16": device.f16,
+        "steps": steps.into_inner(),
+        "resumed_from": resumed_from,
+        "eval_loss_before": eval_loss_before,
+        "eval_loss_after": eval_loss_after,
+        "embedding_bytes": file.map_or(0, |file| file.len()),
+    }))
 }

@@ -323,7 +323,7 @@ mod cli {
         config.steps = args.steps;
         config.learning_rate = args.lr;
         config.seed = args.seed;
-        let start = cross_init(&model.text, &config.init_words)?;
+        let start = block_on(cross_init(&model.text, &config.init_words))?;
         let initial: Vec<f32> = (0..config.vectors).flat_map(|_| start.clone()).collect();
         model.text.add_placeholder_tokens(&config.token_names())?;
 
@@ -367,7 +367,7 @@ mod cli {
         let fresh = Training::new(config.clone(), initial, latents.clone(), &device)?;
         let evaluation = fresh.evaluation_set(args.seed ^ 0x5eed);
         // The paired figure always compares with the untrained start.
-        let before = fresh.evaluate(&frozen, &evaluation)?;
+        let before = block_on(fresh.evaluate(&frozen, &evaluation))?;
         let mut training = match &args.checkpoint {
             Some(path) if path.exists() => {
                 let training =
@@ -379,13 +379,13 @@ mod cli {
         };
         let started = Instant::now();
         while training.step < config.steps {
-            let loss = training.step(&frozen)?;
+            let loss = block_on(training.step(&frozen))?;
             if let Some(path) = &args.checkpoint
                 && training.step.is_multiple_of(args.checkpoint_every.max(1))
             {
                 // Written beside, then renamed: a crash mid-write leaves the last good one.
                 let partial = path.with_extension("partial");
-                std::fs::write(&partial, training.checkpoint()?)
+                std::fs::write(&partial, block_on(training.checkpoint())?)
                     .and_then(|()| std::fs::rename(&partial, path))
                     .map_err(|source| EngineError::Io {
                         path: path.clone(),
@@ -401,13 +401,14 @@ mod cli {
                 })
             );
         }
-        let after = training.evaluate(&frozen, &evaluation)?;
+        let after = block_on(training.evaluate(&frozen, &evaluation))?;
         let info = AvatarInfo {
             model: args.model.display().to_string(),
             steps: config.steps,
             resolution: args.resolution,
         };
-        let file = engine::avatar::embedding_file(&config.token, &training.vectors()?, &info)?;
+        let file =
+            engine::avatar::embedding_file(&config.token, &block_on(training.vectors())?, &info)?;
         std::fs::write(&args.out, file).map_err(|source| EngineError::Io {
             path: args.out.clone(),
             source,

@@ -251,3 +251,99 @@ fn store_error(path: &str, error: &JsValue) -> EngineError {
         problem: describe(error),
     }
 }
+
+/// The OPFS root.
+async fn store_root() -> Result<FileSystemDirectoryHandle> {
+    let storage = scope().navigator().storage();
+    Ok(JsFuture::from(storage.get_directory())
+        .await
+        .map_err(|error| store_error("", &error))?
+        .unchecked_into())
+}
+
+/// The folder `parts` under the OPFS root (created when `create`), or `None`.
+async fn store_folder(parts: &[&str], create: bool) -> Result<Option<FileSystemDirectoryHandle>> {
+    let mut folder = store_root().await?;
+    for part in parts {
+        let options = web_sys::FileSystemGetDirectoryOptions::new();
+        options.set_create(create);
+        match JsFuture::from(folder.get_directory_handle_with_options(part, &options)).await {
+            Ok(handle) => folder = handle.unchecked_into(),
+            Err(error) if is_not_found(&error) => return Ok(None),
+            Err(error) => return Err(store_error(part, &error)),
+        }
+    }
+    Ok(Some(folder))
+}
+
+/// The bytes of `{folder…}/{name}` in the store, or `None`.
+pub async fn store_read(folder: &[&str], name: &str) -> Result<Option<Vec<u8>>> {
+    let Some(folder) = store_folder(folder, false).await? else {
+        return Ok(None);
+    };
+    let handle: FileSystemFileHandle = match JsFuture::from(folder.get_file_handle(name)).await {
+        Ok(handle) => handle.unchecked_into(),
+        Err(error) if is_not_found(&error) => return Ok(None),
+        Err(error) => return Err(store_error(name, &error)),
+    };
+    let file: web_sys::File = JsFuture::from(handle.get_file())
+        .await
+        .map_err(|error| store_error(name, &error))?
+        .unchecked_into();
+    let buffer = JsFuture::from(file.array_buffer())
+        .await
+        .map_err(|error| store_error(name, &error))?;
+    Ok(Some(js_sys::Uint8Array::new(&buffer).to_vec()))
+}
+
+/// Writes `bytes` to `{folder…}/{name}` in the store, replacing it whole (the browser swaps the
+/// file in on close, so a tab closed mid-write leaves the previous version).
+pub async fn store_write(folder: &[&str], name: &str, bytes: &[u8]) -> Result<()> {
+    let folder = store_folder(folder, true).await?.expect("created");
+    let options = web_sys::FileSystemGetFileOptions::new();
+    options.set_create(true);
+    let handle: FileSystemFileHandle =
+        JsFuture::from(folder.get_file_handle_with_options(name, &options))
+            .await
+            .map_err(|error| store_error(name, &error))?
+            .unchecked_into();
+    let writable: web_sys::FileSystemWritableFileStream = JsFuture::from(handle.create_writable())
+        .await
+        .map_err(|error| store_error(name, &error))?
+        .unchecked_into();
+    let promise = writable
+        .write_with_u8_array(bytes)
+        .map_err(|error| store_error(name, &error))?;
+    JsFuture::from(promise)
+        .await
+        .map_err(|error| store_error(name, &error))?;
+    JsFuture::from(writable.close())
+        .await
+        .map_err(|error| store_error(name, &error))?;
+    Ok(())
+}
+
+/// Removes `{folder…}/{name}` from the store if it is there.
+pub async fn store_remove(folder: &[&str], name: &str) -> Result<()> {
+    if let Some(folder) = store_folder(folder, false).await? {
+        match JsFuture::from(folder.remove_entry(name)).await {
+            Ok(_) => {}
+            Err(error) if is_not_found(&error) => {}
+            Err(error) => return Err(store_error(name, &error)),
+        }
+    }
+    Ok(())
+}
+
+/// The bytes at `source`: a URL, or `opfs:{folder/…/name}` in the store.
+pub async fn read_source(source: &str) -> Result<Vec<u8>> {
+    let missing = || EngineError::Usage(format!("{source}: not found"));
+    match source.strip_prefix("opfs:") {
+        Some(path) => {
+            let mut parts: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
+            let name = parts.pop().ok_or_else(missing)?;
+            store_read(&parts, name).await?.ok_or_else(missing)
+        }
+        None => HttpFiles::new(source).read("").await?.ok_or_else(missing),
+    }
+}

@@ -4,6 +4,7 @@
 //! Model files come over HTTP (streamed with Range requests) or from the on-device model store
 //! (OPFS); either way weights stream tensor batch by tensor batch, never whole.
 
+mod avatar;
 pub mod files;
 pub mod worker;
 

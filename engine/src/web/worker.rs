@@ -24,13 +24,13 @@ use crate::textual_inversion::TextualInversion;
 use crate::weights::WeightFiles;
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     model: Option<Rc<StableDiffusion>>,
     /// The WebGPU device, set up once per worker (burn registers its runtime globally).
     gpu: Option<(Device, DeviceInfo)>,
     /// Why WebGPU could not be set up, once tried.
     gpu_error: Option<String>,
-    cancelled: HashSet<u32>,
+    pub(crate) cancelled: HashSet<u32>,
 }
 
 /// Installs the message handler and tells the app the worker is ready.
@@ -103,6 +103,25 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
             };
             match generate(&state, id, &model, request).await {
                 Ok((result, png)) => post(&Event::Generated { id, result }, Some(png)),
+                Err(EngineError::Cancelled) => post(&Event::Cancelled { id }, None),
+                Err(error) => post(
+                    &Event::Failed {
+                        id,
+                        message: error.to_string(),
+                    },
+                    None,
+                ),
+            }
+            state.borrow_mut().cancelled.remove(&id);
+        }
+        Request::TrainAvatar {
+            id,
+            source,
+            backend,
+            training,
+        } => {
+            match super::avatar::train(&state, id, &source, backend, training).await {
+                Ok((event, file)) => post(&event, Some(file)),
                 Err(EngineError::Cancelled) => post(&Event::Cancelled { id }, None),
                 Err(error) => post(
                     &Event::Failed {
@@ -247,7 +266,7 @@ impl<F: ModelFiles> ModelFiles for Counting<'_, F> {
 
 /// The device for `backend`: WebGPU when asked for (or `auto`) and available, else the CPU with
 /// the reason in words.
-async fn device(state: &Rc<RefCell<State>>, backend: Backend) -> (Device, DeviceInfo) {
+pub(crate) async fn device(state: &Rc<RefCell<State>>, backend: Backend) -> (Device, DeviceInfo) {
     if backend != Backend::Cpu {
         if let Some(gpu) = state.borrow().gpu.clone() {
             return gpu;
@@ -452,7 +471,7 @@ fn encode_png(rgb: &[u8], width: usize, height: usize) -> Result<Vec<u8>> {
 }
 
 /// Sends one event, with `bytes` transferred (not copied) beside it.
-fn post(event: &Event, bytes: Option<Vec<u8>>) {
+pub(crate) fn post(event: &Event, bytes: Option<Vec<u8>>) {
     let message = js_sys::Object::new();
     let json = serde_json::to_string(event).expect("events serialise");
     let _ = js_sys::Reflect::set(&message, &Envelope::JSON.into(), &json.into());

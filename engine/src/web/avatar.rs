@@ -1,0 +1,126 @@
+//! Avatar training in the worker: photos from URLs or the store, the engine's training loop
+//! with a step event each step, a checkpoint in the store every K steps (a reloaded tab resumes
+//! from it), cancel between steps.
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::rc::Rc;
+
+use burn::module::Module;
+use protocol::{Backend, Event, ModelSource};
+use web_time::Instant;
+
+use super::files::{HttpFiles, StoredFiles, read_source, store_read, store_remove, store_write};
+use super::worker::{State, device, post};
+use crate::avatar::{AvatarInfo, Frozen, Training, TrainingConfig, cross_init, embedding_file};
+use crate::error::{EngineError, Result};
+use crate::photos::{Crop, decode, to_tensor};
+use crate::pipeline::StableDiffusion;
+
+const CHECKPOINT: &str = "checkpoint.safetensors";
+
+/// Trains and returns the final event with the avatar file.
+pub(crate) async fn train(
+    state: &Rc<RefCell<State>>,
+    id: u32,
+    source: &ModelSource,
+    backend: Backend,
+    settings: protocol::Training,
+) -> Result<(Event, Vec<u8>)> {
+    let (device, info) = device(state, backend).await;
+    let device = device.autodiff();
+    let mut model = match source {
+        ModelSource::Url { base } => {
+            StableDiffusion::load(&HttpFiles::new(base), None, &device).await?
+        }
+        ModelSource::Stored { folder } => {
+            StableDiffusion::load(&StoredFiles::open(folder).await?, None, &device).await?
+        }
+    };
+    model.text.text_encoder = model.text.text_encoder.no_grad();
+    model.unet = model.unet.no_grad();
+
+    let mut config = TrainingConfig::new(&settings.token);
+    config.init_words = settings.init_words.clone();
+    config.vectors = settings.vectors.max(1);
+    config.steps = settings.steps;
+    config.learning_rate = settings.learning_rate;
+    config.seed = settings.seed;
+    let start = cross_init(&model.text, &config.init_words).await?;
+    let initial: Vec<f32> = (0..config.vectors).flat_map(|_| start.clone()).collect();
+    model.text.add_placeholder_tokens(&config.token_names())?;
+
+    let mut latents = Vec::new();
+    for photo in &settings.photos {
+        let picture = decode(&read_source(photo).await?, Path::new(photo))?;
+        let crop = Crop::default_for(picture.width(), picture.height());
+        for mirrored in [false, true] {
+            let pixels = to_tensor(&picture, crop, settings.resolution, mirrored, &device);
+            latents.push((model.vae.encode(pixels) * model.scaling_factor()).detach());
+        }
+    }
+    let frozen = Frozen {
+        text: &model.text,
+        unet: &model.unet,
+        scheduler: model.scheduler_config(),
+    };
+    let folder = protocol::store::avatar_folder(&config.token);
+    let folder = [protocol::store::AVATARS_DIR, folder.as_str()];
+    let fresh = Training::new(config.clone(), initial, latents.clone(), &device)?;
+    let evaluation = fresh.evaluation_set(config.seed ^ 0x5eed);
+    let before = fresh.evaluate(&frozen, &evaluation).await?;
+    let mut training = match store_read(&folder, CHECKPOINT).await? {
+        Some(checkpoint) => Training::resume(config.clone(), &checkpoint, latents, &device)?,
+        None => fresh,
+    };
+    let resumed_from = training.step;
+    let started = Instant::now();
+    while training.step < config.steps {
+        let loss = training.step(&frozen).await?;
+        post(
+            &Event::TrainStep {
+                id,
+                step: training.step,
+                steps: config.steps,
+                loss,
+                seconds: started.elapsed().as_secs_f64(),
+            },
+            None,
+        );
+        if training
+            .step
+            .is_multiple_of(settings.checkpoint_every.max(1))
+        {
+            store_write(&folder, CHECKPOINT, &training.checkpoint().await?).await?;
+        }
+        crate::runtime::yield_now().await;
+        if state.borrow().cancelled.contains(&id) {
+            return Err(EngineError::Cancelled);
+        }
+    }
+    let after = training.evaluate(&frozen, &evaluation).await?;
+    let file = embedding_file(
+        &config.token,
+        &training.vectors().await?,
+        &AvatarInfo {
+            model: match source {
+                ModelSource::Url { base } => base.clone(),
+                ModelSource::Stored { folder } => folder.clone(),
+            },
+            steps: config.steps,
+            resolution: settings.resolution,
+        },
+    )?;
+    // Done: the app keeps the avatar file; the checkpoint has served its purpose.
+    store_remove(&folder, CHECKPOINT).await?;
+    Ok((
+        Event::AvatarTrained {
+            id,
+            device: info,
+            eval_loss_before: before,
+            eval_loss_after: after,
+            resumed_from,
+        },
+        file,
+    ))
+}
