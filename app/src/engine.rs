@@ -166,6 +166,7 @@ fn event_id(event: &Event) -> Option<u32> {
         | Event::Generated { id, .. }
         | Event::Cancelled { id }
         | Event::TrainStep { id, .. }
+        | Event::AvatarPreview { id, .. }
         | Event::AvatarTrained { id, .. }
         | Event::Failed { id, .. } => Some(*id),
     }

@@ -14,6 +14,9 @@ use crate::weights::{WeightFiles, load_into};
 pub struct PromptEncoder {
     pub tokenizer: ClipTokenizer,
     pub text_encoder: ClipTextModel,
+    /// The rows of tokens added by [`add_placeholder_tokens`](Self::add_placeholder_tokens), when
+    /// [`encode`](Self::encode) should use them: an avatar's preview while it trains.
+    pub placeholder_vectors: Option<Tensor<2>>,
     device: Device,
 }
 
@@ -58,6 +61,7 @@ impl PromptEncoder {
         Ok(PromptEncoder {
             tokenizer,
             text_encoder,
+            placeholder_vectors: None,
             device: device.clone(),
         })
     }
@@ -174,14 +178,8 @@ impl PromptEncoder {
 
     /// Last hidden states `[prompts, 77, hidden]`.
     pub fn encode(&self, prompts: &[&str]) -> Result<Tensor<3>> {
-        let mut ids = Vec::with_capacity(prompts.len() * MAX_LENGTH);
-        for prompt in prompts {
-            ids.extend(self.input_ids(prompt)?.into_iter().map(i64::from));
-        }
-        let ids = Tensor::<2, Int>::from_data(
-            TensorData::new(ids, [prompts.len(), MAX_LENGTH]),
-            &self.device,
-        );
-        Ok(self.text_encoder.forward(ids))
+        Ok(self
+            .text_encoder
+            .forward_with_extra_rows(self.ids_tensor(prompts)?, self.placeholder_vectors.clone()))
     }
 }

@@ -160,3 +160,48 @@ fn training_resumes_from_its_checkpoint() {
     assert_eq!(second, (11..=16).collect::<Vec<_>>());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A preview while training draws with the vectors as they are: the same conditioning as the
+/// finished avatar file loaded with `--embedding`.
+#[test]
+fn placeholder_vectors_encode_like_the_saved_embedding() {
+    use burn::tensor::{Tensor, TensorData};
+    use engine::files::block_on;
+    use engine::prompt::PromptEncoder;
+    use engine::textual_inversion::TextualInversion;
+
+    let files = common::model("tiny-sd2");
+    let device = common::device();
+    let vectors = vec![vec![0.25f32; 32], vec![-0.5f32; 32]];
+    let mut training = block_on(PromptEncoder::load(&files, None, &device)).unwrap();
+    let hidden = training.text_encoder.hidden_size();
+    let vectors: Vec<Vec<f32>> = vectors
+        .into_iter()
+        .map(|row| row.into_iter().cycle().take(hidden).collect())
+        .collect();
+    training
+        .add_placeholder_tokens(&["<kid>".into(), "<kid>_1".into()])
+        .unwrap();
+    training.placeholder_vectors = Some(Tensor::from_data(
+        TensorData::new(vectors.concat(), [2, hidden]),
+        &device,
+    ));
+    let info = engine::avatar::AvatarInfo {
+        model: "tiny-sd2".into(),
+        steps: 0,
+        resolution: 64,
+    };
+    let file = engine::avatar::embedding_file("<kid>", &vectors, &info).unwrap();
+    let mut loaded = block_on(PromptEncoder::load(&files, None, &device)).unwrap();
+    let path = std::path::Path::new("kid.safetensors");
+    loaded
+        .add_embedding(
+            &TextualInversion::from_safetensors(&file, path).unwrap(),
+            path,
+        )
+        .unwrap();
+    let prompt = ["an illustration of <kid>"];
+    let a = common::values(training.encode(&prompt).unwrap());
+    let b = common::values(loaded.encode(&prompt).unwrap());
+    assert!(common::max_abs_diff(&a, &b) < 1e-6);
+}

@@ -108,6 +108,9 @@ pub struct Training {
     pub seed: u64,
     /// A checkpoint goes to the store every this many steps.
     pub checkpoint_every: usize,
+    /// A preview picture ("an illustration of <token>") every this many steps; 0: none.
+    #[serde(default)]
+    pub preview_every: usize,
 }
 
 /// The device the worker computes on.
@@ -185,6 +188,11 @@ pub enum Event {
         loss: f64,
         /// Seconds since this run started (for "time left").
         seconds: f64,
+    },
+    /// A preview picture (PNG, beside this event) of the avatar as it is at `step`.
+    AvatarPreview {
+        id: u32,
+        step: usize,
     },
     /// Training finished: the avatar file travels beside this event.
     AvatarTrained {

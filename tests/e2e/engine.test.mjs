@@ -150,7 +150,7 @@ test('a separate decoder (TAESD layout) loads from its own repo, and loading rep
   assert.deepEqual(problems, []);
 });
 
-test('avatar training in the worker checkpoints, and after a reload resumes from the checkpoint', async () => {
+test('avatar training in the worker checkpoints, previews, and after a reload resumes from the checkpoint', async () => {
   const context = trackContext(server, await browser.newContext());
   const page = await context.newPage();
   const problems = watchPage(page);
@@ -160,7 +160,7 @@ test('avatar training in the worker checkpoints, and after a reload resumes from
     .join(',');
   const params = new URLSearchParams({
     model: `${server.origin}/hub/tiny/sd2/resolve/main`,
-    photos, token: '<kid>', steps: '4', checkpoint_every: '2', resolution: '32', lr: '0.05', seed: '0',
+    photos, token: '<kid>', steps: '4', checkpoint_every: '2', preview_every: '4', resolution: '32', lr: '0.05', seed: '0',
     backend: 'webgpu',
   }).toString();
   await page.goto(`${server.origin}/bench?${params}`);
@@ -175,6 +175,8 @@ test('avatar training in the worker checkpoints, and after a reload resumes from
   assert.equal(result.backend, 'webgpu');
   assert.equal(result.resumed_from, 2);
   assert.deepEqual(result.steps.map((step) => step.step), [3, 4]);
+  // A preview picture at step 4, drawn with the vectors as they were then.
+  assert.deepEqual(result.previews, [4]);
   assert.ok(result.steps.every((step) => Number.isFinite(step.loss)));
   assert.ok(result.embedding_bytes > 0);
   // The photos were read from the app's own origin only.

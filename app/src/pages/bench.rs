@@ -211,7 +211,7 @@ fn model_source(text: String) -> ModelSource {
 /// Training mode (`photos=URL,URL,…`): trains an avatar in the worker and reports each step's
 /// loss, the step it resumed from (a checkpoint in the store) and the paired evaluation loss.
 /// Parameters: `token`, `init_words`, `vectors`, `steps`, `lr`, `resolution`, `seed`,
-/// `checkpoint_every`.
+/// `checkpoint_every`, `preview_every`.
 async fn train(
     engine: &EngineWorker,
     params: &web_sys::UrlSearchParams,
@@ -244,11 +244,13 @@ async fn train(
         resolution: number("resolution", 512.0)? as usize,
         seed: number("seed", 0.0)? as u64,
         checkpoint_every: number("checkpoint_every", 50.0)? as usize,
+        preview_every: number("preview_every", 0.0)? as usize,
     };
     let id = engine.next_id();
     set_drawing.set(Some(id));
     set_status.set("preparing the photos…".into());
     let steps = std::cell::RefCell::new(Vec::new());
+    let previews = std::cell::RefCell::new(Vec::new());
     let request = Request::TrainAvatar {
         id,
         source: model_source(model),
@@ -257,6 +259,9 @@ async fn train(
     };
     let (done, file) = engine
         .call(id, &request, |event| {
+            if let Event::AvatarPreview { step, .. } = event {
+                previews.borrow_mut().push(*step);
+            }
             if let Event::TrainStep {
                 step,
                 steps: total,
@@ -291,6 +296,7 @@ async fn train(
         "adapter": device.adapter,
         "f16": device.f16,
         "steps": steps.into_inner(),
+        "previews": previews.into_inner(),
         "resumed_from": resumed_from,
         "eval_loss_before": eval_loss_before,
         "eval_loss_after": eval_loss_after,

@@ -11,11 +11,11 @@ use protocol::{Backend, Event, ModelSource};
 use web_time::Instant;
 
 use super::files::{HttpFiles, StoredFiles, read_source, store_read, store_remove, store_write};
-use super::worker::{State, device, post};
+use super::worker::{State, device, encode_png, post};
 use crate::avatar::{AvatarInfo, Frozen, Training, TrainingConfig, cross_init, embedding_file};
 use crate::error::{EngineError, Result};
 use crate::photos::{Crop, decode, to_tensor};
-use crate::pipeline::StableDiffusion;
+use crate::pipeline::{GenerationRequest, StableDiffusion};
 
 const CHECKPOINT: &str = "checkpoint.safetensors";
 
@@ -59,16 +59,11 @@ pub(crate) async fn train(
             latents.push((model.vae.encode(pixels) * model.scaling_factor()).detach());
         }
     }
-    let frozen = Frozen {
-        text: &model.text,
-        unet: &model.unet,
-        scheduler: model.scheduler_config(),
-    };
     let folder = protocol::store::avatar_folder(&config.token);
     let folder = [protocol::store::AVATARS_DIR, folder.as_str()];
     let fresh = Training::new(config.clone(), initial, latents.clone(), &device)?;
     let evaluation = fresh.evaluation_set(config.seed ^ 0x5eed);
-    let before = fresh.evaluate(&frozen, &evaluation).await?;
+    let before = fresh.evaluate(&frozen(&model), &evaluation).await?;
     let mut training = match store_read(&folder, CHECKPOINT).await? {
         Some(checkpoint) => Training::resume(config.clone(), &checkpoint, latents, &device)?,
         None => fresh,
@@ -76,7 +71,7 @@ pub(crate) async fn train(
     let resumed_from = training.step;
     let started = Instant::now();
     while training.step < config.steps {
-        let loss = training.step(&frozen).await?;
+        let loss = training.step(&frozen(&model)).await?;
         post(
             &Event::TrainStep {
                 id,
@@ -93,12 +88,38 @@ pub(crate) async fn train(
         {
             store_write(&folder, CHECKPOINT, &training.checkpoint().await?).await?;
         }
+        if settings.preview_every > 0 && training.step.is_multiple_of(settings.preview_every) {
+            // The avatar as it is now, drawn the way a book page will draw it.
+            model.text.placeholder_vectors = Some(training.parameters.vectors.val().detach());
+            let request = GenerationRequest {
+                prompt: format!("an illustration of {}", config.token),
+                negative_prompt: String::new(),
+                steps: 1,
+                guidance: 0.0,
+                width: settings.resolution,
+                height: settings.resolution,
+                seed: config.seed,
+                scheduler: None,
+                noise: None,
+            };
+            let preview = model.generate(&request, |_| true).await;
+            model.text.placeholder_vectors = None;
+            let preview = preview?;
+            let png = encode_png(&preview.rgb, preview.width, preview.height)?;
+            post(
+                &Event::AvatarPreview {
+                    id,
+                    step: training.step,
+                },
+                Some(png),
+            );
+        }
         crate::runtime::yield_now().await;
         if state.borrow().cancelled.contains(&id) {
             return Err(EngineError::Cancelled);
         }
     }
-    let after = training.evaluate(&frozen, &evaluation).await?;
+    let after = training.evaluate(&frozen(&model), &evaluation).await?;
     let file = embedding_file(
         &config.token,
         &training.vectors().await?,
@@ -123,4 +144,14 @@ pub(crate) async fn train(
         },
         file,
     ))
+}
+
+/// The frozen parts the loss needs, borrowed for one step (a preview needs the model mutably
+/// between steps).
+fn frozen(model: &StableDiffusion) -> Frozen<'_> {
+    Frozen {
+        text: &model.text,
+        unet: &model.unet,
+        scheduler: model.scheduler_config(),
+    }
 }

@@ -456,7 +456,7 @@ async fn read_noise(url: &str) -> Result<Vec<f32>> {
         .ok_or_else(|| invalid(format!("`noise` has type {:?}", noise.dtype())))
 }
 
-fn encode_png(rgb: &[u8], width: usize, height: usize) -> Result<Vec<u8>> {
+pub(crate) fn encode_png(rgb: &[u8], width: usize, height: usize) -> Result<Vec<u8>> {
     use image::ImageEncoder;
     let mut png = Vec::new();
     image::codecs::png::PngEncoder::new(&mut png)
