@@ -33,6 +33,7 @@ use crate::schedulers::{
 };
 use crate::tokenizer::MAX_LENGTH;
 use crate::unet_2d::UNet2DConditionModel;
+use crate::vae::Vae;
 
 /// The timesteps training draws from (see the module docs).
 pub const TRAINING_TIMESTEPS: [usize; 4] = [999, 749, 499, 249];
@@ -88,6 +89,26 @@ pub fn denoising_loss(frozen: &Frozen, vectors: Tensor<2>, example: &Example) ->
         }
     };
     Ok((prediction - target).powi_scalar(2).mean())
+}
+
+/// A photo's latents for training, as diffusers' script makes them (the encoder's mean × the
+/// scaling factor), for the photo and its mirror image. `encoder` is the model's own VAE, or
+/// TAESD's encoder as the faster option (its latents approximate the scaled ones directly).
+pub fn photo_latents(
+    encoder: &Vae,
+    scaling_factor: f64,
+    picture: &image::DynamicImage,
+    crop: crate::photos::Crop,
+    resolution: usize,
+    device: &Device,
+) -> Vec<Tensor<4>> {
+    [false, true]
+        .into_iter()
+        .map(|mirrored| {
+            let pixels = crate::photos::to_tensor(picture, crop, resolution, mirrored, device);
+            (encoder.encode(pixels) * scaling_factor).detach()
+        })
+        .collect()
 }
 
 /// Settings of one avatar's training.

@@ -205,3 +205,41 @@ fn placeholder_vectors_encode_like_the_saved_embedding() {
     let b = common::values(loaded.encode(&prompt).unwrap());
     assert!(common::max_abs_diff(&a, &b) < 1e-6);
 }
+
+#[test]
+fn photos_can_be_encoded_with_taesd_instead() {
+    let dir = std::env::temp_dir().join(format!("toddler-taesd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let avatar = dir.join("kid.safetensors");
+    let (model, photos) = (fixtures().join("tiny-sd2"), fixtures().join("photos"));
+    // The tiny-sd1 fixture's VAE is an AutoencoderTiny, laid out as a TAESD repo.
+    let taesd = fixtures().join("tiny-sd1").join("vae");
+    let output = run_toddler(&[
+        OsStr::new("train-avatar"),
+        OsStr::new("--model"),
+        model.as_os_str(),
+        OsStr::new("--photos"),
+        photos.as_os_str(),
+        OsStr::new("--token"),
+        OsStr::new("<kid>"),
+        OsStr::new("--steps"),
+        OsStr::new("20"),
+        OsStr::new("--lr"),
+        OsStr::new("0.05"),
+        OsStr::new("--resolution"),
+        OsStr::new("64"),
+        OsStr::new("--encoder"),
+        taesd.as_os_str(),
+        OsStr::new("--out"),
+        avatar.as_os_str(),
+    ]);
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let (before, after) = (
+        last["eval_loss_before"].as_f64().unwrap(),
+        last["eval_loss_after"].as_f64().unwrap(),
+    );
+    assert!(after < before, "{before} → {after}");
+    assert!(avatar.exists());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -12,9 +12,11 @@ use web_time::Instant;
 
 use super::files::{HttpFiles, StoredFiles, read_source, store_read, store_remove, store_write};
 use super::worker::{State, device, encode_png, post};
-use crate::avatar::{AvatarInfo, Frozen, Training, TrainingConfig, cross_init, embedding_file};
+use crate::avatar::{
+    AvatarInfo, Frozen, Training, TrainingConfig, cross_init, embedding_file, photo_latents,
+};
 use crate::error::{EngineError, Result};
-use crate::photos::{Crop, decode, to_tensor};
+use crate::photos::{Crop, decode};
 use crate::pipeline::{GenerationRequest, StableDiffusion};
 
 const CHECKPOINT: &str = "checkpoint.safetensors";
@@ -54,10 +56,14 @@ pub(crate) async fn train(
     for photo in &settings.photos {
         let picture = decode(&read_source(photo).await?, Path::new(photo))?;
         let crop = Crop::default_for(picture.width(), picture.height());
-        for mirrored in [false, true] {
-            let pixels = to_tensor(&picture, crop, settings.resolution, mirrored, &device);
-            latents.push((model.vae.encode(pixels) * model.scaling_factor()).detach());
-        }
+        latents.extend(photo_latents(
+            &model.vae,
+            model.scaling_factor(),
+            &picture,
+            crop,
+            settings.resolution,
+            &device,
+        ));
     }
     let folder = protocol::store::avatar_folder(&config.token);
     let folder = [protocol::store::AVATARS_DIR, folder.as_str()];
