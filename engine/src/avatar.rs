@@ -26,7 +26,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::error::{EngineError, Result};
-use crate::pipeline::gaussian;
+use crate::pipeline::{StableDiffusion, gaussian};
 use crate::prompt::PromptEncoder;
 use crate::schedulers::{
     PredictionType, SchedulerConfig, add_noise_coefficients, alphas_cumprod, velocity_coefficients,
@@ -68,6 +68,17 @@ pub struct Frozen<'a> {
     pub text: &'a PromptEncoder,
     pub unet: &'a UNet2DConditionModel,
     pub scheduler: &'a SchedulerConfig,
+}
+
+impl<'a> Frozen<'a> {
+    /// The frozen parts of a loaded model, borrowed for one step.
+    pub fn of(model: &'a StableDiffusion) -> Self {
+        Frozen {
+            text: &model.text,
+            unet: &model.unet,
+            scheduler: model.scheduler_config(),
+        }
+    }
 }
 
 /// The denoising loss of `example` with the token rows `vectors`: MSE between the UNet's
@@ -170,6 +181,44 @@ pub async fn cross_init(text: &PromptEncoder, words: &[String]) -> Result<Vec<f3
     }
     let mean = sum.expect("at least one word") / words.len() as f64;
     values(mean).await
+}
+
+/// A run ready for its first step (see [`start`]).
+pub struct Run {
+    pub training: Training,
+    /// The fixed evaluation set of the paired figure.
+    pub evaluation: Vec<Example>,
+    /// Its mean loss with the untrained (CrossInit) vectors.
+    pub eval_loss_before: f64,
+}
+
+/// Everything before the first step, for the CLI and the browser alike: the token's names added
+/// to `model`'s tokenizer, CrossInit vectors, the evaluation set and its loss before training,
+/// then the vectors and step of `checkpoint` when there is one. `latents` come from
+/// [`photo_latents`].
+pub async fn start(
+    model: &mut StableDiffusion,
+    config: TrainingConfig,
+    latents: Vec<Tensor<4>>,
+    checkpoint: Option<&[u8]>,
+    device: &Device,
+) -> Result<Run> {
+    let start = cross_init(&model.text, &config.init_words).await?;
+    let initial: Vec<f32> = (0..config.vectors).flat_map(|_| start.clone()).collect();
+    model.text.add_placeholder_tokens(&config.token_names())?;
+    let fresh = Training::new(config.clone(), initial, latents.clone(), device)?;
+    let evaluation = fresh.evaluation_set(config.seed ^ 0x5eed);
+    // The paired figure always compares with the untrained start, resumed or not.
+    let eval_loss_before = fresh.evaluate(&Frozen::of(model), &evaluation).await?;
+    let training = match checkpoint {
+        Some(checkpoint) => Training::resume(config, checkpoint, latents, device)?,
+        None => fresh,
+    };
+    Ok(Run {
+        training,
+        evaluation,
+        eval_loss_before,
+    })
 }
 
 /// A training run: the vectors, their optimiser and the example stream.

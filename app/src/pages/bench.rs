@@ -63,14 +63,7 @@ async fn run(
     )
     .map_err(|_| "unreadable query string".to_owned())?;
     let text = |name: &str| params.get(name);
-    let number = |name: &str, default: f64| -> Result<f64, String> {
-        match params.get(name) {
-            Some(value) => value
-                .parse()
-                .map_err(|_| format!("parameter `{name}`: `{value}` is not a number")),
-            None => Ok(default),
-        }
-    };
+    let number = |name: &str, default: f64| number_param(&params, name, default);
     let model = text("model").ok_or("parameter `model` (a diffusers folder's URL) is required")?;
     let backend_name = text("backend").unwrap_or_else(|| "webgpu".into());
     let backend = Backend::parse(&backend_name)
@@ -221,14 +214,7 @@ async fn train(
     set_status: WriteSignal<String>,
     set_drawing: WriteSignal<Option<u32>>,
 ) -> Result<Value, String> {
-    let number = |name: &str, default: f64| -> Result<f64, String> {
-        match params.get(name) {
-            Some(value) => value
-                .parse()
-                .map_err(|_| format!("parameter `{name}`: `{value}` is not a number")),
-            None => Ok(default),
-        }
-    };
+    let number = |name: &str, default: f64| number_param(params, name, default);
     let training = protocol::Training {
         photos: photos.split(',').map(str::to_owned).collect(),
         token: params.get("token").unwrap_or_else(|| "<kid>".into()),
@@ -302,4 +288,18 @@ async fn train(
         "eval_loss_after": eval_loss_after,
         "embedding_bytes": file.map_or(0, |file| file.len()),
     }))
+}
+
+/// A numeric URL parameter, `default` when absent; a parameter that is not a number is an error.
+fn number_param(
+    params: &web_sys::UrlSearchParams,
+    name: &str,
+    default: f64,
+) -> Result<f64, String> {
+    match params.get(name) {
+        Some(value) => value
+            .parse()
+            .map_err(|_| format!("parameter `{name}`: `{value}` is not a number")),
+        None => Ok(default),
+    }
 }

@@ -293,9 +293,7 @@ mod cli {
 
     fn train_avatar(args: TrainArgs) -> Result<()> {
         use burn::module::Module;
-        use engine::avatar::{
-            AvatarInfo, Frozen, Training, TrainingConfig, cross_init, photo_latents,
-        };
+        use engine::avatar::{AvatarInfo, Frozen, Run, TrainingConfig, photo_latents, start};
         use engine::files::AsComponent;
         use engine::photos::{Crop, decode};
 
@@ -330,9 +328,6 @@ mod cli {
         config.steps = args.steps;
         config.learning_rate = args.lr;
         config.seed = args.seed;
-        let start = block_on(cross_init(&model.text, &config.init_words))?;
-        let initial: Vec<f32> = (0..config.vectors).flat_map(|_| start.clone()).collect();
-        model.text.add_placeholder_tokens(&config.token_names())?;
 
         // Each photo and its mirror image, encoded once.
         let mut paths: Vec<PathBuf> = std::fs::read_dir(&args.photos)
@@ -390,24 +385,25 @@ mod cli {
             ));
         }
 
-        let frozen = Frozen {
-            text: &model.text,
-            unet: &model.unet,
-            scheduler: model.scheduler_config(),
+        let checkpoint = match &args.checkpoint {
+            Some(path) if path.exists() => Some(read_file(path)?),
+            _ => None,
         };
-        let fresh = Training::new(config.clone(), initial, latents.clone(), &device)?;
-        let evaluation = fresh.evaluation_set(args.seed ^ 0x5eed);
-        // The paired figure always compares with the untrained start.
-        let before = block_on(fresh.evaluate(&frozen, &evaluation))?;
-        let mut training = match &args.checkpoint {
-            Some(path) if path.exists() => {
-                let training =
-                    Training::resume(config.clone(), &read_file(path)?, latents, &device)?;
-                eprintln!("resuming from step {} ({})", training.step, path.display());
-                training
-            }
-            _ => fresh,
-        };
+        let Run {
+            mut training,
+            evaluation,
+            eval_loss_before: before,
+        } = block_on(start(
+            &mut model,
+            config.clone(),
+            latents,
+            checkpoint.as_deref(),
+            &device,
+        ))?;
+        if let (Some(path), true) = (&args.checkpoint, training.step > 0) {
+            eprintln!("resuming from step {} ({})", training.step, path.display());
+        }
+        let frozen = Frozen::of(&model);
         let started = Instant::now();
         while training.step < config.steps {
             let loss = block_on(training.step(&frozen))?;

@@ -13,7 +13,7 @@ use web_time::Instant;
 use super::files::{HttpFiles, StoredFiles, read_source, store_read, store_remove, store_write};
 use super::worker::{State, device, encode_png, post};
 use crate::avatar::{
-    AvatarInfo, Frozen, Training, TrainingConfig, cross_init, embedding_file, photo_latents,
+    AvatarInfo, Frozen, Run, TrainingConfig, embedding_file, photo_latents, start,
 };
 use crate::error::{EngineError, Result};
 use crate::photos::{Crop, decode};
@@ -48,10 +48,6 @@ pub(crate) async fn train(
     config.steps = settings.steps;
     config.learning_rate = settings.learning_rate;
     config.seed = settings.seed;
-    let start = cross_init(&model.text, &config.init_words).await?;
-    let initial: Vec<f32> = (0..config.vectors).flat_map(|_| start.clone()).collect();
-    model.text.add_placeholder_tokens(&config.token_names())?;
-
     let mut latents = Vec::new();
     for photo in &settings.photos {
         let picture = decode(&read_source(photo).await?, Path::new(photo))?;
@@ -67,17 +63,23 @@ pub(crate) async fn train(
     }
     let folder = protocol::store::avatar_folder(&config.token);
     let folder = [protocol::store::AVATARS_DIR, folder.as_str()];
-    let fresh = Training::new(config.clone(), initial, latents.clone(), &device)?;
-    let evaluation = fresh.evaluation_set(config.seed ^ 0x5eed);
-    let before = fresh.evaluate(&frozen(&model), &evaluation).await?;
-    let mut training = match store_read(&folder, CHECKPOINT).await? {
-        Some(checkpoint) => Training::resume(config.clone(), &checkpoint, latents, &device)?,
-        None => fresh,
-    };
+    let checkpoint = store_read(&folder, CHECKPOINT).await?;
+    let Run {
+        mut training,
+        evaluation,
+        eval_loss_before: before,
+    } = start(
+        &mut model,
+        config.clone(),
+        latents,
+        checkpoint.as_deref(),
+        &device,
+    )
+    .await?;
     let resumed_from = training.step;
     let started = Instant::now();
     while training.step < config.steps {
-        let loss = training.step(&frozen(&model)).await?;
+        let loss = training.step(&Frozen::of(&model)).await?;
         post(
             &Event::TrainStep {
                 id,
@@ -125,7 +127,7 @@ pub(crate) async fn train(
             return Err(EngineError::Cancelled);
         }
     }
-    let after = training.evaluate(&frozen(&model), &evaluation).await?;
+    let after = training.evaluate(&Frozen::of(&model), &evaluation).await?;
     let file = embedding_file(
         &config.token,
         &training.vectors().await?,
@@ -150,14 +152,4 @@ pub(crate) async fn train(
         },
         file,
     ))
-}
-
-/// The frozen parts the loss needs, borrowed for one step (a preview needs the model mutably
-/// between steps).
-fn frozen(model: &StableDiffusion) -> Frozen<'_> {
-    Frozen {
-        text: &model.text,
-        unet: &model.unet,
-        scheduler: model.scheduler_config(),
-    }
 }

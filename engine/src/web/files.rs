@@ -154,18 +154,9 @@ pub struct StoredFiles {
 impl StoredFiles {
     /// Opens `models/{name}` under the origin-private file system's root.
     pub async fn open(name: &str) -> Result<Self> {
-        let storage = scope().navigator().storage();
-        let root: FileSystemDirectoryHandle = JsFuture::from(storage.get_directory())
-            .await
-            .map_err(|error| store_error(name, &error))?
-            .unchecked_into();
-        let mut folder = root;
-        for part in [protocol::store::MODELS_DIR, name] {
-            folder = JsFuture::from(folder.get_directory_handle(part))
-                .await
-                .map_err(|error| store_error(name, &error))?
-                .unchecked_into();
-        }
+        let folder = store_folder(&[protocol::store::MODELS_DIR, name], false)
+            .await?
+            .ok_or_else(|| EngineError::Usage(format!("the model {name} is not on this device")))?;
         Ok(StoredFiles {
             folder,
             name: name.to_owned(),

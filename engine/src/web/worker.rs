@@ -26,10 +26,9 @@ use crate::weights::WeightFiles;
 #[derive(Default)]
 pub(crate) struct State {
     model: Option<Rc<StableDiffusion>>,
-    /// The WebGPU device, set up once per worker (burn registers its runtime globally).
-    gpu: Option<(Device, DeviceInfo)>,
-    /// Why WebGPU could not be set up, once tried.
-    gpu_error: Option<String>,
+    /// The outcome of setting up WebGPU, tried once per worker (burn registers its runtime
+    /// globally): the device, or why there is none.
+    gpu: Option<std::result::Result<(Device, DeviceInfo), String>>,
     pub(crate) cancelled: HashSet<u32>,
 }
 
@@ -70,48 +69,28 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
             embeddings,
         } => {
             let started = Instant::now();
-            match load(&state, id, &source, decoder.as_ref(), backend, &embeddings).await {
-                Ok(device) => post(
-                    &Event::Loaded {
+            let loaded = load(&state, id, &source, decoder.as_ref(), backend, &embeddings)
+                .await
+                .map(|device| {
+                    let event = Event::Loaded {
                         id,
                         device,
                         load_ms: elapsed_ms(started),
                         wasm_heap_bytes: wasm_heap_bytes(),
-                    },
-                    None,
-                ),
-                Err(error) => post(
-                    &Event::Failed {
-                        id,
-                        message: error.to_string(),
-                    },
-                    None,
-                ),
-            }
+                    };
+                    (event, None)
+                });
+            answer(id, loaded);
         }
         Request::Generate { id, request } => {
             let model = state.borrow().model.clone();
-            let Some(model) = model else {
-                post(
-                    &Event::Failed {
-                        id,
-                        message: "no model is loaded yet".into(),
-                    },
-                    None,
-                );
-                return;
+            let generated = match model {
+                Some(model) => generate(&state, id, &model, request)
+                    .await
+                    .map(|(result, png)| (Event::Generated { id, result }, Some(png))),
+                None => Err(EngineError::Usage("no model is loaded yet".into())),
             };
-            match generate(&state, id, &model, request).await {
-                Ok((result, png)) => post(&Event::Generated { id, result }, Some(png)),
-                Err(EngineError::Cancelled) => post(&Event::Cancelled { id }, None),
-                Err(error) => post(
-                    &Event::Failed {
-                        id,
-                        message: error.to_string(),
-                    },
-                    None,
-                ),
-            }
+            answer(id, generated);
             state.borrow_mut().cancelled.remove(&id);
         }
         Request::TrainAvatar {
@@ -120,20 +99,28 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
             backend,
             training,
         } => {
-            match super::avatar::train(&state, id, &source, backend, training).await {
-                Ok((event, file)) => post(&event, Some(file)),
-                Err(EngineError::Cancelled) => post(&Event::Cancelled { id }, None),
-                Err(error) => post(
-                    &Event::Failed {
-                        id,
-                        message: error.to_string(),
-                    },
-                    None,
-                ),
-            }
+            let trained = super::avatar::train(&state, id, &source, backend, training)
+                .await
+                .map(|(event, file)| (event, Some(file)));
+            answer(id, trained);
             state.borrow_mut().cancelled.remove(&id);
         }
         Request::Cancel { .. } => {}
+    }
+}
+
+/// Posts the final event of request `id`: its result, or that it was cancelled or failed.
+fn answer(id: u32, outcome: Result<(Event, Option<Vec<u8>>)>) {
+    match outcome {
+        Ok((event, bytes)) => post(&event, bytes),
+        Err(EngineError::Cancelled) => post(&Event::Cancelled { id }, None),
+        Err(error) => post(
+            &Event::Failed {
+                id,
+                message: error.to_string(),
+            },
+            None,
+        ),
     }
 }
 
@@ -267,46 +254,28 @@ impl<F: ModelFiles> ModelFiles for Counting<'_, F> {
 /// The device for `backend`: WebGPU when asked for (or `auto`) and available, else the CPU with
 /// the reason in words.
 pub(crate) async fn device(state: &Rc<RefCell<State>>, backend: Backend) -> (Device, DeviceInfo) {
-    if backend != Backend::Cpu {
-        if let Some(gpu) = state.borrow().gpu.clone() {
-            return gpu;
-        }
-        let reason = match state.borrow().gpu_error.clone() {
-            Some(reason) => Err(reason),
-            None => Ok(()),
-        };
-        let reason = match reason {
-            Ok(()) => match webgpu().await {
-                Ok(gpu) => {
-                    state.borrow_mut().gpu = Some(gpu.clone());
-                    return gpu;
-                }
-                Err(reason) => {
-                    state.borrow_mut().gpu_error = Some(reason.clone());
-                    reason
-                }
-            },
-            Err(reason) => reason,
-        };
-        return (
-            Device::flex(),
-            DeviceInfo {
-                backend: "cpu".into(),
-                adapter: "CPU".into(),
-                f16: false,
-                fallback_reason: Some(reason),
-            },
-        );
-    }
-    (
-        Device::flex(),
-        DeviceInfo {
+    let cpu = |fallback_reason| {
+        let info = DeviceInfo {
             backend: "cpu".into(),
             adapter: "CPU".into(),
             f16: false,
-            fallback_reason: None,
-        },
-    )
+            fallback_reason,
+        };
+        (Device::flex(), info)
+    };
+    if backend == Backend::Cpu {
+        return cpu(None);
+    }
+    let tried = state.borrow().gpu.clone();
+    let outcome = match tried {
+        Some(outcome) => outcome,
+        None => {
+            let outcome = webgpu().await;
+            state.borrow_mut().gpu = Some(outcome.clone());
+            outcome
+        }
+    };
+    outcome.unwrap_or_else(|reason| cpu(Some(reason)))
 }
 
 /// Sets up burn's WebGPU runtime with the adapter's own limits.
