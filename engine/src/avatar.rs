@@ -117,7 +117,7 @@ pub fn photo_latents(
         .into_iter()
         .map(|mirrored| {
             let pixels = crate::photos::to_tensor(picture, crop, resolution, mirrored, device);
-            (encoder.encode(pixels) * scaling_factor).detach()
+            constant(encoder.encode(pixels) * scaling_factor)
         })
         .collect()
 }
@@ -252,13 +252,18 @@ impl Training {
             parameters: TokenVectors {
                 vectors: Param::from_tensor(initial.clone().require_grad()),
             },
-            initial: initial.detach(),
+            initial: constant(initial),
             optimizer: AdamWConfig::new().with_weight_decay(0.0).init(),
             rng: StdRng::seed_from_u64(config.seed),
             config,
             photos,
             step: 0,
         })
+    }
+
+    /// The vectors as they are now, out of the gradient graph: for evaluation and previews.
+    pub fn current_vectors(&self) -> Tensor<2> {
+        constant(self.parameters.vectors.val())
     }
 
     /// The vectors' values, `[n][hidden]`.
@@ -412,13 +417,20 @@ impl Training {
 
     /// The mean denoising loss over `examples` with the current vectors (no gradients kept).
     pub async fn evaluate(&self, frozen: &Frozen<'_>, examples: &[Example]) -> Result<f64> {
-        let vectors = self.parameters.vectors.val().detach();
+        let vectors = self.current_vectors();
         let mut sum = 0.0;
         for example in examples {
-            sum += scalar(denoising_loss(frozen, vectors.clone(), example)?.detach()).await?;
+            sum += scalar(denoising_loss(frozen, vectors.clone(), example)?).await?;
         }
         Ok(sum / examples.len().max(1) as f64)
     }
+}
+
+/// `tensor` as a constant: out of the graph *and* not requiring gradients. burn's `detach` keeps
+/// `require_grad`, so passes with merely detached vectors still build a graph that nothing
+/// backpropagates — the evaluation set held 10 GB that way before the first step.
+fn constant<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {
+    tensor.detach().set_require_grad(false)
 }
 
 /// A tensor's values, read back without blocking (WebGPU has no blocking reads).

@@ -122,6 +122,21 @@ impl StableDiffusion {
         })
     }
 
+    /// The model with no weight keeping a gradient (text encoder, UNet, VAE), for training on an
+    /// autodiff device: only the avatar's vectors then build a graph. The VAE too, since it
+    /// encodes the photos and draws the previews on that device.
+    pub fn frozen(self) -> Self {
+        use burn::module::Module;
+        let mut text = self.text;
+        text.text_encoder = text.text_encoder.no_grad();
+        StableDiffusion {
+            text,
+            unet: self.unet.no_grad(),
+            vae: self.vae.no_grad(),
+            ..self
+        }
+    }
+
     pub fn scheduler_config(&self) -> &SchedulerConfig {
         &self.scheduler_config
     }

@@ -338,6 +338,16 @@ impl Vae {
         }
     }
 
+    /// The same autoencoder with its weights out of any gradient graph: on an autodiff device
+    /// an encoder that tracks gradients keeps every activation of a 512² photo alive.
+    pub fn no_grad(self) -> Self {
+        use burn::module::Module;
+        match self {
+            Vae::Kl(vae) => Vae::Kl(Box::new(vae.no_grad())),
+            Vae::Tiny(vae) => Vae::Tiny(vae.no_grad()),
+        }
+    }
+
     /// Latents (divided by the scaling factor) → pictures in about [-1, 1].
     pub fn decode(&self, latents: Tensor<4>) -> Tensor<4> {
         match self {

@@ -116,6 +116,10 @@ mod cli {
         /// its encoder instead of the model's VAE (faster).
         #[arg(long)]
         encoder: Option<PathBuf>,
+        /// Recompute memory-bound activations in the backward pass instead of keeping them
+        /// (less device memory, more compute).
+        #[arg(long)]
+        gradient_checkpointing: bool,
     }
 
     #[derive(clap::Args)]
@@ -156,6 +160,10 @@ mod cli {
         /// Where to compute: `cpu` or `gpu`.
         #[arg(long, default_value = "cpu")]
         backend: String,
+        /// Draws the picture this many times in one process and reports each (the first run
+        /// compiles the GPU kernels; the later ones are the warm figures).
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
     }
 
     #[derive(clap::Args)]
@@ -255,17 +263,26 @@ mod cli {
             scheduler,
             noise,
         };
-        let generated = block_on(model.generate(&request, |_| true))?;
-        let timings = &generated.timings;
-        eprintln!("prompt encoded in {:.0} ms", timings.text_ms);
-        for (step, took) in timings.unet_ms.iter().enumerate() {
-            eprintln!(
-                "step {}/{} in {took:.0} ms",
-                step + 1,
-                timings.unet_ms.len()
-            );
+        let mut drawn = None;
+        for run in 1..=args.repeat.max(1) {
+            let began = Instant::now();
+            let generated = block_on(model.generate(&request, |_| true))?;
+            let timings = &generated.timings;
+            if args.repeat > 1 {
+                eprintln!("run {run}:");
+            }
+            eprintln!("prompt encoded in {:.0} ms", timings.text_ms);
+            for (step, took) in timings.unet_ms.iter().enumerate() {
+                eprintln!(
+                    "step {}/{} in {took:.0} ms",
+                    step + 1,
+                    timings.unet_ms.len()
+                );
+            }
+            eprintln!("decoded in {:.0} ms", timings.decode_ms);
+            drawn = Some((generated, began.elapsed()));
         }
-        eprintln!("decoded in {:.0} ms", timings.decode_ms);
+        let (generated, took) = drawn.expect("at least one run");
         if let Some(path) = &args.latents_out {
             write_safetensors(path, "latents", &generated.latent_shape, &generated.latents)?;
         }
@@ -285,14 +302,13 @@ mod cli {
         eprintln!(
             "loaded in {:.0} ms, generated in {:.0} ms, peak memory {:.0} MiB",
             loaded.as_secs_f64() * 1e3,
-            (started.elapsed() - loaded).as_secs_f64() * 1e3,
+            took.as_secs_f64() * 1e3,
             peak_memory_bytes().unwrap_or(0) as f64 / (1024.0 * 1024.0)
         );
         Ok(())
     }
 
     fn train_avatar(args: TrainArgs) -> Result<()> {
-        use burn::module::Module;
         use engine::avatar::{AvatarInfo, Frozen, Run, TrainingConfig, photo_latents, start};
         use engine::files::AsComponent;
         use engine::photos::{Crop, decode};
@@ -307,15 +323,17 @@ mod cli {
             .backend
             .parse()
             .map_err(|error| EngineError::Usage(format!("{error}")))?;
-        let device = backend.device().autodiff();
+        let device = match args.gradient_checkpointing {
+            true => backend.device().autodiff().gradient_checkpointing(),
+            false => backend.device().autodiff(),
+        };
         let mut model = block_on(StableDiffusion::load(
             &Folder(args.model.clone()),
             None,
             &device,
-        ))?;
-        // Frozen: no gradients are kept for the model's own weights.
-        model.text.text_encoder = model.text.text_encoder.no_grad();
-        model.unet = model.unet.no_grad();
+        ))?
+        .frozen();
+        let weights_memory = device_memory(&device);
 
         let mut config = TrainingConfig::new(&args.token);
         config.init_words = args
@@ -358,12 +376,13 @@ mod cli {
                     files: Folder(folder.clone()),
                     component: "vae",
                 };
-                Some(block_on(engine::vae::Vae::load(
+                let (vae, info) = block_on(engine::vae::Vae::load(
                     &files,
                     None,
                     &device,
                     burn::tensor::DType::F32,
-                ))?)
+                ))?;
+                Some((vae.no_grad(), info))
             }
             None => None,
         };
@@ -428,6 +447,19 @@ mod cli {
                 })
             );
         }
+        // The allocator's high-water marks, read before the evaluation passes reuse its pages.
+        if let (Some(weights), Some(training)) = (weights_memory, device_memory(&device)) {
+            eprintln!(
+                "{}",
+                serde_json::json!({
+                    "device_memory": {
+                        "weights_bytes": weights.in_use,
+                        "training_reserved_bytes": training.reserved,
+                        "training_peak_bytes": training.peak,
+                    }
+                })
+            );
+        }
         let after = block_on(training.evaluate(&frozen, &evaluation))?;
         let info = AvatarInfo {
             model: args.model.display().to_string(),
@@ -453,6 +485,32 @@ mod cli {
             .is_some_and(|extension| {
                 ["jpg", "jpeg", "png", "webp"].contains(&extension.to_ascii_lowercase().as_str())
             })
+    }
+
+    /// What a device's allocator holds: bytes in live tensors, bytes it reserved, and the sum
+    /// of its pools' peak pages (what the device had to give it at worst).
+    struct DeviceMemory {
+        in_use: u64,
+        reserved: u64,
+        peak: u64,
+    }
+
+    fn device_memory(device: &burn::tensor::Device) -> Option<DeviceMemory> {
+        let usage = device.memory_pool_usage()?;
+        let peak = device
+            .memory_pool_report()
+            .map(|pools| {
+                pools
+                    .iter()
+                    .map(|pool| pool.pages_peak * pool.page_size)
+                    .sum()
+            })
+            .unwrap_or(usage.bytes_reserved);
+        Some(DeviceMemory {
+            in_use: usage.bytes_in_use,
+            reserved: usage.bytes_reserved,
+            peak,
+        })
     }
 
     /// The process's peak resident memory (Linux `VmHWM`), for benchmarks.

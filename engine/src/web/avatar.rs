@@ -38,9 +38,8 @@ pub(crate) async fn train(
         ModelSource::Stored { folder } => {
             StableDiffusion::load(&StoredFiles::open(folder).await?, None, &device).await?
         }
-    };
-    model.text.text_encoder = model.text.text_encoder.no_grad();
-    model.unet = model.unet.no_grad();
+    }
+    .frozen();
 
     let mut config = TrainingConfig::new(&settings.token);
     config.init_words = settings.init_words.clone();
@@ -98,7 +97,7 @@ pub(crate) async fn train(
         }
         if settings.preview_every > 0 && training.step.is_multiple_of(settings.preview_every) {
             // The avatar as it is now, drawn the way a book page will draw it.
-            model.text.placeholder_vectors = Some(training.parameters.vectors.val().detach());
+            model.text.placeholder_vectors = Some(training.current_vectors());
             let request = GenerationRequest {
                 prompt: format!("an illustration of {}", config.token),
                 negative_prompt: String::new(),

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# GPU figures on a lent machine (docs/benchmarks.md): the engine (native burn-wgpu on Vulkan)
+# beside PyTorch CUDA, on the full-size SD-Turbo shape with random weights, at 512².
+#
+# Carried from the development machine: .gl/ (Vulkan loader debs), .whl/ (diffusers and
+# importlib_metadata wheels), .bin/toddler.xz (the release CLI, stripped). Every figure is
+# appended to $OUT/log as it comes, so a run cut short still reports what it measured.
+set -u
+OUT=${OUT:-/tmp/gpu-bench}
+mkdir -p "$OUT"
+log() { tee -a "$OUT/log"; }
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+xz -dc .bin/toddler.xz >/tmp/toddler && chmod +x /tmp/toddler
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | log
+
+python3 models/make_bench_models.py /tmp/m --full | log
+MODEL=/tmp/m/sd-turbo-full
+RES=${RES:-512}
+
+# GPU memory as the driver sees it, sampled beside the allocator's own figures.
+nvidia-smi --query-gpu=timestamp,memory.used --format=csv,noheader -lms 250 >"$OUT/smi.csv" &
+
+echo "== engine generate, 4 steps ×3 (the first run compiles the kernels)" | log
+timeout 150 /tmp/toddler generate --backend gpu --model $MODEL --prompt "a toddler in a yellow raincoat" \
+  --width $RES --height $RES --steps 4 --repeat 3 --out /tmp/four.png 2>&1 | log
+
+for mode in "" "--gradient-checkpointing"; do
+  echo "== engine train-avatar $RES² 10 steps $mode $(date +%T)" | log
+  timeout 110 /tmp/toddler train-avatar --backend gpu --model $MODEL --photos models/fixtures/photos \
+    --token "<kid>" --steps 10 --resolution $RES --out /tmp/kid.safetensors $mode 2>&1 | log
+  echo "== done $(date +%T)" | log
+done
+
+echo "== PyTorch CUDA" | log
+timeout 120 python3 models/bench_cuda_reference.py $MODEL $RES 2>&1 | grep -v Warning | log
