@@ -518,6 +518,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn constants_leave_the_graph_and_need_no_gradient() {
+        // A detached tensor that still required gradients made every evaluation pass build a
+        // graph that was never freed before the next backward (10 GB at 256²).
+        let device = crate::device::ComputeBackend::Cpu.device().autodiff();
+        let vectors = Tensor::<2>::zeros([2, 4], &device).require_grad();
+        assert!(vectors.clone().detach().is_require_grad(), "burn's detach");
+        assert!(!constant(vectors).is_require_grad());
+    }
+
+    #[test]
     fn token_names_follow_diffusers_multi_vector_naming() {
         let mut config = TrainingConfig::new("<mia>");
         config.vectors = 3;

@@ -1,6 +1,7 @@
 //! Avatar training computes what diffusers' textual-inversion training computes: on the tiny
 //! fixture with fixed vectors, latents, noise, timesteps and prompt, the loss and its gradient with
-//! respect to the token vectors match torch autograd (models/make_avatar_fixtures.py) within 1e-4.
+//! respect to the token vectors match torch autograd (models/make_avatar_fixtures.py) within 1e-4,
+//! with and without gradient checkpointing (which recomputes activations in the backward pass).
 
 mod common;
 
@@ -18,7 +19,20 @@ const GOLDEN: &str = "avatar-golden.safetensors";
 
 #[test]
 fn loss_and_token_gradients_match_torch_autograd() {
-    let device = ComputeBackend::Cpu.device().autodiff();
+    check_against_torch(ComputeBackend::Cpu.device().autodiff());
+}
+
+#[test]
+fn gradient_checkpointing_gives_the_same_gradients() {
+    check_against_torch(
+        ComputeBackend::Cpu
+            .device()
+            .autodiff()
+            .gradient_checkpointing(),
+    );
+}
+
+fn check_against_torch(device: burn::tensor::Device) {
     let files = model("tiny-sd2");
     let mut text = block_on(PromptEncoder::load(&files, None, &device)).unwrap();
     text.text_encoder = text.text_encoder.no_grad();
