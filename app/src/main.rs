@@ -7,6 +7,9 @@ mod gpu;
 mod model_store;
 mod pages;
 mod service_worker;
+mod storage;
+mod studio;
+mod zip;
 
 fn main() {
     console_error_panic_hook::set_once();

@@ -525,6 +525,13 @@ async fn fetch(url: &str, init: &RequestInit) -> Result<Response, String> {
 }
 
 async fn models_folder() -> Result<FileSystemDirectoryHandle, String> {
+    directory(&root().await?, protocol::store::MODELS_DIR, true)
+        .await
+        .map(|folder| folder.expect("created"))
+}
+
+/// The origin-private file system's root.
+pub(crate) async fn root() -> Result<FileSystemDirectoryHandle, String> {
     let storage = web_sys::window().ok_or("no window")?.navigator().storage();
     let root: FileSystemDirectoryHandle = JsFuture::from(storage.get_directory())
         .await
@@ -535,9 +542,7 @@ async fn models_folder() -> Result<FileSystemDirectoryHandle, String> {
             )
         })?
         .unchecked_into();
-    directory(&root, protocol::store::MODELS_DIR, true)
-        .await
-        .map(|folder| folder.expect("created"))
+    Ok(root)
 }
 
 async fn model_folder(
@@ -547,7 +552,7 @@ async fn model_folder(
     directory(&models_folder().await?, &model.folder(), create).await
 }
 
-async fn directory(
+pub(crate) async fn directory(
     parent: &FileSystemDirectoryHandle,
     name: &str,
     create: bool,
@@ -562,7 +567,7 @@ async fn directory(
 }
 
 /// `relative` (with `/`s) under `folder`.
-async fn file_handle(
+pub(crate) async fn file_handle(
     folder: &FileSystemDirectoryHandle,
     relative: &str,
     create: bool,
@@ -585,7 +590,7 @@ async fn file_handle(
     }
 }
 
-async fn file(handle: &FileSystemFileHandle) -> Result<web_sys::File, String> {
+pub(crate) async fn file(handle: &FileSystemFileHandle) -> Result<web_sys::File, String> {
     JsFuture::from(handle.get_file())
         .await
         .map(JsCast::unchecked_into)
@@ -606,7 +611,7 @@ async fn read_slice(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8
     Ok(Uint8Array::new(&buffer).to_vec())
 }
 
-async fn open_writable(
+pub(crate) async fn open_writable(
     handle: &FileSystemFileHandle,
     keep: bool,
 ) -> Result<FileSystemWritableFileStream, String> {
@@ -627,13 +632,13 @@ fn local_storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok().flatten()
 }
 
-fn is_not_found(error: &JsValue) -> bool {
+pub(crate) fn is_not_found(error: &JsValue) -> bool {
     error
         .dyn_ref::<web_sys::DomException>()
         .is_some_and(|exception| exception.name() == "NotFoundError")
 }
 
-fn describe(error: JsValue) -> String {
+pub(crate) fn describe(error: JsValue) -> String {
     if let Some(error) = error.dyn_ref::<js_sys::Error>() {
         return String::from(error.message());
     }

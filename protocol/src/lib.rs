@@ -70,7 +70,7 @@ pub enum Request {
         #[serde(default)]
         decoder: Option<ModelSource>,
         backend: Backend,
-        /// URLs of textual-inversion embeddings to add.
+        /// Textual-inversion embeddings to add: URLs, or `opfs:{path}` in the store.
         #[serde(default)]
         embeddings: Vec<String>,
     },
@@ -230,6 +230,9 @@ pub mod store {
 
     /// The folder (under the OPFS root) holding one folder per avatar.
     pub const AVATARS_DIR: &str = "avatars";
+
+    /// The avatar file (diffusers `learned_embeds.safetensors`) in an avatar's folder.
+    pub const AVATAR_FILE: &str = "learned_embeds.safetensors";
 
     /// An avatar's folder name, from its token: letters and digits kept, the rest as `_`.
     pub fn avatar_folder(token: &str) -> String {

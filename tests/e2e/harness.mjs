@@ -51,8 +51,10 @@ export async function startServer({ root = distDir, rewrite = null, hub = HUB_RE
     const host = request.headers.host;
     // A proxied request carries an absolute URL; a direct one only a path.
     const url = new URL(request.url, `http://${host}`);
-    const entry = { method: request.method, url: url.href, origin: url.origin, at: Date.now(), range: request.headers.range };
+    const entry = { method: request.method, url: url.href, origin: url.origin, at: Date.now(), range: request.headers.range, bodyBytes: 0 };
     requests.push(entry);
+    // What a request carried to the server: the privacy tests prove it is nothing.
+    request.on('data', (chunk) => { entry.bodyBytes += chunk.length; });
     if (url.origin !== origin || state.offline) {
       entry.refused = true;
       response.writeHead(502).end();

@@ -1,22 +1,555 @@
-//! Avatars: the children (and pets) who star in the books.
+//! Avatars: the children (and pets) who star in the books, learned on this device from a few
+//! photos. The photos are copied into the app's private storage and never leave the device.
 
 use leptos::prelude::*;
+use protocol::store::{AVATAR_FILE, AVATARS_DIR, avatar_folder};
+use protocol::{Event, ModelSource, Request};
+use stories::Avatar;
 
-use crate::components::empty_state::EmptyState;
-use crate::components::icon::IconName;
+use crate::engine::EngineWorker;
+use crate::storage;
+use crate::studio::{self, Preferences, avatar_path};
+
+const PREVIEW: &str = "preview.png";
+const PHOTOS: &str = "photos";
+
+/// "Looks like a …": the class words the avatar starts from.
+const KINDS: [(&str, &str); 5] = [
+    ("toddler", "Toddler"),
+    ("baby", "Baby"),
+    ("child", "Older child"),
+    ("puppy", "Dog"),
+    ("kitten", "Cat"),
+];
+
+#[derive(Clone, Debug, PartialEq)]
+struct TrainingState {
+    token: String,
+    step: usize,
+    steps: usize,
+    seconds: f64,
+    started_at: usize,
+    preview: Option<String>,
+    id: Option<u32>,
+}
 
 #[component]
 pub fn Avatars() -> impl IntoView {
+    let version = RwSignal::new(0u32);
+    let avatars = LocalResource::new(move || {
+        version.track();
+        studio::avatars()
+    });
+    let error = RwSignal::new(None::<String>);
+    let training = RwSignal::new(None::<TrainingState>);
+    let refresh = Callback::new(move |()| version.update(|version| *version += 1));
+    let import = move |event: leptos::ev::Event| {
+        let files = storage::chosen_files(&event);
+        leptos::task::spawn_local(async move {
+            for file in files {
+                if let Err(message) = import_avatar(&file).await {
+                    error.set(Some(message));
+                }
+            }
+            refresh.run(());
+        });
+    };
     view! {
         <header class="page-header">
             <h1>"Avatars"</h1>
         </header>
-        <EmptyState icon=IconName::Avatar title="No avatars yet">
-            <p>
-                "An avatar teaches the app what your child looks like, so they look like themselves on every page. "
-                "You will choose 3 to 10 clear photos, frame your child's face, and the app learns from them on this device."
-            </p>
-            <p>"The photos are kept only on this device and are never uploaded. Siblings and pets can have avatars too."</p>
-        </EmptyState>
+        <p class="lead">
+            "An avatar teaches the app what your child looks like, from 3 to 10 photos. It learns right here on "
+            "this device: the photos are kept in this browser's private storage and never sent anywhere."
+        </p>
+        <ErrorNote error />
+        <NewAvatar training error on_done=refresh />
+        {move || training.get().map(|state| view! { <TrainingPanel state /> })}
+        <section class="card">
+            <h2>"Your avatars"</h2>
+            <Suspense fallback=|| view! { <p>"Looking…"</p> }>
+                {move || Suspend::new(async move {
+                    match avatars.await {
+                        Ok(list) if list.is_empty() => view! {
+                            <p class="muted" data-testid="no-avatars">"No avatars yet. Make the first one above."</p>
+                        }.into_any(),
+                        Ok(list) => view! {
+                            <ul class="card-grid" data-testid="avatar-list">
+                                {list.into_iter().map(|avatar| view! {
+                                    <AvatarCard avatar training error on_change=refresh />
+                                }).collect_view()}
+                            </ul>
+                        }.into_any(),
+                        Err(message) => view! { <p class="error" role="alert">{message}</p> }.into_any(),
+                    }
+                })}
+            </Suspense>
+            <label class="button">
+                "Import an avatar file…"
+                <input type="file" class="visually-hidden" accept=".safetensors" data-testid="import-avatar" on:change=import />
+            </label>
+        </section>
     }
+}
+
+#[component]
+pub fn ErrorNote(error: RwSignal<Option<String>>) -> impl IntoView {
+    move || {
+        error.get().map(|message| {
+            view! {
+                <div class="notice error" role="alert" data-testid="error">
+                    <p>{message}</p>
+                    <button class="button" on:click=move |_| error.set(None)>"OK"</button>
+                </div>
+            }
+        })
+    }
+}
+
+#[component]
+fn NewAvatar(
+    training: RwSignal<Option<TrainingState>>,
+    error: RwSignal<Option<String>>,
+    on_done: Callback<()>,
+) -> impl IntoView {
+    let name = RwSignal::new(String::new());
+    let kind = RwSignal::new("toddler".to_owned());
+    let photos = RwSignal::new(Vec::<web_sys::File>::new());
+    let start = move |event: leptos::ev::SubmitEvent| {
+        event.prevent_default();
+        let chosen = photos.get_untracked();
+        let name_now = name.get_untracked().trim().to_owned();
+        if name_now.is_empty() {
+            error.set(Some(
+                "Give the avatar a name first, such as your child's first name.".into(),
+            ));
+            return;
+        }
+        if !(3..=10).contains(&chosen.len()) {
+            error.set(Some(format!(
+                "Choose 3 to 10 photos of your child ({} chosen). Clear photos of the face from different days work best.",
+                chosen.len()
+            )));
+            return;
+        }
+        error.set(None);
+        let kind_now = kind.get_untracked();
+        leptos::task::spawn_local(async move {
+            match create_avatar(&name_now, &chosen).await {
+                Ok(avatar) => {
+                    name.set(String::new());
+                    photos.set(Vec::new());
+                    on_done.run(());
+                    run_training(avatar, vec![kind_now], training, error).await;
+                    on_done.run(());
+                }
+                Err(message) => error.set(Some(message)),
+            }
+        });
+    };
+    let busy = move || training.get().is_some();
+    view! {
+        <section class="card">
+            <h2>"Make an avatar"</h2>
+            <form class="form" on:submit=start>
+                <label>
+                    "Name"
+                    <input type="text" required maxlength="40" placeholder="Mia" data-testid="avatar-name"
+                        prop:value=name on:input=move |event| name.set(event_target_value(&event)) />
+                </label>
+                <label>
+                    "Looks like a"
+                    <select data-testid="avatar-kind" on:change=move |event| kind.set(event_target_value(&event))>
+                        {KINDS.iter().map(|(words, label)| view! { <option value=*words>{*label}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label class="file-choice">
+                    <span>"Photos (3 to 10; JPEG, PNG or WebP)"</span>
+                    <input type="file" multiple accept="image/jpeg,image/png,image/webp" data-testid="avatar-photos"
+                        on:change=move |event| photos.set(storage::chosen_files(&event)) />
+                </label>
+                <p class="muted">
+                    {move || match photos.get().len() {
+                        0 => "Pick photos where your child's face is clear. The middle of each photo is used.".to_owned(),
+                        count => format!("{count} photo{} chosen.", if count == 1 { "" } else { "s" }),
+                    }}
+                </p>
+                <button type="submit" class="button primary" data-testid="start-training" disabled=busy>
+                    "Start learning"
+                </button>
+            </form>
+        </section>
+    }
+}
+
+#[component]
+fn TrainingPanel(state: TrainingState) -> impl IntoView {
+    let done_here = state.step.saturating_sub(state.started_at).max(1) as f64;
+    let left = (state.steps.saturating_sub(state.step)) as f64 * state.seconds / done_here;
+    let time_left = if state.step == state.started_at {
+        "Getting ready…".to_owned()
+    } else if left < 90.0 {
+        format!("About {:.0} seconds left", left.max(1.0))
+    } else {
+        format!("About {:.0} minutes left", (left / 60.0).ceil())
+    };
+    let id = state.id;
+    let cancel = move |_| {
+        if let (Some(id), Ok(engine)) = (id, EngineWorker::get()) {
+            engine.cancel(id);
+        }
+    };
+    view! {
+        <section class="card training" data-testid="training" aria-live="polite">
+            <h2>{format!("Learning what {} looks like", state.token)}</h2>
+            <progress max=state.steps as f64 value=state.step as f64 data-testid="training-progress"></progress>
+            <p>
+                <span data-testid="training-step">{format!("Step {} of {}", state.step, state.steps)}</span>
+                " · "
+                <span data-testid="time-left">{time_left}</span>
+            </p>
+            {state.preview.map(|url| view! {
+                <figure class="preview">
+                    <img src=url alt="How the avatar looks so far" data-testid="training-preview" />
+                    <figcaption>"How it looks so far"</figcaption>
+                </figure>
+            })}
+            <p class="muted">"You can close the tab: learning continues from the last saved step next time."</p>
+            <button class="button" on:click=cancel data-testid="cancel-training">"Pause"</button>
+        </section>
+    }
+}
+
+#[component]
+fn AvatarCard(
+    avatar: Avatar,
+    training: RwSignal<Option<TrainingState>>,
+    error: RwSignal<Option<String>>,
+    on_change: Callback<()>,
+) -> impl IntoView {
+    let token = avatar.token.clone();
+    let preview = LocalResource::new({
+        let token = token.clone();
+        move || {
+            let token = token.clone();
+            async move { studio::picture_url(&avatar_path(&token, PREVIEW)).await }
+        }
+    });
+    let finished = avatar.eval_loss_after.is_some();
+    let fit = match (avatar.eval_loss_before, avatar.eval_loss_after) {
+        (Some(before), Some(after)) if before > 0.0 => format!(
+            "Learned in {} steps; fits the photos {:.1}% better than where it started.",
+            avatar.steps,
+            (before - after) / before * 100.0
+        ),
+        (Some(_), Some(_)) => "Imported from a file.".to_owned(),
+        _ => "Not finished learning yet.".to_owned(),
+    };
+    let stored = StoredValue::new(avatar.clone());
+    let renaming = RwSignal::new(false);
+    let new_name = RwSignal::new(avatar.name.clone());
+    let rename = move |event: leptos::ev::SubmitEvent| {
+        event.prevent_default();
+        let mut avatar = stored.get_value();
+        avatar.name = new_name.get_untracked().trim().to_owned();
+        if avatar.name.is_empty() {
+            return;
+        }
+        avatar.updated = storage::now();
+        leptos::task::spawn_local(async move {
+            if let Err(message) = studio::save_avatar(&avatar).await {
+                error.set(Some(message));
+            }
+            renaming.set(false);
+            on_change.run(());
+        });
+    };
+    let delete = move |_| {
+        let avatar = stored.get_value();
+        if !storage::confirm(&format!(
+            "Delete the avatar {} and its photos from this device? Books keep their pictures.",
+            avatar.name
+        )) {
+            return;
+        }
+        leptos::task::spawn_local(async move {
+            let folder = format!("{AVATARS_DIR}/{}", avatar_folder(&avatar.token));
+            if let Err(message) = storage::remove(&folder).await {
+                error.set(Some(message));
+            }
+            on_change.run(());
+        });
+    };
+    let export = move |_| {
+        let avatar = stored.get_value();
+        leptos::task::spawn_local(async move {
+            match storage::read(&avatar_path(&avatar.token, AVATAR_FILE)).await {
+                Ok(Some(bytes)) => {
+                    let name = format!("{}.safetensors", avatar.name.replace(['/', '\\'], "-"));
+                    if let Err(message) =
+                        storage::download(&bytes, &name, "application/octet-stream")
+                    {
+                        error.set(Some(message));
+                    }
+                }
+                Ok(None) => error.set(Some(
+                    "This avatar has no file yet: let it finish learning first.".into(),
+                )),
+                Err(message) => error.set(Some(message)),
+            }
+        });
+    };
+    let resume = move |_| {
+        let avatar = stored.get_value();
+        leptos::task::spawn_local(async move {
+            run_training(avatar, vec!["toddler".into()], training, error).await;
+            on_change.run(());
+        });
+    };
+    let busy = move || training.get().is_some();
+    view! {
+        <li class="card avatar-card" data-testid="avatar-card" data-token=token.clone()>
+            <Suspense fallback=|| ()>
+                {move || Suspend::new(async move {
+                    match preview.await {
+                        Some(url) => view! { <img class="thumb" src=url alt=format!("Preview of {}", stored.get_value().name) /> }.into_any(),
+                        None => view! { <div class="thumb placeholder" aria-hidden="true">"🙂"</div> }.into_any(),
+                    }
+                })}
+            </Suspense>
+            {move || if renaming.get() {
+                view! {
+                    <form class="inline-form" on:submit=rename>
+                        <label class="visually-hidden" for="rename">"New name"</label>
+                        <input id="rename" type="text" maxlength="40" prop:value=new_name
+                            on:input=move |event| new_name.set(event_target_value(&event)) />
+                        <button class="button" type="submit">"Save"</button>
+                    </form>
+                }.into_any()
+            } else {
+                view! { <h3 data-testid="avatar-title">{stored.get_value().name}</h3> }.into_any()
+            }}
+            <p class="muted">{fit}</p>
+            <div class="actions">
+                {(!finished).then(|| view! {
+                    <button class="button primary" on:click=resume disabled=busy data-testid="resume-training">"Continue learning"</button>
+                })}
+                <button class="button" on:click=move |_| renaming.set(true)>"Rename"</button>
+                <button class="button" on:click=export disabled=move || !finished data-testid="export-avatar">"Export"</button>
+                <button class="button danger" on:click=delete data-testid="delete-avatar">"Delete"</button>
+            </div>
+        </li>
+    }
+}
+
+/// Stores the photos and the avatar's record; training starts after.
+async fn create_avatar(name: &str, photos: &[web_sys::File]) -> Result<Avatar, String> {
+    let taken: Vec<String> = studio::avatars()
+        .await?
+        .into_iter()
+        .map(|avatar| avatar.token)
+        .collect();
+    let preferences = Preferences::read();
+    let avatar = Avatar {
+        name: name.to_owned(),
+        token: Avatar::token_for(name, &taken),
+        photos: photos.len(),
+        steps: preferences.avatar_steps,
+        resolution: preferences.avatar_resolution,
+        eval_loss_before: None,
+        eval_loss_after: None,
+        updated: storage::now(),
+    };
+    for (index, photo) in photos.iter().enumerate() {
+        let extension = photo
+            .name()
+            .rsplit_once('.')
+            .map(|(_, extension)| extension.to_ascii_lowercase())
+            .unwrap_or_else(|| "jpg".into());
+        let bytes = storage::file_bytes(photo).await?;
+        storage::write(
+            &avatar_path(
+                &avatar.token,
+                &format!("{PHOTOS}/photo-{index}.{extension}"),
+            ),
+            &bytes,
+        )
+        .await?;
+    }
+    studio::save_avatar(&avatar).await?;
+    Ok(avatar)
+}
+
+/// Trains (or resumes) `avatar` in the worker, showing progress in `training`.
+async fn run_training(
+    avatar: Avatar,
+    init_words: Vec<String>,
+    training: RwSignal<Option<TrainingState>>,
+    error: RwSignal<Option<String>>,
+) {
+    let result = train(avatar, init_words, training).await;
+    training.set(None);
+    if let Err(message) = result {
+        error.set(Some(message));
+    }
+}
+
+async fn train(
+    mut avatar: Avatar,
+    init_words: Vec<String>,
+    training: RwSignal<Option<TrainingState>>,
+) -> Result<(), String> {
+    let folder = studio::model_ready().await?;
+    let photo_folder = avatar_path(&avatar.token, PHOTOS);
+    let photos: Vec<String> = storage::list(&photo_folder)
+        .await?
+        .into_iter()
+        .map(|name| format!("opfs:{photo_folder}/{name}"))
+        .collect();
+    if photos.is_empty() {
+        return Err("This avatar's photos are gone; delete it and make it again.".into());
+    }
+    let engine = EngineWorker::get()?;
+    let id = engine.next_id();
+    training.set(Some(TrainingState {
+        token: avatar.name.clone(),
+        step: 0,
+        steps: avatar.steps,
+        seconds: 0.0,
+        started_at: 0,
+        preview: None,
+        id: Some(id),
+    }));
+    let request = Request::TrainAvatar {
+        id,
+        source: ModelSource::Stored { folder },
+        backend: Preferences::read().backend,
+        training: protocol::Training {
+            photos,
+            token: avatar.token.clone(),
+            init_words,
+            vectors: 2,
+            steps: avatar.steps,
+            learning_rate: 5e-3,
+            resolution: avatar.resolution,
+            seed: 0,
+            checkpoint_every: 10.min(avatar.steps.max(1)),
+            preview_every: (avatar.steps / 5).max(1),
+        },
+    };
+    let mut events = engine.send(id, &request);
+    let mut first_step = None;
+    use futures::StreamExt;
+    while let Some((event, bytes)) = events.next().await {
+        match event {
+            Event::TrainStep {
+                step,
+                steps,
+                seconds,
+                ..
+            } => {
+                let started_at = *first_step.get_or_insert(step.saturating_sub(1));
+                training.update(|state| {
+                    if let Some(state) = state {
+                        state.step = step;
+                        state.steps = steps;
+                        state.seconds = seconds;
+                        state.started_at = started_at;
+                    }
+                });
+            }
+            Event::AvatarPreview { .. } => {
+                if let Some(png) = bytes {
+                    storage::write(&avatar_path(&avatar.token, PREVIEW), &png).await?;
+                    let url = storage::object_url(&png, "image/png");
+                    training.update(|state| {
+                        if let Some(state) = state {
+                            state.preview = url;
+                        }
+                    });
+                }
+            }
+            Event::AvatarTrained {
+                eval_loss_before,
+                eval_loss_after,
+                ..
+            } => {
+                let file = bytes.ok_or("the engine sent no avatar file")?;
+                storage::write(&avatar_path(&avatar.token, AVATAR_FILE), &file).await?;
+                avatar.eval_loss_before = Some(eval_loss_before);
+                avatar.eval_loss_after = Some(eval_loss_after);
+                avatar.updated = storage::now();
+                studio::save_avatar(&avatar).await?;
+                studio::forget_loaded();
+                return Ok(());
+            }
+            Event::Cancelled { .. } => {
+                studio::forget_loaded();
+                return Ok(());
+            }
+            Event::Failed { message, .. } => {
+                studio::forget_loaded();
+                return Err(message);
+            }
+            _ => {}
+        }
+    }
+    Err("the picture engine stopped unexpectedly".into())
+}
+
+/// Imports a `learned_embeds.safetensors` (this app's export, or diffusers'): its token and
+/// vector count come from the file.
+async fn import_avatar(file: &web_sys::File) -> Result<(), String> {
+    let bytes = storage::file_bytes(file).await?;
+    let not_avatar = || {
+        format!(
+            "{} is not an avatar file. Avatar files end in .safetensors and come from the Export button.",
+            file.name()
+        )
+    };
+    let (token, metadata) = read_avatar_file(&bytes).ok_or_else(not_avatar)?;
+    let taken: Vec<String> = studio::avatars()
+        .await?
+        .into_iter()
+        .map(|avatar| avatar.token)
+        .collect();
+    if taken.contains(&token) {
+        return Err(format!(
+            "An avatar with the token {token} is already here; delete it first to replace it."
+        ));
+    }
+    let name = file.name().trim_end_matches(".safetensors").to_owned();
+    let number = |key: &str| {
+        metadata
+            .get(key)
+            .and_then(|value| value.as_str())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0)
+    };
+    let avatar = Avatar {
+        name: if name.is_empty() { token.clone() } else { name },
+        token: token.clone(),
+        photos: 0,
+        steps: number("steps"),
+        resolution: number("resolution"),
+        eval_loss_before: Some(0.0),
+        eval_loss_after: Some(0.0),
+        updated: storage::now(),
+    };
+    storage::write(&avatar_path(&token, AVATAR_FILE), &bytes).await?;
+    studio::save_avatar(&avatar).await
+}
+
+/// The token (the first tensor's name, as diffusers writes it) and metadata of an avatar file.
+fn read_avatar_file(bytes: &[u8]) -> Option<(String, serde_json::Map<String, serde_json::Value>)> {
+    let length = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(bytes.get(8..8usize.checked_add(length)?)?).ok()?;
+    let metadata = header
+        .get("__metadata__")
+        .and_then(|metadata| metadata.as_object())
+        .cloned()
+        .unwrap_or_default();
+    let token = header.keys().find(|key| *key != "__metadata__")?.clone();
+    (token.starts_with('<') || metadata.contains_key("token")).then_some((token, metadata))
 }

@@ -1,21 +1,517 @@
-//! Reading a finished book.
+//! One book: edit its pages, illustrate them (variants with their seeds, pick, redraw, lock),
+//! then read it — big pages, turned by tap, swipe or keys, read aloud — print it, download its
+//! pictures, share it.
 
 use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+use stories::{Book as BookData, Page, Variant};
+use wasm_bindgen::JsCast;
 
-use crate::components::empty_state::EmptyState;
-use crate::components::icon::IconName;
+use crate::engine::EngineWorker;
+use crate::pages::avatars::ErrorNote;
+use crate::storage;
+use crate::studio::{self, book_path};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Illustrating {
+    done: usize,
+    total: usize,
+    request: Option<u32>,
+}
 
 #[component]
 pub fn Book() -> impl IntoView {
+    let query = use_query_map();
+    let id = move || query.with(|query| query.get("id").unwrap_or_default());
+    let book = RwSignal::new(None::<BookData>);
+    let error = RwSignal::new(None::<String>);
+    let reading = RwSignal::new(false);
+    let pictures = RwSignal::new(std::collections::HashMap::<String, String>::new());
+    Effect::new(move || {
+        let id = id();
+        reading.set(query.with(|query| query.get("read").is_some()));
+        leptos::task::spawn_local(async move {
+            if id.is_empty() {
+                error.set(Some("No book is open. Pick one on the bookshelf.".into()));
+                return;
+            }
+            match studio::book(&id).await {
+                Ok(loaded) => {
+                    load_pictures(&loaded, pictures).await;
+                    book.set(Some(loaded));
+                }
+                Err(message) => error.set(Some(message)),
+            }
+        });
+    });
+    view! {
+        <ErrorNote error />
+        {move || book.get().map(|_| if reading.get() {
+            view! { <Reader book pictures reading /> }.into_any()
+        } else {
+            view! { <Editor book pictures reading error /> }.into_any()
+        })}
+    }
+}
+
+/// Object URLs of every stored picture of `book`, by file name.
+async fn load_pictures(
+    book: &BookData,
+    pictures: RwSignal<std::collections::HashMap<String, String>>,
+) {
+    for page in &book.pages {
+        for variant in &page.variants {
+            if pictures.with_untracked(|known| known.contains_key(&variant.file)) {
+                continue;
+            }
+            if let Some(url) = studio::picture_url(&book_path(&book.id, &variant.file)).await {
+                pictures.update(|known| {
+                    known.insert(variant.file.clone(), url);
+                });
+            }
+        }
+    }
+}
+
+async fn save(book: RwSignal<Option<BookData>>, error: RwSignal<Option<String>>) {
+    let Some(mut current) = book.get_untracked() else {
+        return;
+    };
+    if let Err(message) = studio::save_book(&mut current).await {
+        error.set(Some(message));
+    }
+}
+
+#[component]
+fn Editor(
+    book: RwSignal<Option<BookData>>,
+    pictures: RwSignal<std::collections::HashMap<String, String>>,
+    reading: RwSignal<bool>,
+    error: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let illustrating = RwSignal::new(None::<Illustrating>);
+    let cancelled = RwSignal::new(false);
+    let illustrate = move |pages: Vec<usize>| {
+        let Some(current) = book.get_untracked() else {
+            return;
+        };
+        let variants = current.drawing.variants.max(1);
+        let total = pages.len() * variants;
+        if total == 0 {
+            return;
+        }
+        cancelled.set(false);
+        illustrating.set(Some(Illustrating {
+            done: 0,
+            total,
+            request: None,
+        }));
+        leptos::task::spawn_local(async move {
+            let mut done = 0;
+            'pages: for index in pages {
+                let first = book.with_untracked(|book| {
+                    book.as_ref()
+                        .map_or(0, |book| book.pages[index].variants.len())
+                });
+                for variant in first..first + variants {
+                    if cancelled.get_untracked() {
+                        break 'pages;
+                    }
+                    let Some(current) = book.get_untracked() else {
+                        break 'pages;
+                    };
+                    let drawn = studio::draw_page(&current, index, variant, |id| {
+                        illustrating.update(|state| {
+                            if let Some(state) = state {
+                                state.request = Some(id);
+                            }
+                        })
+                    })
+                    .await;
+                    match drawn {
+                        Ok(Some(file)) => {
+                            if let Some(url) =
+                                studio::picture_url(&book_path(&current.id, &file)).await
+                            {
+                                pictures.update(|known| {
+                                    known.insert(file.clone(), url);
+                                });
+                            }
+                            book.update(|book| {
+                                if let Some(book) = book {
+                                    let seed = book.seed(index, variant);
+                                    let page = &mut book.pages[index];
+                                    page.variants.push(Variant { seed, file });
+                                    page.chosen = Some(
+                                        page.variants.len() - variants.min(page.variants.len()),
+                                    );
+                                }
+                            });
+                            save(book, error).await;
+                        }
+                        Ok(None) => break 'pages,
+                        Err(message) => {
+                            error.set(Some(message));
+                            break 'pages;
+                        }
+                    }
+                    done += 1;
+                    illustrating.update(|state| {
+                        if let Some(state) = state {
+                            state.done = done;
+                        }
+                    });
+                }
+            }
+            illustrating.set(None);
+        });
+    };
+    let illustrate_all = move |_| {
+        let pages = book.with_untracked(|book| {
+            book.as_ref()
+                .map_or(Vec::new(), |book| book.pages_to_draw(false))
+        });
+        illustrate(pages);
+    };
+    let cancel = move |_| {
+        cancelled.set(true);
+        if let (
+            Some(Illustrating {
+                request: Some(id), ..
+            }),
+            Ok(engine),
+        ) = (illustrating.get_untracked(), EngineWorker::get())
+        {
+            engine.cancel(id);
+        }
+    };
+    let edit = move |change: Box<dyn FnOnce(&mut BookData)>| {
+        book.update(|book| {
+            if let Some(book) = book {
+                change(book);
+            }
+        });
+        leptos::task::spawn_local(save(book, error));
+    };
+    let edit = StoredValue::new(edit);
+    let add_page = move |_| {
+        edit.with_value(|edit| edit(Box::new(|book| book.pages.push(Page::default()))));
+    };
+    let page_count = move || book.with(|book| book.as_ref().map_or(0, |book| book.pages.len()));
+    let drawn_count = move || {
+        book.with(|book| {
+            book.as_ref().map_or(0, |book| {
+                book.pages
+                    .iter()
+                    .filter(|page| page.picture().is_some())
+                    .count()
+            })
+        })
+    };
     view! {
         <header class="page-header">
-            <h1>"Read"</h1>
+            <h1>
+                <label class="visually-hidden" for="book-title">"Title"</label>
+                <input id="book-title" class="title-input" data-testid="book-title"
+                    prop:value=move || book.with(|book| book.as_ref().map(|book| book.title.clone()).unwrap_or_default())
+                    on:change=move |event| {
+                        let title = event_target_value(&event);
+                        edit.with_value(|edit| edit(Box::new(move |book| book.title = title)));
+                    } />
+            </h1>
+            <div class="actions">
+                <button class="button primary" data-testid="illustrate" on:click=illustrate_all
+                    disabled=move || illustrating.get().is_some()>
+                    {move || if drawn_count() == 0 { "Illustrate the book" } else { "Illustrate missing pages" }}
+                </button>
+                <button class="button" data-testid="read" on:click=move |_| reading.set(true)>"Read"</button>
+            </div>
         </header>
-        <EmptyState icon=IconName::Book title="No book is open">
-            <p>
-                "Finished books open here, one big page at a time. Turn pages with a tap, a swipe or the arrow keys, "
-                "have the story read aloud, print it or save it as a PDF."
-            </p>
-        </EmptyState>
+        {move || illustrating.get().map(|state| view! {
+            <section class="card" aria-live="polite" data-testid="illustrating">
+                <p>{format!("Drawing picture {} of {}…", (state.done + 1).min(state.total), state.total)}</p>
+                <progress max=state.total as f64 value=state.done as f64 data-testid="illustrate-progress"></progress>
+                <button class="button" on:click=cancel>"Stop"</button>
+            </section>
+        })}
+        <p class="muted" data-testid="drawn-count">
+            {move || format!("{} of {} pages have a picture.", drawn_count(), page_count())}
+        </p>
+        <ol class="page-list">
+            {move || (0..page_count()).map(|index| view! {
+                <PageEditor index book pictures edit busy=Signal::derive(move || illustrating.get().is_some())
+                    redraw=Callback::new(move |()| illustrate(vec![index])) />
+            }).collect_view()}
+        </ol>
+        <button class="button" on:click=add_page data-testid="add-page">"Add a page"</button>
+    }
+}
+
+#[component]
+fn PageEditor(
+    index: usize,
+    book: RwSignal<Option<BookData>>,
+    pictures: RwSignal<std::collections::HashMap<String, String>>,
+    edit: StoredValue<impl Fn(Box<dyn FnOnce(&mut BookData)>) + Send + Sync + 'static>,
+    busy: Signal<bool>,
+    redraw: Callback<()>,
+) -> impl IntoView {
+    let page = move || {
+        book.with(|book| {
+            book.as_ref()
+                .and_then(|book| book.pages.get(index).cloned())
+        })
+    };
+    let change = move |apply: Box<dyn FnOnce(&mut Page)>| {
+        edit.with_value(|edit| {
+            edit(Box::new(move |book: &mut BookData| {
+                if let Some(page) = book.pages.get_mut(index) {
+                    apply(page);
+                }
+            }))
+        });
+    };
+    view! {
+        <li class="card page-editor" data-testid="page">
+            <h2>{format!("Page {}", index + 1)}</h2>
+            <div class="page-body">
+                <div class="page-picture">
+                    {move || {
+                        let page = page()?;
+                        let picture = page.picture()?;
+                        let url = pictures.with(|known| known.get(&picture.file).cloned())?;
+                        Some(view! { <img src=url alt=format!("Picture for page {}", index + 1) data-testid="page-picture" data-seed=picture.seed.to_string() /> })
+                    }}
+                    <div class="variants" role="group" aria-label="Pictures to choose from">
+                        {move || page().map(|page| page.variants.iter().enumerate().map(|(number, variant)| {
+                            let url = pictures.with(|known| known.get(&variant.file).cloned()).unwrap_or_default();
+                            let chosen = page.chosen == Some(number);
+                            view! {
+                                <button class="variant" class:chosen=chosen aria-pressed=chosen.to_string()
+                                    data-testid="variant" title=format!("Seed {}", variant.seed)
+                                    on:click=move |_| change(Box::new(move |page| page.chosen = Some(number)))>
+                                    <img src=url alt=format!("Choice {} (seed {})", number + 1, variant.seed) />
+                                </button>
+                            }
+                        }).collect_view())}
+                    </div>
+                </div>
+                <div class="page-words">
+                    <label>
+                        "Text"
+                        <textarea rows="3" data-testid="page-text"
+                            prop:value=move || page().map(|page| page.text).unwrap_or_default()
+                            on:change=move |event| {
+                                let text = event_target_value(&event);
+                                change(Box::new(move |page| page.text = text));
+                            }></textarea>
+                    </label>
+                    <label>
+                        "Scene (what the picture shows)"
+                        <input type="text" data-testid="page-scene"
+                            prop:value=move || page().map(|page| page.scene).unwrap_or_default()
+                            on:change=move |event| {
+                                let scene = event_target_value(&event);
+                                change(Box::new(move |page| page.scene = scene));
+                            } />
+                    </label>
+                    <div class="actions">
+                        <label class="check">
+                            <input type="checkbox" data-testid="page-lock"
+                                prop:checked=move || page().is_some_and(|page| page.locked)
+                                on:change=move |event| {
+                                    let locked = event_target_checked(&event);
+                                    change(Box::new(move |page| page.locked = locked));
+                                } />
+                            "Keep this picture"
+                        </label>
+                        <button class="button" data-testid="redraw" on:click=move |_| redraw.run(())
+                            disabled=move || busy.get() || page().is_some_and(|page| page.locked)>
+                            "Draw new choices"
+                        </button>
+                    </div>
+                </div>
+            </div>
+        </li>
+    }
+}
+
+#[component]
+fn Reader(
+    book: RwSignal<Option<BookData>>,
+    pictures: RwSignal<std::collections::HashMap<String, String>>,
+    reading: RwSignal<bool>,
+) -> impl IntoView {
+    let current = RwSignal::new(0usize);
+    let count = move || book.with(|book| book.as_ref().map_or(0, |book| book.pages.len()));
+    let turn = move |by: isize| {
+        let next = (current.get_untracked() as isize + by).clamp(0, count().max(1) as isize - 1);
+        current.set(next as usize);
+    };
+    let keys = window_event_listener(leptos::ev::keydown, move |event| {
+        match event.key().as_str() {
+            "ArrowRight" | "PageDown" | " " => turn(1),
+            "ArrowLeft" | "PageUp" => turn(-1),
+            _ => {}
+        }
+    });
+    on_cleanup(move || keys.remove());
+    let touch_start = RwSignal::new(None::<i32>);
+    let page = move || {
+        book.with(|book| {
+            book.as_ref()
+                .and_then(|book| book.pages.get(current.get()).cloned())
+        })
+    };
+    let picture_of = move |page: &Page| {
+        page.picture()
+            .and_then(|picture| pictures.with(|known| known.get(&picture.file).cloned()))
+    };
+    let speak = move |_| {
+        if let Some(page) = page() {
+            read_aloud(&page.text);
+        }
+    };
+    let download = move |_| {
+        if let Some(book) = book.get_untracked() {
+            leptos::task::spawn_local(async move {
+                let _ = download_zip(&book).await;
+            });
+        }
+    };
+    let share = move |_| {
+        if let Some(book) = book.get_untracked() {
+            leptos::task::spawn_local(async move { share_book(&book).await });
+        }
+    };
+    let can_speak = has_speech();
+    let can_share = has_share();
+    view! {
+        <section class="reader" data-testid="reader"
+            on:touchstart=move |event: leptos::ev::TouchEvent| {
+                touch_start.set(event.changed_touches().get(0).map(|touch| touch.client_x()));
+            }
+            on:touchend=move |event: leptos::ev::TouchEvent| {
+                if let (Some(start), Some(touch)) = (touch_start.get_untracked(), event.changed_touches().get(0)) {
+                    let moved = touch.client_x() - start;
+                    if moved.abs() > 50 { turn(if moved < 0 { 1 } else { -1 }); }
+                }
+            }>
+            <header class="reader-bar no-print">
+                <button class="button" on:click=move |_| reading.set(false) data-testid="edit">"Edit"</button>
+                <h1 class="reader-title">{move || book.with(|book| book.as_ref().map(|book| book.title.clone()))}</h1>
+                <div class="actions">
+                    {can_speak.then(|| view! { <button class="button" on:click=speak data-testid="read-aloud">"Read aloud"</button> })}
+                    <button class="button" on:click=move |_| { let _ = web_sys::window().map(|window| window.print()); } data-testid="print">"Print or save as PDF"</button>
+                    <button class="button" on:click=download data-testid="download-zip">"Download pictures"</button>
+                    {can_share.then(|| view! { <button class="button" on:click=share>"Share"</button> })}
+                </div>
+            </header>
+            <div class="reader-page no-print" data-testid="reader-page" on:click=move |_| turn(1)>
+                {move || page().map(|page| view! {
+                    {picture_of(&page).map(|url| view! { <img class="reader-picture" src=url alt="" /> })}
+                    <p class="reader-text" data-testid="reader-text">{page.text.clone()}</p>
+                })}
+            </div>
+            <nav class="reader-nav no-print" aria-label="Pages">
+                <button class="button" on:click=move |_| turn(-1) disabled=move || current.get() == 0 aria-label="Previous page">"‹ Back"</button>
+                <span data-testid="page-number">{move || format!("Page {} of {}", current.get() + 1, count())}</span>
+                <button class="button" on:click=move |_| turn(1) disabled=move || current.get() + 1 >= count() aria-label="Next page" data-testid="next-page">"Next ›"</button>
+            </nav>
+            // One page per sheet when printed (see the print stylesheet).
+            <div class="print-book" aria-hidden="true">
+                {move || book.get().map(|book| book.pages.iter().map(|page| view! {
+                    <article class="print-page">
+                        {picture_of(page).map(|url| view! { <img src=url alt="" /> })}
+                        <p>{page.text.clone()}</p>
+                    </article>
+                }).collect_view())}
+            </div>
+        </section>
+    }
+}
+
+fn has_speech() -> bool {
+    web_sys::window()
+        .and_then(|window| js_sys::Reflect::get(&window, &"speechSynthesis".into()).ok())
+        .is_some_and(|speech| !speech.is_undefined())
+}
+
+fn read_aloud(text: &str) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    if let (Ok(speech), Ok(utterance)) = (
+        window.speech_synthesis(),
+        web_sys::SpeechSynthesisUtterance::new_with_text(text),
+    ) {
+        speech.cancel();
+        utterance.set_rate(0.9);
+        speech.speak(&utterance);
+    }
+}
+
+fn has_share() -> bool {
+    web_sys::window()
+        .and_then(|window| js_sys::Reflect::get(&window.navigator(), &"share".into()).ok())
+        .is_some_and(|share| share.is_function())
+}
+
+/// The chosen pictures, in page order, as (file name in the zip, PNG bytes).
+async fn chosen_pictures(book: &BookData) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for (index, page) in book.pages.iter().enumerate() {
+        if let Some(picture) = page.picture()
+            && let Ok(Some(bytes)) = storage::read(&book_path(&book.id, &picture.file)).await
+        {
+            files.push((format!("page-{:02}.png", index + 1), bytes));
+        }
+    }
+    files
+}
+
+async fn download_zip(book: &BookData) -> Result<(), String> {
+    let files = chosen_pictures(book).await;
+    let mut text = format!("{}\n\n", book.title);
+    for (index, page) in book.pages.iter().enumerate() {
+        text.push_str(&format!("Page {}: {}\n", index + 1, page.text));
+    }
+    let mut entries: Vec<(String, Vec<u8>)> = vec![("story.txt".into(), text.into_bytes())];
+    entries.extend(files);
+    let zip = crate::zip::stored(&entries);
+    storage::download(
+        &zip,
+        &format!("{}.zip", book.title.replace(['/', '\\'], "-")),
+        "application/zip",
+    )
+}
+
+async fn share_book(book: &BookData) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let files = js_sys::Array::new();
+    for (name, bytes) in chosen_pictures(book).await {
+        let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes.as_slice()));
+        let options = web_sys::FilePropertyBag::new();
+        options.set_type("image/png");
+        if let Ok(file) =
+            web_sys::File::new_with_u8_array_sequence_and_options(&parts, &name, &options)
+        {
+            files.push(&file);
+        }
+    }
+    let data = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&data, &"title".into(), &book.title.clone().into());
+    let _ = js_sys::Reflect::set(&data, &"files".into(), &files);
+    let navigator = window.navigator();
+    if let Ok(share) = js_sys::Reflect::get(&navigator, &"share".into())
+        && let Ok(promise) = share
+            .unchecked_into::<js_sys::Function>()
+            .call1(&navigator, &data)
+        && let Ok(promise) = promise.dyn_into::<js_sys::Promise>()
+    {
+        // The parent may dismiss the share sheet: not an error.
+        let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
     }
 }

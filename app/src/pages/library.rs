@@ -2,16 +2,82 @@
 
 use leptos::prelude::*;
 use leptos_router::components::A;
+use stories::Book;
 
 use crate::components::empty_state::EmptyState;
 use crate::components::icon::IconName;
+use crate::pages::avatars::ErrorNote;
+use crate::storage::{self, BOOKS_DIR};
+use crate::studio::{self, avatar_path, book_path};
 
 #[component]
 pub fn Library() -> impl IntoView {
+    let version = RwSignal::new(0u32);
+    let shelf = LocalResource::new(move || {
+        version.track();
+        async { (studio::books().await, studio::avatars().await) }
+    });
+    let error = RwSignal::new(None::<String>);
     view! {
         <header class="page-header">
             <h1>"Your bookshelf"</h1>
+            <div class="actions">
+                <A href="/story" attr:class="button primary" attr:data-testid="new-story">"Start a story"</A>
+            </div>
         </header>
+        <ErrorNote error />
+        <Suspense fallback=|| view! { <p>"Looking…"</p> }>
+            {move || Suspend::new(async move {
+                let (books, avatars) = shelf.await;
+                let books = books.unwrap_or_default();
+                let avatars = avatars.unwrap_or_default();
+                if books.is_empty() && avatars.is_empty() {
+                    return view! { <Welcome /> }.into_any();
+                }
+                view! {
+                    <section aria-labelledby="books-heading">
+                        <h2 id="books-heading">"Books"</h2>
+                        {books.is_empty().then(|| view! { <p class="muted">"No books yet: start a story."</p> })}
+                        <ul class="card-grid" data-testid="book-list">
+                            {books.into_iter().map(|book| view! {
+                                <BookCard book error on_delete=Callback::new(move |()| version.update(|v| *v += 1)) />
+                            }).collect_view()}
+                        </ul>
+                    </section>
+                    <section aria-labelledby="avatars-heading">
+                        <h2 id="avatars-heading">"Avatars"</h2>
+                        <ul class="card-grid" data-testid="shelf-avatars">
+                            {avatars.into_iter().map(|avatar| {
+                                let preview = LocalResource::new({
+                                    let token = avatar.token.clone();
+                                    move || {
+                                        let token = token.clone();
+                                        async move { studio::picture_url(&avatar_path(&token, "preview.png")).await }
+                                    }
+                                });
+                                view! {
+                                    <li class="card small-card">
+                                        <Suspense fallback=|| ()>
+                                            {move || Suspend::new(async move {
+                                                preview.await.map(|url| view! { <img class="thumb" src=url alt="" /> })
+                                            })}
+                                        </Suspense>
+                                        <A href="/avatars">{avatar.name.clone()}</A>
+                                    </li>
+                                }
+                            }).collect_view()}
+                        </ul>
+                        <A href="/avatars" attr:class="button">"Manage avatars"</A>
+                    </section>
+                }.into_any()
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Welcome() -> impl IntoView {
+    view! {
         <EmptyState icon=IconName::Library title="No books yet">
             <p>
                 "Make a picture book that stars your own child. Teach the app what your little one looks like from a few photos, "
@@ -23,5 +89,67 @@ pub fn Library() -> impl IntoView {
                 <A href="/story" attr:class="button">"Start a story"</A>
             </div>
         </EmptyState>
+    }
+}
+
+#[component]
+fn BookCard(book: Book, error: RwSignal<Option<String>>, on_delete: Callback<()>) -> impl IntoView {
+    let cover = book
+        .pages
+        .iter()
+        .find_map(|page| page.picture())
+        .map(|picture| book_path(&book.id, &picture.file));
+    let cover = LocalResource::new(move || {
+        let cover = cover.clone();
+        async move {
+            match cover {
+                Some(path) => studio::picture_url(&path).await,
+                None => None,
+            }
+        }
+    });
+    let id = book.id.clone();
+    let title = book.title.clone();
+    let delete = {
+        let (id, title) = (id.clone(), title.clone());
+        move |_| {
+            if !storage::confirm(&format!(
+                "Delete the book “{title}” and its pictures from this device?"
+            )) {
+                return;
+            }
+            let id = id.clone();
+            leptos::task::spawn_local(async move {
+                if let Err(message) = storage::remove(&format!("{BOOKS_DIR}/{id}")).await {
+                    error.set(Some(message));
+                }
+                on_delete.run(());
+            });
+        }
+    };
+    let drawn = book
+        .pages
+        .iter()
+        .filter(|page| page.picture().is_some())
+        .count();
+    view! {
+        <li class="card book-card" data-testid="book-card">
+            <A href=format!("/book?id={id}&read=1")>
+                <Suspense fallback=|| view! { <div class="thumb placeholder" aria-hidden="true">"📖"</div> }>
+                    {move || Suspend::new(async move {
+                        match cover.await {
+                            Some(url) => view! { <img class="thumb" src=url alt="" /> }.into_any(),
+                            None => view! { <div class="thumb placeholder" aria-hidden="true">"📖"</div> }.into_any(),
+                        }
+                    })}
+                </Suspense>
+                <h3>{title.clone()}</h3>
+            </A>
+            <p class="muted">{format!("{} pages · {} with pictures", book.pages.len(), drawn)}</p>
+            <div class="actions">
+                <A href=format!("/book?id={id}") attr:class="button">"Edit"</A>
+                <button class="button danger" on:click=delete data-testid="delete-book">"Delete"</button>
+            </div>
+        </li>
     }
 }

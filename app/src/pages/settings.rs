@@ -6,6 +6,8 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::components::device_check::DeviceCheck;
 use crate::gpu::format_bytes;
+use crate::storage;
+use crate::studio::{self, BACKEND_KEY, Preferences, SIZE_KEY, set_preference};
 
 #[component]
 pub fn Settings() -> impl IntoView {
@@ -20,8 +22,147 @@ pub fn Settings() -> impl IntoView {
                 "only and are never uploaded. The only thing the app downloads is the picture model."
             </p>
         </section>
+        <Choices />
         <DeviceCheck />
         <StorageUse />
+        <StorageItems />
+        <DeleteEverything />
+    }
+}
+
+#[component]
+fn Choices() -> impl IntoView {
+    let preferences = Preferences::read();
+    let backend = match preferences.backend {
+        protocol::Backend::Auto => "auto",
+        protocol::Backend::Webgpu => "webgpu",
+        protocol::Backend::Cpu => "cpu",
+    };
+    let size = preferences.picture_size.to_string();
+    view! {
+        <section class="card form">
+            <h2>"Drawing"</h2>
+            <label>
+                "Where pictures are drawn"
+                <select data-testid="backend-choice" on:change=move |event| {
+                    set_preference(BACKEND_KEY, &event_target_value(&event));
+                    studio::forget_loaded();
+                }>
+                    <option value="auto" selected=backend == "auto">"The graphics chip when there is one (recommended)"</option>
+                    <option value="webgpu" selected=backend == "webgpu">"The graphics chip (WebGPU)"</option>
+                    <option value="cpu" selected=backend == "cpu">"The processor (slow, but works everywhere)"</option>
+                </select>
+            </label>
+            <label>
+                "Picture size for new books"
+                <select data-testid="size-choice" on:change=move |event| set_preference(SIZE_KEY, &event_target_value(&event))>
+                    {[512usize, 384, 256].into_iter().chain((![512, 384, 256].contains(&preferences.picture_size)).then_some(preferences.picture_size)).map(|option| {
+                        let label = format!("{option} × {option}{}", if option == 512 { " (best)" } else if option < 384 { " (fastest)" } else { "" });
+                        view! { <option value=option.to_string() selected=size == option.to_string()>{label}</option> }
+                    }).collect_view()}
+                </select>
+            </label>
+        </section>
+    }
+}
+
+#[component]
+fn StorageItems() -> impl IntoView {
+    let items = LocalResource::new(|| async {
+        let mut rows = Vec::new();
+        for model in &crate::model_store::registry().models {
+            let bytes = storage::size(&format!(
+                "{}/{}",
+                protocol::store::MODELS_DIR,
+                model.folder()
+            ))
+            .await
+            .unwrap_or(0);
+            if bytes > 0 {
+                rows.push((format!("Model: {}", model.name), bytes));
+            }
+        }
+        for avatar in studio::avatars().await.unwrap_or_default() {
+            let folder = format!(
+                "{}/{}",
+                protocol::store::AVATARS_DIR,
+                protocol::store::avatar_folder(&avatar.token)
+            );
+            rows.push((
+                format!("Avatar: {} (with its photos)", avatar.name),
+                storage::size(&folder).await.unwrap_or(0),
+            ));
+        }
+        for book in studio::books().await.unwrap_or_default() {
+            rows.push((
+                format!("Book: {}", book.title),
+                storage::size(&format!("{}/{}", storage::BOOKS_DIR, book.id))
+                    .await
+                    .unwrap_or(0),
+            ));
+        }
+        rows
+    });
+    view! {
+        <section class="card" data-testid="storage-items">
+            <h2>"What is stored"</h2>
+            <Suspense fallback=|| view! { <p>"Measuring…"</p> }>
+                {move || Suspend::new(async move {
+                    let rows = items.await;
+                    if rows.is_empty() {
+                        return view! { <p class="muted">"Nothing yet."</p> }.into_any();
+                    }
+                    view! {
+                        <table class="storage-table">
+                            <thead><tr><th scope="col">"Item"</th><th scope="col">"Size"</th></tr></thead>
+                            <tbody>
+                                {rows.into_iter().map(|(name, bytes)| view! {
+                                    <tr><td>{name}</td><td>{format_bytes(bytes as f64)}</td></tr>
+                                }).collect_view()}
+                            </tbody>
+                        </table>
+                    }.into_any()
+                })}
+            </Suspense>
+        </section>
+    }
+}
+
+#[component]
+fn DeleteEverything() -> impl IntoView {
+    let done = RwSignal::new(None::<String>);
+    let delete = move |_| {
+        if !storage::confirm(
+            "Delete everything ToddlerStories keeps on this device: books, avatars, photos and the picture model? This cannot be undone.",
+        ) {
+            return;
+        }
+        leptos::task::spawn_local(async move {
+            let mut problems = Vec::new();
+            for folder in [
+                storage::BOOKS_DIR,
+                protocol::store::AVATARS_DIR,
+                protocol::store::MODELS_DIR,
+            ] {
+                if let Err(message) = storage::remove(folder).await {
+                    problems.push(message);
+                }
+            }
+            studio::forget_loaded();
+            done.set(Some(if problems.is_empty() {
+                "Everything was deleted from this device.".to_owned()
+            } else {
+                problems.join(" ")
+            }));
+        });
+    };
+    view! {
+        <section class="card">
+            <h2>"Start over"</h2>
+            <p>"Deletes every book, avatar and photo, and the picture model, from this device."</p>
+            <button class="button danger" on:click=delete data-testid="delete-everything">"Delete everything"</button>
+            {move || done.get().map(|message| view! { <p role="status">{message}</p> })}
+        </section>
     }
 }
 

@@ -144,10 +144,10 @@ async fn load(
         }
     };
     for url in embeddings {
-        let bytes = HttpFiles::new(url)
-            .read("")
-            .await?
-            .ok_or_else(|| EngineError::Usage(format!("{url}: the avatar file was not found")))?;
+        // A URL, or `opfs:avatars/<folder>/learned_embeds.safetensors` for the parent's avatars.
+        let bytes = super::files::read_source(url)
+            .await
+            .map_err(|_| EngineError::Usage(format!("{url}: the avatar file was not found")))?;
         let embedding = TextualInversion::from_safetensors(&bytes, Path::new(url))?;
         model.add_embedding(&embedding, Path::new(url))?;
     }

@@ -1,0 +1,218 @@
+//! What the product screens ask of the engine: the parent's preferences, the model on the
+//! device, avatars and books in storage, drawing a page, training an avatar.
+
+use std::cell::RefCell;
+
+use protocol::store::{AVATAR_FILE, AVATARS_DIR, avatar_folder};
+use protocol::{Backend, Event, ModelSource, Request};
+use stories::{Avatar, Book};
+
+use crate::engine::EngineWorker;
+use crate::model_store::{self, ModelEntry, Stored};
+use crate::storage::{self, AVATAR_INFO, BOOK_FILE, BOOKS_DIR};
+
+/// Preferences kept in `localStorage` (Settings; odd values only by hand, e.g. tests).
+pub struct Preferences {
+    pub backend: Backend,
+    /// Picture width and height.
+    pub picture_size: usize,
+    pub variants: usize,
+    pub avatar_steps: usize,
+    pub avatar_resolution: usize,
+}
+
+fn stored(key: &str) -> Option<String> {
+    web_sys::window()?
+        .local_storage()
+        .ok()??
+        .get_item(key)
+        .ok()?
+}
+
+pub fn set_preference(key: &str, value: &str) {
+    if let Some(storage) =
+        web_sys::window().and_then(|window| window.local_storage().ok().flatten())
+    {
+        let _ = storage.set_item(key, value);
+    }
+}
+
+pub const BACKEND_KEY: &str = "toddler.backend";
+pub const SIZE_KEY: &str = "toddler.picture_size";
+
+impl Preferences {
+    pub fn read() -> Preferences {
+        let number = |key: &str, default: usize| {
+            stored(key)
+                .and_then(|value| value.parse().ok())
+                .filter(|value| *value > 0)
+                .unwrap_or(default)
+        };
+        let model_size = default_model()
+            .defaults
+            .as_ref()
+            .map_or(512, |defaults| defaults.width);
+        Preferences {
+            backend: stored(BACKEND_KEY)
+                .and_then(|name| Backend::parse(&name))
+                .unwrap_or(Backend::Auto),
+            picture_size: number(SIZE_KEY, model_size),
+            variants: number("toddler.variants", 2).min(4),
+            avatar_steps: number("toddler.avatar_steps", 300),
+            avatar_resolution: number("toddler.avatar_resolution", 512),
+        }
+    }
+}
+
+pub fn default_model() -> &'static ModelEntry {
+    let registry = model_store::registry();
+    registry
+        .models
+        .iter()
+        .find(|model| model.repo == registry.default_model)
+        .expect("the registry lists its default model")
+}
+
+/// The model's store folder, or a message for the parent when it is not downloaded.
+pub async fn model_ready() -> Result<String, String> {
+    let model = default_model();
+    match model_store::status(model).await? {
+        Stored::Ready { .. } => Ok(model.folder()),
+        _ => Err(format!(
+            "The picture model ({}) is not on this device yet. Download it once on the Models screen; after that everything works offline.",
+            model.name
+        )),
+    }
+}
+
+pub fn avatar_path(token: &str, name: &str) -> String {
+    format!("{AVATARS_DIR}/{}/{name}", avatar_folder(token))
+}
+
+pub fn book_path(id: &str, name: &str) -> String {
+    format!("{BOOKS_DIR}/{id}/{name}")
+}
+
+pub async fn avatars() -> Result<Vec<Avatar>, String> {
+    let mut avatars = Vec::new();
+    for folder in storage::list(AVATARS_DIR).await? {
+        if let Some(avatar) =
+            storage::read_json::<Avatar>(&format!("{AVATARS_DIR}/{folder}/{AVATAR_INFO}")).await?
+        {
+            avatars.push(avatar);
+        }
+    }
+    avatars.sort_by(|a, b| b.updated.total_cmp(&a.updated));
+    Ok(avatars)
+}
+
+pub async fn save_avatar(avatar: &Avatar) -> Result<(), String> {
+    storage::write_json(&avatar_path(&avatar.token, AVATAR_INFO), avatar).await
+}
+
+pub async fn books() -> Result<Vec<Book>, String> {
+    let mut books = Vec::new();
+    for id in storage::list(BOOKS_DIR).await? {
+        if let Some(book) = storage::read_json::<Book>(&book_path(&id, BOOK_FILE)).await? {
+            books.push(book);
+        }
+    }
+    books.sort_by(|a, b| b.updated.total_cmp(&a.updated));
+    Ok(books)
+}
+
+pub async fn book(id: &str) -> Result<Book, String> {
+    storage::read_json::<Book>(&book_path(id, BOOK_FILE))
+        .await?
+        .ok_or_else(|| "This book is not on this device any more.".to_owned())
+}
+
+pub async fn save_book(book: &mut Book) -> Result<(), String> {
+    book.updated = storage::now();
+    storage::write_json(&book_path(&book.id, BOOK_FILE), book).await
+}
+
+/// A stored picture as an `<img>` URL.
+pub async fn picture_url(path: &str) -> Option<String> {
+    let bytes = storage::read(path).await.ok()??;
+    storage::object_url(&bytes, "image/png")
+}
+
+thread_local! {
+    /// The model folder and avatar the worker holds now, so pages don't reload it.
+    static LOADED: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
+}
+
+/// Loads the model with `avatar`'s file, unless the worker already has exactly that.
+pub async fn ensure_loaded(avatar: Option<&str>) -> Result<(), String> {
+    let folder = model_ready().await?;
+    let wanted = (folder.clone(), avatar.map(str::to_owned));
+    if LOADED.with(|loaded| loaded.borrow().as_ref() == Some(&wanted)) {
+        return Ok(());
+    }
+    let embeddings = match avatar {
+        Some(token) => {
+            let path = avatar_path(token, AVATAR_FILE);
+            if storage::read(&path).await?.is_none() {
+                return Err("This book's avatar has not finished learning yet. Finish it on the Avatars screen, or pick another avatar.".into());
+            }
+            vec![format!("opfs:{path}")]
+        }
+        None => Vec::new(),
+    };
+    let engine = EngineWorker::get()?;
+    let id = engine.next_id();
+    let request = Request::Load {
+        id,
+        source: ModelSource::Stored { folder },
+        decoder: None,
+        backend: Preferences::read().backend,
+        embeddings,
+    };
+    LOADED.with(|loaded| *loaded.borrow_mut() = None);
+    engine.call(id, &request, |_| {}).await?;
+    LOADED.with(|loaded| *loaded.borrow_mut() = Some(wanted));
+    Ok(())
+}
+
+/// After training, the worker's model no longer matches what was loaded.
+pub fn forget_loaded() {
+    LOADED.with(|loaded| *loaded.borrow_mut() = None);
+}
+
+/// Draws page `index`, variant `variant` of `book` and stores the PNG; returns its file name.
+/// `on_start` receives the request id (for Cancel).
+pub async fn draw_page(
+    book: &Book,
+    index: usize,
+    variant: usize,
+    on_start: impl FnOnce(u32),
+) -> Result<Option<String>, String> {
+    ensure_loaded(book.avatar.as_deref()).await?;
+    let engine = EngineWorker::get()?;
+    let id = engine.next_id();
+    on_start(id);
+    let request = Request::Generate {
+        id,
+        request: protocol::Generate {
+            prompt: book.prompt(index),
+            negative_prompt: String::new(),
+            steps: book.drawing.steps,
+            guidance: 0.0,
+            width: book.drawing.size,
+            height: book.drawing.size,
+            seed: book.seed(index, variant),
+            scheduler: None,
+            noise_url: None,
+            return_latents: false,
+        },
+    };
+    let (event, png) = engine.call(id, &request, |_| {}).await?;
+    if let Event::Cancelled { .. } = event {
+        return Ok(None);
+    }
+    let png = png.ok_or("the picture engine sent no picture")?;
+    let file = Book::picture_file(index, variant);
+    storage::write(&book_path(&book.id, &file), &png).await?;
+    Ok(Some(file))
+}

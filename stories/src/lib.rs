@@ -1,0 +1,539 @@
+//! Books: the built-in story templates, a book's pages, and the picture prompt of each page.
+//!
+//! Consistency across pages comes from the prompt: every page's picture is drawn from the same
+//! avatar token, the same character card (hair, clothes: set once per book) and the same style,
+//! with only the scene changing; and from seeds stored per page, so a book re-renders the same.
+
+use serde::{Deserialize, Serialize};
+
+/// A story to start a book from. Text may hold the placeholders of [`Child::fill`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    pub id: String,
+    pub title: String,
+    pub summary: String,
+    pub pages: Vec<TemplatePage>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TemplatePage {
+    pub text: String,
+    /// What the picture shows, without the child's description (that comes from the book).
+    pub scene: String,
+}
+
+/// The built-in templates.
+pub fn templates() -> Vec<Template> {
+    serde_json::from_str(include_str!("../templates.json")).expect("templates.json is valid")
+}
+
+/// How the story speaks of the child.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pronouns {
+    She,
+    He,
+    #[default]
+    They,
+}
+
+impl Pronouns {
+    pub const ALL: [Pronouns; 3] = [Pronouns::She, Pronouns::He, Pronouns::They];
+
+    /// Subject, object, possessive.
+    fn forms(self) -> [&'static str; 3] {
+        match self {
+            Pronouns::She => ["she", "her", "her"],
+            Pronouns::He => ["he", "him", "his"],
+            Pronouns::They => ["they", "them", "their"],
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Pronouns::She => "she / her",
+            Pronouns::He => "he / him",
+            Pronouns::They => "they / them",
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        self.forms()[0]
+    }
+
+    pub fn from_key(key: &str) -> Pronouns {
+        Pronouns::ALL
+            .into_iter()
+            .find(|pronouns| pronouns.key() == key)
+            .unwrap_or_default()
+    }
+}
+
+/// Who the story is about: what fills the templates' placeholders.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Child {
+    pub name: String,
+    pub pronouns: Pronouns,
+    /// Who comes along: "Mummy", "Grandpa", "Teddy".
+    pub companion: String,
+}
+
+impl Child {
+    /// Replaces `{name}`, `{companion}`, `{they}`, `{them}`, `{their}` (and `{They}`, `{Them}`,
+    /// `{Their}` at the start of a sentence). Templates are written in the past tense, so the
+    /// verbs agree with any pronoun.
+    pub fn fill(&self, text: &str) -> String {
+        let [subject, object, possessive] = self.pronouns.forms();
+        let name = non_empty(&self.name, "our little one");
+        let companion = non_empty(&self.companion, "Teddy");
+        [
+            ("{name}", name.to_owned()),
+            ("{companion}", companion.to_owned()),
+            ("{they}", subject.to_owned()),
+            ("{them}", object.to_owned()),
+            ("{their}", possessive.to_owned()),
+            ("{They}", capitalise(subject)),
+            ("{Them}", capitalise(object)),
+            ("{Their}", capitalise(possessive)),
+        ]
+        .iter()
+        .fold(text.to_owned(), |text, (placeholder, value)| {
+            text.replace(placeholder, value)
+        })
+    }
+}
+
+fn non_empty<'a>(value: &'a str, otherwise: &'a str) -> &'a str {
+    match value.trim() {
+        "" => otherwise,
+        value => value,
+    }
+}
+
+fn capitalise(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// The look of every picture in a book.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Style {
+    #[default]
+    Watercolour,
+    Crayon,
+    Soft3d,
+    FlatVector,
+}
+
+impl Style {
+    pub const ALL: [Style; 4] = [
+        Style::Watercolour,
+        Style::Crayon,
+        Style::Soft3d,
+        Style::FlatVector,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Style::Watercolour => "Watercolour",
+            Style::Crayon => "Crayon",
+            Style::Soft3d => "Soft 3D",
+            Style::FlatVector => "Flat shapes",
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Style::Watercolour => "watercolour",
+            Style::Crayon => "crayon",
+            Style::Soft3d => "soft_3d",
+            Style::FlatVector => "flat_vector",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Style {
+        Style::ALL
+            .into_iter()
+            .find(|style| style.key() == key)
+            .unwrap_or_default()
+    }
+
+    /// Words before and after the subject in the prompt.
+    fn words(self) -> (&'static str, &'static str) {
+        match self {
+            Style::Watercolour => (
+                "a children's picture book watercolour illustration of",
+                "soft watercolour, gentle pastel colours, white paper texture",
+            ),
+            Style::Crayon => (
+                "a children's crayon drawing of",
+                "wax crayon texture, bright colours, hand-drawn",
+            ),
+            Style::Soft3d => (
+                "a soft 3D animated film still of",
+                "rounded shapes, soft lighting, warm colours",
+            ),
+            Style::FlatVector => (
+                "a flat vector picture book illustration of",
+                "simple shapes, bold flat colours, clean lines",
+            ),
+        }
+    }
+}
+
+/// A picture drawn for a page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    pub seed: u64,
+    /// The PNG's file name in the book's folder.
+    pub file: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Page {
+    pub text: String,
+    pub scene: String,
+    #[serde(default)]
+    pub variants: Vec<Variant>,
+    /// The variant the book shows.
+    #[serde(default)]
+    pub chosen: Option<usize>,
+    /// A locked page keeps its picture when the book is illustrated again.
+    #[serde(default)]
+    pub locked: bool,
+}
+
+impl Page {
+    pub fn picture(&self) -> Option<&Variant> {
+        self.chosen.and_then(|index| self.variants.get(index))
+    }
+}
+
+/// How pictures are drawn; stored with the book so it re-renders identically.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Drawing {
+    /// The model's store folder.
+    pub model: String,
+    pub steps: usize,
+    pub size: usize,
+    /// Variants drawn per page.
+    pub variants: usize,
+    /// Page `p`'s variant `v` is drawn with seed `book seed + 1000·p + v`.
+    pub seed: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Book {
+    pub id: String,
+    pub title: String,
+    /// The template it started from, if any.
+    #[serde(default)]
+    pub template: Option<String>,
+    pub child: Child,
+    /// The avatar's token, e.g. `<mia>`; a book without one draws "a toddler".
+    #[serde(default)]
+    pub avatar: Option<String>,
+    /// Hair, clothes: the same words on every page.
+    pub character: String,
+    pub style: Style,
+    pub drawing: Drawing,
+    pub pages: Vec<Page>,
+    /// Milliseconds since 1970, for sorting the shelf.
+    pub updated: f64,
+}
+
+/// What the parent chooses once per book.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BookSetup {
+    pub child: Child,
+    pub avatar: Option<String>,
+    pub character: String,
+    pub style: Style,
+    pub drawing: Drawing,
+}
+
+impl Book {
+    /// A new book from `template` (placeholders filled), or a blank one with a single page.
+    pub fn new(id: String, template: Option<&Template>, setup: BookSetup, now: f64) -> Book {
+        let BookSetup {
+            child,
+            avatar,
+            character,
+            style,
+            drawing,
+        } = setup;
+        let (title, pages) = match template {
+            Some(template) => (
+                child.fill(&template.title),
+                template
+                    .pages
+                    .iter()
+                    .map(|page| Page {
+                        text: child.fill(&page.text),
+                        scene: child.fill(&page.scene),
+                        ..Page::default()
+                    })
+                    .collect(),
+            ),
+            None => (
+                format!("A story about {}", non_empty(&child.name, "our little one")),
+                vec![Page::default()],
+            ),
+        };
+        Book {
+            id,
+            title,
+            template: template.map(|template| template.id.clone()),
+            child,
+            avatar,
+            character,
+            style,
+            drawing,
+            pages,
+            updated: now,
+        }
+    }
+
+    /// Page `index`'s picture prompt: style, the avatar token with the character card, the scene.
+    pub fn prompt(&self, index: usize) -> String {
+        let (before, after) = self.style.words();
+        let subject = match &self.avatar {
+            Some(token) => format!("{token} toddler"),
+            None => "a toddler".to_owned(),
+        };
+        let character = self.character.trim();
+        let scene = self.pages.get(index).map_or("", |page| page.scene.trim());
+        [
+            format!("{before} {subject}"),
+            character.to_owned(),
+            scene.to_owned(),
+            after.to_owned(),
+        ]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+
+    /// The seed of page `index`'s variant `variant`.
+    pub fn seed(&self, index: usize, variant: usize) -> u64 {
+        self.drawing
+            .seed
+            .wrapping_add(1000 * index as u64)
+            .wrapping_add(variant as u64)
+    }
+
+    /// The PNG file name of page `index`'s variant `variant`.
+    pub fn picture_file(index: usize, variant: usize) -> String {
+        format!("page-{index:02}-{variant}.png")
+    }
+
+    /// Pages still to draw: not locked, and without a chosen picture unless `redraw`.
+    pub fn pages_to_draw(&self, redraw: bool) -> Vec<usize> {
+        self.pages
+            .iter()
+            .enumerate()
+            .filter(|(_, page)| !page.locked && (redraw || page.picture().is_none()))
+            .map(|(index, _)| index)
+            .collect()
+    }
+}
+
+/// An avatar as the shelf lists it (stored beside its file as `avatar.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Avatar {
+    /// What the parent calls it: "Mia".
+    pub name: String,
+    /// The placeholder the prompts use: `<mia>`.
+    pub token: String,
+    pub photos: usize,
+    pub steps: usize,
+    pub resolution: usize,
+    /// `None` until training finished.
+    #[serde(default)]
+    pub eval_loss_before: Option<f64>,
+    #[serde(default)]
+    pub eval_loss_after: Option<f64>,
+    pub updated: f64,
+}
+
+impl Avatar {
+    /// A token for `name`: `<mia>` from "Mia", letters and digits only, `<kid>` when none;
+    /// `taken` tokens get a number (`<mia2>`), so siblings with one name stay apart.
+    pub fn token_for(name: &str, taken: &[String]) -> String {
+        let base: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .take(16)
+            .collect();
+        let base = if base.is_empty() { "kid".into() } else { base };
+        let mut token = format!("<{base}>");
+        let mut number = 2;
+        while taken.contains(&token) {
+            token = format!("<{base}{number}>");
+            number += 1;
+        }
+        token
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drawing() -> Drawing {
+        Drawing {
+            model: "stabilityai--sd-turbo--main".into(),
+            steps: 1,
+            size: 512,
+            variants: 2,
+            seed: 7,
+        }
+    }
+
+    fn setup(child: Child, avatar: Option<String>, character: String, style: Style) -> BookSetup {
+        BookSetup {
+            child,
+            avatar,
+            character,
+            style,
+            drawing: drawing(),
+        }
+    }
+
+    fn mia() -> Child {
+        Child {
+            name: "Mia".into(),
+            pronouns: Pronouns::She,
+            companion: "Daddy".into(),
+        }
+    }
+
+    #[test]
+    fn there_are_eight_templates_of_six_to_twelve_pages() {
+        let templates = templates();
+        assert!(templates.len() >= 8);
+        for template in &templates {
+            assert!(
+                (6..=12).contains(&template.pages.len()),
+                "{} has {} pages",
+                template.id,
+                template.pages.len()
+            );
+        }
+    }
+
+    #[test]
+    fn every_placeholder_in_the_templates_is_filled() {
+        for template in templates() {
+            for pronouns in Pronouns::ALL {
+                let child = Child { pronouns, ..mia() };
+                let book = Book::new(
+                    "b".into(),
+                    Some(&template),
+                    setup(child, None, String::new(), Style::Crayon),
+                    0.0,
+                );
+                for text in std::iter::once(&book.title)
+                    .chain(book.pages.iter().flat_map(|page| [&page.text, &page.scene]))
+                {
+                    assert!(
+                        !text.contains('{') && !text.contains('}'),
+                        "{}: {text}",
+                        template.id
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pronouns_and_names_fill_in() {
+        let text = "{They} saw {companion}. {name} waved {their} hand at {them}.";
+        assert_eq!(
+            mia().fill(text),
+            "She saw Daddy. Mia waved her hand at her."
+        );
+        let sam = Child {
+            name: "Sam".into(),
+            pronouns: Pronouns::They,
+            companion: String::new(),
+        };
+        assert_eq!(
+            sam.fill(text),
+            "They saw Teddy. Sam waved their hand at them."
+        );
+    }
+
+    #[test]
+    fn the_prompt_keeps_token_character_and_style_on_every_page() {
+        let template = &templates()[0];
+        let book = Book::new(
+            "b".into(),
+            Some(template),
+            setup(
+                mia(),
+                Some("<mia>".into()),
+                "curly brown hair, yellow raincoat".into(),
+                Style::Watercolour,
+            ),
+            0.0,
+        );
+        for index in 0..book.pages.len() {
+            let prompt = book.prompt(index);
+            assert!(
+                prompt.starts_with("a children's picture book watercolour illustration of <mia> toddler, curly brown hair, yellow raincoat, "),
+                "{prompt}"
+            );
+            assert!(prompt.contains(book.pages[index].scene.as_str()));
+        }
+        assert_eq!(book.seed(2, 1), 7 + 2001);
+    }
+
+    #[test]
+    fn a_blank_book_has_one_page_and_no_avatar_draws_a_toddler() {
+        let book = Book::new(
+            "b".into(),
+            None,
+            setup(mia(), None, String::new(), Style::Crayon),
+            0.0,
+        );
+        assert_eq!(book.pages.len(), 1);
+        assert_eq!(
+            book.prompt(0),
+            "a children's crayon drawing of a toddler, wax crayon texture, bright colours, hand-drawn"
+        );
+    }
+
+    #[test]
+    fn locked_and_drawn_pages_are_skipped() {
+        let mut book = Book::new(
+            "b".into(),
+            Some(&templates()[1]),
+            setup(mia(), None, String::new(), Style::Crayon),
+            0.0,
+        );
+        book.pages[0].variants.push(Variant {
+            seed: 1,
+            file: Book::picture_file(0, 0),
+        });
+        book.pages[0].chosen = Some(0);
+        book.pages[1].locked = true;
+        let all: Vec<usize> = (2..book.pages.len()).collect();
+        assert_eq!(book.pages_to_draw(false), all);
+        assert_eq!(book.pages_to_draw(true)[0], 0);
+    }
+
+    #[test]
+    fn tokens_are_simple_and_unique() {
+        assert_eq!(Avatar::token_for("Mia Rose", &[]), "<miarose>");
+        assert_eq!(Avatar::token_for("Mia", &["<mia>".into()]), "<mia2>");
+        assert_eq!(Avatar::token_for("😀", &[]), "<kid>");
+        assert_eq!(Style::from_key(Style::Soft3d.key()), Style::Soft3d);
+    }
+}
