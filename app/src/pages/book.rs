@@ -44,12 +44,17 @@ pub fn Book() -> impl IntoView {
             }
         });
     });
+    // Owned here, not by the editor: a drawing loop outlives the editor when the parent
+    // switches to reading, and the views below are rebuilt only when the book first arrives.
+    let illustrating = RwSignal::new(None::<Illustrating>);
+    let cancelled = RwSignal::new(false);
+    let loaded = Memo::new(move |_| book.with(Option::is_some));
     view! {
         <ErrorNote error />
-        {move || book.get().map(|_| if reading.get() {
+        {move || loaded.get().then(|| if reading.get() {
             view! { <Reader book pictures reading /> }.into_any()
         } else {
-            view! { <Editor book pictures reading error /> }.into_any()
+            view! { <Editor book pictures reading error illustrating cancelled /> }.into_any()
         })}
     }
 }
@@ -88,9 +93,9 @@ fn Editor(
     pictures: RwSignal<std::collections::HashMap<String, String>>,
     reading: RwSignal<bool>,
     error: RwSignal<Option<String>>,
+    illustrating: RwSignal<Option<Illustrating>>,
+    cancelled: RwSignal<bool>,
 ) -> impl IntoView {
-    let illustrating = RwSignal::new(None::<Illustrating>);
-    let cancelled = RwSignal::new(false);
     let illustrate = move |pages: Vec<usize>| {
         let Some(current) = book.get_untracked() else {
             return;
@@ -277,10 +282,17 @@ fn PageEditor(
             <div class="page-body">
                 <div class="page-picture">
                     {move || {
-                        let page = page()?;
-                        let picture = page.picture()?;
-                        let url = pictures.with(|known| known.get(&picture.file).cloned())?;
-                        Some(view! { <img src=url alt=format!("Picture for page {}", index + 1) data-testid="page-picture" data-seed=picture.seed.to_string() /> })
+                        let drawn = page().and_then(|page| {
+                            let picture = page.picture()?.clone();
+                            let url = pictures.with(|known| known.get(&picture.file).cloned())?;
+                            Some((url, picture.seed))
+                        });
+                        match drawn {
+                            Some((url, seed)) => view! {
+                                <img src=url alt=format!("Picture for page {}", index + 1) data-testid="page-picture" data-seed=seed.to_string() />
+                            }.into_any(),
+                            None => view! { <div class="picture-placeholder">"No picture yet"</div> }.into_any(),
+                        }
                     }}
                     <div class="variants" role="group" aria-label="Pictures to choose from">
                         {move || page().map(|page| page.variants.iter().enumerate().map(|(number, variant)| {

@@ -6,7 +6,6 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 
-use burn::module::Module;
 use protocol::{Backend, Event, ModelSource};
 use web_time::Instant;
 
