@@ -3,10 +3,13 @@
 //! pictures, share it.
 
 use leptos::prelude::*;
+use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
 use stories::{Book as BookData, Page, Variant};
 use wasm_bindgen::JsCast;
 
+use crate::components::empty_state::EmptyState;
+use crate::components::icon::IconName;
 use crate::engine::EngineWorker;
 use crate::pages::avatars::ErrorNote;
 use crate::storage;
@@ -32,7 +35,6 @@ pub fn Book() -> impl IntoView {
         reading.set(query.with(|query| query.get("read").is_some()));
         leptos::task::spawn_local(async move {
             if id.is_empty() {
-                error.set(Some("No book is open. Pick one on the bookshelf.".into()));
                 return;
             }
             match studio::book(&id).await {
@@ -49,7 +51,20 @@ pub fn Book() -> impl IntoView {
     let illustrating = RwSignal::new(None::<Illustrating>);
     let cancelled = RwSignal::new(false);
     let loaded = Memo::new(move |_| book.with(Option::is_some));
+    let no_book = move || id().is_empty();
     view! {
+        <Show when=no_book>
+            <header class="page-header">
+                <h1>"Read"</h1>
+            </header>
+            <EmptyState icon=IconName::Book title="No book is open">
+                <p>"Open a book from your bookshelf, or start a new story."</p>
+                <div class="actions">
+                    <A href="/" attr:class="button primary">"Go to the bookshelf"</A>
+                    <A href="/story" attr:class="button">"Start a story"</A>
+                </div>
+            </EmptyState>
+        </Show>
         <ErrorNote error />
         {move || loaded.get().then(|| if reading.get() {
             view! { <Reader book pictures reading /> }.into_any()
