@@ -38,6 +38,18 @@ impl Crop {
         };
         Crop { x, y, side }
     }
+
+    /// The parent's crop (fractions, from the app) in this picture's pixels; `None`: the default.
+    pub fn chosen_or_default(chosen: Option<protocol::PhotoCrop>, picture: &DynamicImage) -> Crop {
+        let (width, height) = (picture.width(), picture.height());
+        match chosen {
+            Some(crop) => {
+                let (x, y, side) = crop.in_pixels(width, height);
+                Crop { x, y, side }
+            }
+            None => Crop::default_for(width, height),
+        }
+    }
 }
 
 /// Decodes `bytes` (`name` is for messages), applies the EXIF orientation, shrinks it to at
@@ -126,6 +138,44 @@ mod tests {
                 y: 100,
                 side: 300
             }
+        );
+    }
+
+    #[test]
+    fn the_parents_crop_picks_its_square() {
+        // A 400×300 photo, red in its right-hand 100×100 corner square at (300, 200).
+        let mut photo = image::RgbImage::from_pixel(400, 300, image::Rgb([0, 0, 255]));
+        for (x, y, pixel) in photo.enumerate_pixels_mut() {
+            if x >= 300 && y >= 200 {
+                *pixel = image::Rgb([255, 0, 0]);
+            }
+        }
+        let picture = DynamicImage::ImageRgb8(photo);
+        let chosen = protocol::PhotoCrop {
+            left: 0.75,
+            top: 2.0 / 3.0,
+            size: 1.0 / 3.0,
+        };
+        let crop = Crop::chosen_or_default(Some(chosen), &picture);
+        assert_eq!(
+            crop,
+            Crop {
+                x: 300,
+                y: 200,
+                side: 100
+            }
+        );
+        let device = crate::device::ComputeBackend::Cpu.device();
+        let pixels: Vec<f32> = to_tensor(&picture, crop, 8, false, &device)
+            .into_data()
+            .try_into_vec::<f32>()
+            .unwrap();
+        let (red, blue) = (&pixels[..64], &pixels[128..]);
+        assert!(red.iter().all(|&value| value > 0.99), "{red:?}");
+        assert!(blue.iter().all(|&value| value < -0.99), "{blue:?}");
+        assert_eq!(
+            Crop::chosen_or_default(None, &picture),
+            Crop::default_for(400, 300)
         );
     }
 

@@ -111,6 +111,72 @@ pub struct Training {
     /// A preview picture ("an illustration of <token>") every this many steps; 0: none.
     #[serde(default)]
     pub preview_every: usize,
+    /// The parent's crop of each photo, in the order of `photos`; missing or `None`: the
+    /// default square ([`PhotoCrop::centred`]).
+    #[serde(default)]
+    pub crops: Vec<Option<PhotoCrop>>,
+}
+
+/// A square in a photo, in fractions of it, so that it means the same on the parent's screen and
+/// in the engine (which shrinks very large photos first): `left` of the width, `top` of the
+/// height, `size` of the shorter side. Coordinates are of the photo as shown, with its EXIF
+/// orientation applied.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhotoCrop {
+    pub left: f64,
+    pub top: f64,
+    pub size: f64,
+}
+
+impl PhotoCrop {
+    /// The smallest square a parent can make: a fifth of the shorter side.
+    pub const MIN_SIZE: f64 = 0.2;
+
+    /// The default: the largest square, centred, and nudged up on portraits (where faces sit in
+    /// the upper part) — the engine's own default crop.
+    pub fn centred(width: f64, height: f64) -> PhotoCrop {
+        let side = width.min(height);
+        let top = if height > width {
+            (height - side) / 3.0
+        } else {
+            (height - side) / 2.0
+        };
+        PhotoCrop {
+            left: (width - side) / 2.0 / width,
+            top: top / height,
+            size: 1.0,
+        }
+    }
+
+    /// Moved by `dx`, `dy` (fractions of the width and height) and grown by `grow` (a fraction of
+    /// the shorter side), then kept inside a `width` × `height` photo.
+    pub fn adjusted(self, dx: f64, dy: f64, grow: f64, width: f64, height: f64) -> PhotoCrop {
+        let shorter = width.min(height);
+        let size = (self.size + grow).clamp(Self::MIN_SIZE, 1.0);
+        let (span_x, span_y) = (size * shorter / width, size * shorter / height);
+        PhotoCrop {
+            left: (self.left + dx).clamp(0.0, 1.0 - span_x),
+            top: (self.top + dy).clamp(0.0, 1.0 - span_y),
+            size,
+        }
+    }
+
+    /// The square's width and height as fractions of the photo's width and height.
+    pub fn spans(self, width: f64, height: f64) -> (f64, f64) {
+        let side = self.size * width.min(height);
+        (side / width, side / height)
+    }
+
+    /// `(x, y, side)` in pixels of a `width` × `height` photo, inside it.
+    pub fn in_pixels(self, width: u32, height: u32) -> (u32, u32, u32) {
+        let side = ((self.size.clamp(0.0, 1.0) * f64::from(width.min(height))).round() as u32)
+            .clamp(1, width.min(height).max(1));
+        let x = ((self.left * f64::from(width)).round().max(0.0) as u32)
+            .min(width.saturating_sub(side));
+        let y = ((self.top * f64::from(height)).round().max(0.0) as u32)
+            .min(height.saturating_sub(side));
+        (x, y, side)
+    }
 }
 
 /// The device the worker computes on.
@@ -262,6 +328,37 @@ mod tests {
         assert!(text.contains(r#""type":"load""#), "{text}");
         assert!(text.contains(r#""kind":"url""#), "{text}");
         assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), request);
+    }
+
+    #[test]
+    fn crops_stay_inside_the_photo() {
+        let (width, height) = (1200.0, 800.0);
+        let crop = PhotoCrop::centred(width, height);
+        assert_eq!(crop.in_pixels(1200, 800), (200, 0, 800));
+        // Dragged far past the corner: stops at the edge.
+        let moved = crop.adjusted(5.0, 5.0, 0.0, width, height);
+        assert_eq!(moved.in_pixels(1200, 800), (400, 0, 800));
+        // Shrunk below the smallest square, then moved to the bottom right.
+        let small = crop.adjusted(1.0, 1.0, -2.0, width, height);
+        assert_eq!(small.size, PhotoCrop::MIN_SIZE);
+        assert_eq!(small.in_pixels(1200, 800), (1040, 640, 160));
+        // The same fractions on the engine's shrunk copy of the photo.
+        assert_eq!(small.in_pixels(600, 400), (520, 320, 80));
+    }
+
+    #[test]
+    fn the_default_crop_sits_high_on_portraits() {
+        let crop = PhotoCrop::centred(600.0, 900.0);
+        assert_eq!(crop.in_pixels(600, 900), (0, 100, 600));
+        assert_eq!(crop.spans(600.0, 900.0), (1.0, 600.0 / 900.0));
+    }
+
+    #[test]
+    fn training_without_crops_still_reads() {
+        let text = r#"{"photos":["a.jpg"],"token":"<kid>","init_words":["toddler"],"vectors":2,
+            "steps":4,"learning_rate":0.005,"resolution":64,"seed":0,"checkpoint_every":2}"#;
+        let training: Training = serde_json::from_str(text).unwrap();
+        assert!(training.crops.is_empty());
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! avatar token, the same character card (hair, clothes: set once per book) and the same style,
 //! with only the scene changing; and from seeds stored per page, so a book re-renders the same.
 
+pub mod photo_check;
+
 use serde::{Deserialize, Serialize};
 
 /// A story to start a book from. Text may hold the placeholders of [`Child::fill`].

@@ -16,6 +16,8 @@ const HUB = {
   'madebyollin/taesd': join(fixturesDir, 'tiny-sd1', 'vae'),
 };
 const PHOTOS = join(fixturesDir, 'photos');
+// A plain wall, 400×300: nothing in it to learn from.
+const BLANK_PHOTO = new URL('./fixtures/blank-wall.png', import.meta.url).pathname;
 const TITLE = 'Splash! Bath Time for Mia';
 
 let server;
@@ -69,7 +71,30 @@ test('the whole journey: model, avatar, story, pictures, reading, printing, expo
   await screenshot(page, 'journey-03-too-few-photos');
   await page.getByTestId('error').getByRole('button', { name: 'OK' }).click();
 
-  await page.getByTestId('avatar-photos').setInputFiles(photos);
+  // A file that is not a picture: named and left out. A blank photo: advice under it, and the
+  // parent removes it.
+  await page.getByTestId('avatar-photos').setInputFiles([
+    { name: 'notes.txt', mimeType: 'text/plain', buffer: Buffer.from('not a photo') },
+    { name: 'wall.png', mimeType: 'image/png', buffer: await readFile(BLANK_PHOTO) },
+  ]);
+  await page.getByTestId('error').filter({ hasText: 'notes.txt is not a picture' }).waitFor();
+  await page.getByTestId('error').getByRole('button', { name: 'OK' }).click();
+  const chosen = page.getByTestId('chosen-photo');
+  const blank = chosen.filter({ has: page.getByAltText('Photo 2') });
+  await blank.getByTestId('photo-advice').filter({ hasText: "can't make out a clear subject" }).waitFor();
+  await screenshot(page, 'journey-03-photo-advice');
+  await blank.getByRole('button', { name: 'Remove photo 2' }).click();
+
+  // The rest of the photos; the first square made smaller and moved onto the face by keyboard.
+  await page.getByTestId('avatar-photos').setInputFiles(photos.slice(1));
+  assert.equal(await chosen.count(), photos.length);
+  const square = chosen.first().getByTestId('crop-square');
+  const before = await square.getAttribute('style');
+  await square.focus();
+  for (const key of ['-', '-', 'ArrowUp', 'ArrowRight']) await page.keyboard.press(key);
+  assert.notEqual(await square.getAttribute('style'), before, 'the keys move and resize the square');
+  assert.equal(await chosen.getByTestId('photo-advice').count(), 0, 'the fixture photos are clear');
+  await screenshot(page, 'journey-03-photos-cropped');
   await page.getByTestId('start-training').click();
   await page.getByTestId('training').waitFor();
   await page.getByTestId('training-preview').waitFor({ timeout: 300_000 });

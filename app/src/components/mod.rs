@@ -4,4 +4,5 @@ pub mod device_check;
 pub mod empty_state;
 pub mod icon;
 pub mod nav;
+pub mod photo_crop;
 pub mod update_banner;

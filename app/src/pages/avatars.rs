@@ -3,15 +3,21 @@
 
 use leptos::prelude::*;
 use protocol::store::{AVATAR_FILE, AVATARS_DIR, avatar_folder};
-use protocol::{Event, ModelSource, Request};
+use protocol::{Event, ModelSource, PhotoCrop, Request};
+use std::collections::BTreeMap;
 use stories::Avatar;
+use wasm_bindgen::JsCast;
 
+use crate::components::photo_crop::{ChosenPhoto, PhotoCropper};
 use crate::engine::EngineWorker;
 use crate::storage;
 use crate::studio::{self, Preferences, avatar_path};
 
 const PREVIEW: &str = "preview.png";
 const PHOTOS: &str = "photos";
+/// The parent's squares, by photo file name (`BTreeMap<String, PhotoCrop>` as JSON).
+const CROPS: &str = "crops.json";
+const MAX_PHOTOS: usize = 10;
 
 /// "Looks like a …": the class words the avatar starts from.
 const KINDS: [(&str, &str); 5] = [
@@ -114,7 +120,66 @@ fn NewAvatar(
 ) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let kind = RwSignal::new("toddler".to_owned());
-    let photos = RwSignal::new(Vec::<web_sys::File>::new());
+    let photos = RwSignal::new(Vec::<ChosenPhoto>::new());
+    let next_key = StoredValue::new(0u32);
+    let resolution = Preferences::read().avatar_resolution;
+    // The photos' signals belong to this form, not to the event handler that made them.
+    let owner = Owner::current();
+    let add = move |event: leptos::ev::Event| {
+        let mut chosen = photos.get_untracked();
+        let mut left_out = 0;
+        for file in storage::chosen_files(&event) {
+            if chosen.len() == MAX_PHOTOS {
+                left_out += 1;
+                continue;
+            }
+            let key = next_key.get_value();
+            next_key.set_value(key + 1);
+            let made = match &owner {
+                Some(owner) => owner.with(|| ChosenPhoto::new(key, file)),
+                None => ChosenPhoto::new(key, file),
+            };
+            if let Some(photo) = made {
+                chosen.push(photo);
+            }
+        }
+        photos.set(chosen);
+        if left_out > 0 {
+            error.set(Some(format!(
+                "An avatar learns from up to {MAX_PHOTOS} photos, so {left_out} of those were left out."
+            )));
+        }
+        // The same photo can be chosen again after it was removed.
+        if let Some(input) = event
+            .target()
+            .and_then(|target| target.dyn_into::<web_sys::HtmlInputElement>().ok())
+        {
+            input.set_value("");
+        }
+    };
+    let remove = Callback::new(move |key: u32| {
+        photos.update(|chosen| {
+            chosen.retain(|photo| {
+                let keep = photo.key != key;
+                if !keep {
+                    photo.release();
+                }
+                keep
+            })
+        })
+    });
+    let unreadable = Callback::new(move |key: u32| {
+        let name = photos
+            .get_untracked()
+            .iter()
+            .find(|photo| photo.key == key)
+            .map(|photo| photo.file.name())
+            .unwrap_or_default();
+        remove.run(key);
+        error.set(Some(format!(
+            "{name} is not a picture this app can read, so it was left out. Photos in JPEG, PNG or WebP work."
+        )));
+    });
     let start = move |event: leptos::ev::SubmitEvent| {
         event.prevent_default();
         let chosen = photos.get_untracked();
@@ -125,7 +190,7 @@ fn NewAvatar(
             ));
             return;
         }
-        if !(3..=10).contains(&chosen.len()) {
+        if !(3..=MAX_PHOTOS).contains(&chosen.len()) {
             error.set(Some(format!(
                 "Choose 3 to 10 photos of your child ({} chosen). Clear photos of the face from different days work best.",
                 chosen.len()
@@ -138,6 +203,7 @@ fn NewAvatar(
             match create_avatar(&name_now, &chosen).await {
                 Ok(avatar) => {
                     name.set(String::new());
+                    chosen.iter().for_each(ChosenPhoto::release);
                     photos.set(Vec::new());
                     on_done.run(());
                     run_training(avatar, vec![kind_now], training, error).await;
@@ -163,17 +229,26 @@ fn NewAvatar(
                         {KINDS.iter().map(|(words, label)| view! { <option value=*words>{*label}</option> }).collect_view()}
                     </select>
                 </label>
-                <label class="file-choice">
-                    <span>"Photos (3 to 10; JPEG, PNG or WebP)"</span>
-                    <input type="file" multiple accept="image/jpeg,image/png,image/webp" data-testid="avatar-photos"
-                        on:change=move |event| photos.set(storage::chosen_files(&event)) />
-                </label>
-                <p class="muted">
+                <p class="field-label">"Photos: 3 to 10 in all (JPEG, PNG or WebP)"</p>
+                <p class="muted" data-testid="photo-count">
                     {move || match photos.get().len() {
-                        0 => "Pick photos where your child's face is clear. The middle of each photo is used.".to_owned(),
-                        count => format!("{count} photo{} chosen.", if count == 1 { "" } else { "s" }),
+                        0 => "Pick photos where your child's face is clear, from different days if you can.".to_owned(),
+                        count => format!(
+                            "{count} photo{} chosen. Drag each square onto your child's face and shoulders; drag its corner to resize it.",
+                            if count == 1 { "" } else { "s" }
+                        ),
                     }}
                 </p>
+                <ul class="photo-grid">
+                    {move || photos.get().into_iter().enumerate().map(|(index, photo)| view! {
+                        <PhotoCropper photo number=index + 1 resolution on_remove=remove on_unreadable=unreadable />
+                    }).collect_view()}
+                </ul>
+                <label class="button add-photos">
+                    {move || if photos.get().is_empty() { "Choose photos…" } else { "Add more photos…" }}
+                    <input type="file" multiple accept="image/jpeg,image/png,image/webp" class="visually-hidden"
+                        data-testid="avatar-photos" on:change=add />
+                </label>
                 <button type="submit" class="button primary" data-testid="start-training" disabled=busy>
                     "Start learning"
                 </button>
@@ -343,7 +418,7 @@ fn AvatarCard(
 }
 
 /// Stores the photos and the avatar's record; training starts after.
-async fn create_avatar(name: &str, photos: &[web_sys::File]) -> Result<Avatar, String> {
+async fn create_avatar(name: &str, photos: &[ChosenPhoto]) -> Result<Avatar, String> {
     let taken: Vec<String> = studio::avatars()
         .await?
         .into_iter()
@@ -360,22 +435,26 @@ async fn create_avatar(name: &str, photos: &[web_sys::File]) -> Result<Avatar, S
         eval_loss_after: None,
         updated: storage::now(),
     };
+    let mut crops = BTreeMap::new();
     for (index, photo) in photos.iter().enumerate() {
         let extension = photo
+            .file
             .name()
             .rsplit_once('.')
             .map(|(_, extension)| extension.to_ascii_lowercase())
             .unwrap_or_else(|| "jpg".into());
-        let bytes = storage::file_bytes(photo).await?;
+        let name = format!("photo-{index}.{extension}");
+        let bytes = storage::file_bytes(&photo.file).await?;
         storage::write(
-            &avatar_path(
-                &avatar.token,
-                &format!("{PHOTOS}/photo-{index}.{extension}"),
-            ),
+            &avatar_path(&avatar.token, &format!("{PHOTOS}/{name}")),
             &bytes,
         )
         .await?;
+        if let Some(crop) = photo.crop() {
+            crops.insert(name, crop);
+        }
     }
+    storage::write_json(&avatar_path(&avatar.token, CROPS), &crops).await?;
     studio::save_avatar(&avatar).await?;
     Ok(avatar)
 }
@@ -401,9 +480,17 @@ async fn train(
 ) -> Result<(), String> {
     let folder = studio::model_ready().await?;
     let photo_folder = avatar_path(&avatar.token, PHOTOS);
-    let photos: Vec<String> = storage::list(&photo_folder)
-        .await?
-        .into_iter()
+    let names = storage::list(&photo_folder).await?;
+    let mut crops_by_name: BTreeMap<String, PhotoCrop> =
+        storage::read_json(&avatar_path(&avatar.token, CROPS))
+            .await?
+            .unwrap_or_default();
+    let crops: Vec<Option<PhotoCrop>> = names
+        .iter()
+        .map(|name| crops_by_name.remove(name))
+        .collect();
+    let photos: Vec<String> = names
+        .iter()
         .map(|name| format!("opfs:{photo_folder}/{name}"))
         .collect();
     if photos.is_empty() {
@@ -435,6 +522,7 @@ async fn train(
             seed: 0,
             checkpoint_every: 10.min(avatar.steps.max(1)),
             preview_every: (avatar.steps / 5).max(1),
+            crops,
         },
     };
     let mut events = engine.send(id, &request);

@@ -231,6 +231,7 @@ async fn train(
         seed: number("seed", 0.0)? as u64,
         checkpoint_every: number("checkpoint_every", 50.0)? as usize,
         preview_every: number("preview_every", 0.0)? as usize,
+        crops: Vec::new(),
     };
     let id = engine.next_id();
     set_drawing.set(Some(id));

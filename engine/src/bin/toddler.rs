@@ -334,6 +334,7 @@ mod cli {
         ))?
         .frozen();
         let weights_memory = device_memory(&device);
+        let resident_after_load = resident_memory_bytes();
 
         let mut config = TrainingConfig::new(&args.token);
         config.init_words = args
@@ -459,6 +460,17 @@ mod cli {
                     }
                 })
             );
+        } else if let (Some(after_load), Some(peak)) = (resident_after_load, peak_memory_bytes()) {
+            // The CPU backend has no pools to ask: its device memory is the process's.
+            eprintln!(
+                "{}",
+                serde_json::json!({
+                    "process_memory": {
+                        "after_load_bytes": after_load,
+                        "peak_bytes": peak,
+                    }
+                })
+            );
         }
         let after = block_on(training.evaluate(&frozen, &evaluation))?;
         let info = AvatarInfo {
@@ -515,8 +527,17 @@ mod cli {
 
     /// The process's peak resident memory (Linux `VmHWM`), for benchmarks.
     fn peak_memory_bytes() -> Option<u64> {
+        process_status_bytes("VmHWM:")
+    }
+
+    /// The process's resident memory now (Linux `VmRSS`).
+    fn resident_memory_bytes() -> Option<u64> {
+        process_status_bytes("VmRSS:")
+    }
+
+    fn process_status_bytes(field: &str) -> Option<u64> {
         let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+        let line = status.lines().find(|line| line.starts_with(field))?;
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
         Some(kib * 1024)
     }

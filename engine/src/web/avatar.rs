@@ -47,9 +47,10 @@ pub(crate) async fn train(
     config.learning_rate = settings.learning_rate;
     config.seed = settings.seed;
     let mut latents = Vec::new();
-    for photo in &settings.photos {
+    for (index, photo) in settings.photos.iter().enumerate() {
         let picture = decode(&read_source(photo).await?, Path::new(photo))?;
-        let crop = Crop::default_for(picture.width(), picture.height());
+        let chosen = settings.crops.get(index).copied().flatten();
+        let crop = Crop::chosen_or_default(chosen, &picture);
         latents.extend(photo_latents(
             &model.vae,
             model.scaling_factor(),
