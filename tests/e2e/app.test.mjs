@@ -98,6 +98,10 @@ test('without WebGPU the parent is told plainly what happens', async () => {
   assert.notEqual(await status.getAttribute('data-state'), 'adapter');
   assert.match(await status.textContent(), /will still work by using the processor/);
   await screenshot(page, 'webgpu-missing');
+  // The screens that draw or learn say it, briefly.
+  await page.goto(`${server.origin}/avatars`);
+  await page.getByTestId('slow-device').filter({ hasText: 'Learning an avatar will take minutes' }).waitFor();
+  await screenshot(page, 'webgpu-missing-avatars');
   await noGpuBrowser.close();
   assert.deepEqual(problems, []);
 });

@@ -95,6 +95,7 @@ test('the whole journey: model, avatar, story, pictures, reading, printing, expo
   assert.notEqual(await square.getAttribute('style'), before, 'the keys move and resize the square');
   assert.equal(await chosen.getByTestId('photo-advice').count(), 0, 'the fixture photos are clear');
   await screenshot(page, 'journey-03-photos-cropped');
+  assert.equal(await page.getByTestId('slow-device').count(), 0, 'WebGPU is here: no slow-device note');
   await page.getByTestId('start-training').click();
   await page.getByTestId('training').waitFor();
   await page.getByTestId('training-preview').waitFor({ timeout: 300_000 });

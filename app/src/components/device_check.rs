@@ -74,3 +74,29 @@ fn no_gpu_view(state: &'static str, reason: &'static str) -> impl IntoView {
         </div>
     }
 }
+
+/// A short note on the screens that draw or learn, shown only where WebGPU is missing: the
+/// work happens on the processor, slowly, and nothing is wrong.
+#[component]
+pub fn SlowDeviceNote(
+    /// What is slow here: "Each picture" or "Learning an avatar".
+    what: &'static str,
+) -> impl IntoView {
+    let status = LocalResource::new(gpu::probe);
+    move || {
+        let slow = status
+            .with(|status| matches!(status, Some(GpuStatus::NoWebGpu | GpuStatus::NoAdapter)));
+        slow.then(|| {
+            view! {
+                <p class="notice slow-device" data-testid="slow-device" role="note">
+                    <Icon name=IconName::Warning />
+                    <span>
+                        {what}
+                        " will take minutes on this browser: it cannot use your graphics chip, so the app uses the processor. "
+                        "Everything still works; Chrome or Edge on a computer with a graphics chip is much faster."
+                    </span>
+                </p>
+            }
+        })
+    }
+}

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use stories::Avatar;
 use wasm_bindgen::JsCast;
 
+use crate::components::device_check::SlowDeviceNote;
 use crate::components::photo_crop::{ChosenPhoto, PhotoCropper};
 use crate::engine::EngineWorker;
 use crate::storage;
@@ -68,6 +69,7 @@ pub fn Avatars() -> impl IntoView {
             "An avatar teaches the app what your child looks like, from 3 to 10 photos. It learns right here on "
             "this device: the photos are kept in this browser's private storage and never sent anywhere."
         </p>
+        <SlowDeviceNote what="Learning an avatar" />
         <ErrorNote error />
         <NewAvatar training error on_done=refresh />
         {move || training.get().map(|state| view! { <TrainingPanel state /> })}

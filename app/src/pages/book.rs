@@ -8,6 +8,7 @@ use leptos_router::hooks::use_query_map;
 use stories::{Book as BookData, Page, Variant};
 use wasm_bindgen::JsCast;
 
+use crate::components::device_check::SlowDeviceNote;
 use crate::components::empty_state::EmptyState;
 use crate::components::icon::IconName;
 use crate::engine::EngineWorker;
@@ -247,6 +248,7 @@ fn Editor(
                 <button class="button" data-testid="read" on:click=move |_| reading.set(true)>"Read"</button>
             </div>
         </header>
+        <SlowDeviceNote what="Each picture" />
         {move || illustrating.get().map(|state| view! {
             <section class="card" aria-live="polite" data-testid="illustrating">
                 <p>{format!("Drawing picture {} of {}…", (state.done + 1).min(state.total), state.total)}</p>

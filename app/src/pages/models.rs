@@ -116,7 +116,7 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
     };
     view! {
         <section class="card model-card" data-testid=format!("model-{slug}")>
-            <h2>{entry.name.clone()} {entry.is_default().then_some(" (default)")}</h2>
+            <h2>{entry.name.clone()} {entry.is_default().then_some(if entry.role == "pipeline" { " (default)" } else { " (default fast decoder)" })}</h2>
             <p>{entry.description.clone()}</p>
             {entry.defaults.clone().map(|defaults| view! {
                 <p class="muted">
