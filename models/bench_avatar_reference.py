@@ -17,40 +17,61 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
 
+class AvatarStep:
+    """The engine's training step, in PyTorch, on `device`: two new token rows trainable, text
+    encoder and UNet frozen, one random photo latent, noise at a training timestep, MSE, AdamW.
+    `load` are extra `from_pretrained` options (a variant, a dtype)."""
+
+    def __init__(self, folder, resolution, device="cpu", load=None, checkpointing=False):
+        load = load or {}
+        self.tokenizer = CLIPTokenizer.from_pretrained(f"{folder}/tokenizer")
+        self.text_encoder = CLIPTextModel.from_pretrained(f"{folder}/text_encoder", **load)
+        self.unet = UNet2DConditionModel.from_pretrained(f"{folder}/unet", **load)
+        self.scheduler = DDPMScheduler.from_pretrained(f"{folder}/scheduler")
+        tokens = ["<kid>", "<kid>_1"]
+        self.tokenizer.add_tokens(tokens)
+        self.ids = self.tokenizer.convert_tokens_to_ids(tokens)
+        self.text_encoder.resize_token_embeddings(len(self.tokenizer), mean_resizing=False)
+        self.text_encoder.to(device)
+        self.unet.to(device)
+        if checkpointing:
+            self.unet.enable_gradient_checkpointing()
+            self.unet.train()  # diffusers checkpoints only in training mode
+        for parameter in list(self.text_encoder.parameters()) + list(self.unet.parameters()):
+            parameter.requires_grad_(False)
+        self.table = self.text_encoder.get_input_embeddings().weight
+        self.table.requires_grad_(True)
+        self.optimizer = torch.optim.AdamW([self.table], lr=5e-3, weight_decay=0.0)
+        self.input_ids = self.tokenizer(
+            "a photo of <kid> <kid>_1", padding="max_length", max_length=77, return_tensors="pt"
+        ).input_ids.to(device)
+        self.latents = torch.randn(1, 4, resolution // 8, resolution // 8, device=device)
+        self.device = device
+
+    def __call__(self, index):
+        noise = torch.randn_like(self.latents)
+        t = torch.tensor([[999, 749, 499, 249][index % 4]], device=self.device)
+        noisy = self.scheduler.add_noise(self.latents, noise, t)
+        states = self.text_encoder(self.input_ids)[0]
+        loss = F.mse_loss(self.unet(noisy, t, encoder_hidden_states=states).sample, noise)
+        loss.backward()
+        # Only the new rows train (as diffusers' script restores the others after each step).
+        mask = torch.zeros_like(self.table.grad)
+        mask[self.ids] = 1
+        self.table.grad *= mask
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+
+
 def main(folder, resolution, steps):
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    tokenizer = CLIPTokenizer.from_pretrained(f"{folder}/tokenizer")
-    text_encoder = CLIPTextModel.from_pretrained(f"{folder}/text_encoder")
-    unet = UNet2DConditionModel.from_pretrained(f"{folder}/unet")
-    scheduler = DDPMScheduler.from_pretrained(f"{folder}/scheduler")
-    tokens = ["<kid>", "<kid>_1"]
-    tokenizer.add_tokens(tokens)
-    ids = tokenizer.convert_tokens_to_ids(tokens)
-    text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    for parameter in list(text_encoder.parameters()) + list(unet.parameters()):
-        parameter.requires_grad_(False)
-    table = text_encoder.get_input_embeddings().weight
-    table.requires_grad_(True)
-    optimizer = torch.optim.AdamW([table], lr=5e-3, weight_decay=0.0)
-    input_ids = tokenizer("a photo of <kid> <kid>_1", padding="max_length", max_length=77, return_tensors="pt").input_ids
-    latents = torch.randn(1, 4, resolution // 8, resolution // 8)
+    step = AvatarStep(folder, resolution)
     times = []
-    for step in range(steps + 1):
+    for index in range(steps + 1):
         started = time.perf_counter()
-        noise = torch.randn_like(latents)
-        t = torch.tensor([[999, 749, 499, 249][step % 4]])
-        noisy = scheduler.add_noise(latents, noise, t)
-        states = text_encoder(input_ids)[0]
-        loss = F.mse_loss(unet(noisy, t, encoder_hidden_states=states).sample, noise)
-        loss.backward()
-        # Only the new rows train (as diffusers' script restores the others after each step).
-        mask = torch.zeros_like(table.grad)
-        mask[ids] = 1
-        table.grad *= mask
-        optimizer.step()
-        optimizer.zero_grad()
-        if step > 0:  # the first step warms up
+        step(index)
+        if index > 0:  # the first step warms up
             times.append((time.perf_counter() - started) * 1000)
     times.sort()
     print(json.dumps({"step_ms": times[len(times) // 2], "steps": steps}))

@@ -14,9 +14,9 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
-from diffusers import DDPMScheduler, StableDiffusionPipeline
-from transformers import CLIPTextModel, CLIPTokenizer
+from diffusers import StableDiffusionPipeline
+
+from bench_avatar_reference import AvatarStep
 
 CUDA = torch.device("cuda")
 
@@ -52,44 +52,11 @@ def generation(folder, resolution, dtype):
 
 
 def training(folder, resolution, checkpointing, steps=10):
-    tokenizer = CLIPTokenizer.from_pretrained(f"{folder}/tokenizer")
-    text_encoder = CLIPTextModel.from_pretrained(f"{folder}/text_encoder", variant="fp16", torch_dtype=torch.float32)
-    from diffusers import UNet2DConditionModel
-
-    unet = UNet2DConditionModel.from_pretrained(f"{folder}/unet", variant="fp16", torch_dtype=torch.float32)
-    scheduler = DDPMScheduler.from_pretrained(f"{folder}/scheduler")
-    tokens = ["<kid>", "<kid>_1"]
-    tokenizer.add_tokens(tokens)
-    ids = tokenizer.convert_tokens_to_ids(tokens)
-    text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    text_encoder.to(CUDA)
-    unet.to(CUDA)
-    if checkpointing:
-        unet.enable_gradient_checkpointing()
-        unet.train()  # diffusers checkpoints only in training mode
-    for parameter in list(text_encoder.parameters()) + list(unet.parameters()):
-        parameter.requires_grad_(False)
-    table = text_encoder.get_input_embeddings().weight
-    table.requires_grad_(True)
-    optimizer = torch.optim.AdamW([table], lr=5e-3, weight_decay=0.0)
-    input_ids = tokenizer("a photo of <kid> <kid>_1", padding="max_length", max_length=77,
-                          return_tensors="pt").input_ids.to(CUDA)
-    latents = torch.randn(1, 4, resolution // 8, resolution // 8, device=CUDA)
-    weights = torch.cuda.memory_allocated()
+    before = torch.cuda.memory_allocated()
+    step = AvatarStep(folder, resolution, device=CUDA, checkpointing=checkpointing,
+                      load={"variant": "fp16", "torch_dtype": torch.float32})
+    weights = torch.cuda.memory_allocated() - before
     torch.cuda.reset_peak_memory_stats()
-
-    def step(index):
-        noise = torch.randn_like(latents)
-        t = torch.tensor([[999, 749, 499, 249][index % 4]], device=CUDA)
-        noisy = scheduler.add_noise(latents, noise, t)
-        states = text_encoder(input_ids)[0]
-        loss = F.mse_loss(unet(noisy, t, encoder_hidden_states=states).sample, noise)
-        loss.backward()
-        mask = torch.zeros_like(table.grad)
-        mask[ids] = 1
-        table.grad *= mask
-        optimizer.step()
-        optimizer.zero_grad()
 
     step(0)
     times = sorted(timed(lambda i=i: step(i)) for i in range(1, steps + 1))
@@ -97,7 +64,7 @@ def training(folder, resolution, checkpointing, steps=10):
                       "step_ms": times[len(times) // 2], "weights_bytes": weights,
                       "peak_allocated_bytes": torch.cuda.max_memory_allocated(),
                       "peak_reserved_bytes": torch.cuda.max_memory_reserved()}), flush=True)
-    del text_encoder, unet, optimizer
+    del step
     torch.cuda.empty_cache()
 
 

@@ -4,18 +4,16 @@
 mod common;
 
 use std::ffi::OsStr;
+use std::path::Path;
 
 use common::{fixtures, run_toddler};
 use engine::photos::{Crop, decode};
 
-#[test]
-fn a_short_run_lowers_the_evaluation_loss_and_the_avatar_draws() {
-    let dir = std::env::temp_dir().join(format!("toddler-avatar-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let avatar = dir.join("kid.safetensors");
-    let model = fixtures().join("tiny-sd2");
-    let photos = fixtures().join("photos");
-    let output = run_toddler(&[
+/// `toddler train-avatar` on the tiny model and the fixture photos, as `<kid>` at 64², writing
+/// `out`, with `options` added.
+fn train_on_fixtures(out: &Path, options: &[&OsStr]) -> std::process::Output {
+    let (model, photos) = (fixtures().join("tiny-sd2"), fixtures().join("photos"));
+    let mut args = vec![
         OsStr::new("train-avatar"),
         OsStr::new("--model"),
         model.as_os_str(),
@@ -23,15 +21,30 @@ fn a_short_run_lowers_the_evaluation_loss_and_the_avatar_draws() {
         photos.as_os_str(),
         OsStr::new("--token"),
         OsStr::new("<kid>"),
-        OsStr::new("--steps"),
-        OsStr::new("20"),
-        OsStr::new("--lr"),
-        OsStr::new("0.05"),
         OsStr::new("--resolution"),
         OsStr::new("64"),
         OsStr::new("--out"),
-        avatar.as_os_str(),
-    ]);
+        out.as_os_str(),
+    ];
+    args.extend_from_slice(options);
+    run_toddler(&args)
+}
+
+#[test]
+fn a_short_run_lowers_the_evaluation_loss_and_the_avatar_draws() {
+    let dir = std::env::temp_dir().join(format!("toddler-avatar-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let avatar = dir.join("kid.safetensors");
+    let model = fixtures().join("tiny-sd2");
+    let output = train_on_fixtures(
+        &avatar,
+        &[
+            OsStr::new("--steps"),
+            OsStr::new("20"),
+            OsStr::new("--lr"),
+            OsStr::new("0.05"),
+        ],
+    );
     let stdout = String::from_utf8(output.stdout).unwrap();
     let lines: Vec<serde_json::Value> = stdout
         .lines()
@@ -120,28 +133,19 @@ fn photos_are_read_upright_in_every_format() {
 fn training_resumes_from_its_checkpoint() {
     let dir = std::env::temp_dir().join(format!("toddler-resume-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (model, photos) = (fixtures().join("tiny-sd2"), fixtures().join("photos"));
     let (checkpoint, avatar) = (dir.join("kid.checkpoint"), dir.join("kid.safetensors"));
     let train = |steps: &str| {
-        let output = run_toddler(&[
-            OsStr::new("train-avatar"),
-            OsStr::new("--model"),
-            model.as_os_str(),
-            OsStr::new("--photos"),
-            photos.as_os_str(),
-            OsStr::new("--token"),
-            OsStr::new("<kid>"),
-            OsStr::new("--steps"),
-            OsStr::new(steps),
-            OsStr::new("--resolution"),
-            OsStr::new("64"),
-            OsStr::new("--checkpoint"),
-            checkpoint.as_os_str(),
-            OsStr::new("--checkpoint-every"),
-            OsStr::new("5"),
-            OsStr::new("--out"),
-            avatar.as_os_str(),
-        ]);
+        let output = train_on_fixtures(
+            &avatar,
+            &[
+                OsStr::new("--steps"),
+                OsStr::new(steps),
+                OsStr::new("--checkpoint"),
+                checkpoint.as_os_str(),
+                OsStr::new("--checkpoint-every"),
+                OsStr::new("5"),
+            ],
+        );
         let steps: Vec<u64> = String::from_utf8(output.stdout)
             .unwrap()
             .lines()
@@ -211,28 +215,19 @@ fn photos_can_be_encoded_with_taesd_instead() {
     let dir = std::env::temp_dir().join(format!("toddler-taesd-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let avatar = dir.join("kid.safetensors");
-    let (model, photos) = (fixtures().join("tiny-sd2"), fixtures().join("photos"));
     // The tiny-sd1 fixture's VAE is an AutoencoderTiny, laid out as a TAESD repo.
     let taesd = fixtures().join("tiny-sd1").join("vae");
-    let output = run_toddler(&[
-        OsStr::new("train-avatar"),
-        OsStr::new("--model"),
-        model.as_os_str(),
-        OsStr::new("--photos"),
-        photos.as_os_str(),
-        OsStr::new("--token"),
-        OsStr::new("<kid>"),
-        OsStr::new("--steps"),
-        OsStr::new("20"),
-        OsStr::new("--lr"),
-        OsStr::new("0.05"),
-        OsStr::new("--resolution"),
-        OsStr::new("64"),
-        OsStr::new("--encoder"),
-        taesd.as_os_str(),
-        OsStr::new("--out"),
-        avatar.as_os_str(),
-    ]);
+    let output = train_on_fixtures(
+        &avatar,
+        &[
+            OsStr::new("--steps"),
+            OsStr::new("20"),
+            OsStr::new("--lr"),
+            OsStr::new("0.05"),
+            OsStr::new("--encoder"),
+            taesd.as_os_str(),
+        ],
+    );
     let stdout = String::from_utf8(output.stdout).unwrap();
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let (before, after) = (

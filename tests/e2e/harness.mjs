@@ -24,6 +24,12 @@ export const HUB_REPOS = {
   'tiny/taesd': join(fixturesDir, 'tiny-sd1', 'vae'),
 };
 
+/** The registry's default repos (the app's own choices), served from the tiny fixtures. */
+export const PRODUCT_HUB = {
+  'stabilityai/sd-turbo': join(fixturesDir, 'tiny-sd2'),
+  'madebyollin/taesd': join(fixturesDir, 'tiny-sd1', 'vae'),
+};
+
 const MIME = {
   '.html': 'text/html; charset=utf-8',
   '.js': 'text/javascript; charset=utf-8',

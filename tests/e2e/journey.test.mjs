@@ -9,12 +9,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readdir, readFile } from 'node:fs/promises';
-import { startServer, launchBrowser, trackContext, watchPage, waitForApp, screenshot, fixturesDir } from './harness.mjs';
+import { startServer, launchBrowser, trackContext, watchPage, waitForApp, screenshot, fixturesDir, PRODUCT_HUB } from './harness.mjs';
 
-const HUB = {
-  'stabilityai/sd-turbo': join(fixturesDir, 'tiny-sd2'),
-  'madebyollin/taesd': join(fixturesDir, 'tiny-sd1', 'vae'),
-};
 const PHOTOS = join(fixturesDir, 'photos');
 // A plain wall, 400×300: nothing in it to learn from.
 const BLANK_PHOTO = new URL('./fixtures/blank-wall.png', import.meta.url).pathname;
@@ -27,7 +23,7 @@ let page;
 let problems;
 
 before(async () => {
-  server = await startServer({ hub: HUB });
+  server = await startServer({ hub: PRODUCT_HUB });
   browser = await launchBrowser(server);
   context = trackContext(server, await browser.newContext({ acceptDownloads: true, viewport: { width: 1200, height: 900 } }));
   await context.addInitScript((hub) => {

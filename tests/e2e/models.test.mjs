@@ -8,13 +8,9 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
 import {
-  startServer, launchBrowser, trackContext, watchPage, waitForApp, screenshot, readSafetensors, relativeL2, runBench, fixturesDir,
+  startServer, launchBrowser, trackContext, watchPage, waitForApp, screenshot, readSafetensors, relativeL2, runBench, fixturesDir, PRODUCT_HUB,
 } from './harness.mjs';
 
-const HUB = {
-  'stabilityai/sd-turbo': join(fixturesDir, 'tiny-sd2'),
-  'madebyollin/taesd': join(fixturesDir, 'tiny-sd1', 'vae'),
-};
 const MODEL_FOLDER = 'stabilityai--sd-turbo--main';
 const TEXT_WEIGHTS = '/hub/stabilityai/sd-turbo/resolve/main/text_encoder/model.fp16.safetensors';
 
@@ -25,7 +21,7 @@ let page;
 let problems;
 
 before(async () => {
-  server = await startServer({ hub: HUB });
+  server = await startServer({ hub: PRODUCT_HUB });
   browser = await launchBrowser(server);
   context = trackContext(server, await browser.newContext());
   // The parent's own model host: this server (the default is the real hub, unreachable here).
@@ -62,7 +58,7 @@ test('a model downloads into the device store with progress per file and overall
   assert.equal(done, total);
   const expectedTotal = (await Promise.all(
     ['model_index.json', 'text_encoder/model.fp16.safetensors', 'unet/diffusion_pytorch_model.fp16.safetensors', 'vae/diffusion_pytorch_model.fp16.safetensors', 'tokenizer/vocab.json', 'tokenizer/merges.txt'].map(
-      async (path) => (await readFile(join(HUB['stabilityai/sd-turbo'], path))).length,
+      async (path) => (await readFile(join(PRODUCT_HUB['stabilityai/sd-turbo'], path))).length,
     ),
   )).reduce((a, b) => a + b, 0);
   assert.ok(total >= expectedTotal, `overall total ${total} covers the weights (${expectedTotal})`);

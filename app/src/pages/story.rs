@@ -94,11 +94,7 @@ pub fn Story() -> impl IntoView {
             </fieldset>
             <fieldset class="card">
                 <legend>"Who is it about?"</legend>
-                <label>
-                    "Child's name"
-                    <input type="text" maxlength="40" placeholder="Mia" data-testid="child-name"
-                        prop:value=name on:input=move |event| name.set(event_target_value(&event)) />
-                </label>
+                <TextField label="Child's name" placeholder="Mia" max_length=40 test_id="child-name" value=name />
                 <label>
                     "Pronouns"
                     <select data-testid="pronouns" on:change=move |event| pronouns.set(Pronouns::from_key(&event_target_value(&event)))>
@@ -107,11 +103,8 @@ pub fn Story() -> impl IntoView {
                         }).collect_view()}
                     </select>
                 </label>
-                <label>
-                    "Who comes along"
-                    <input type="text" maxlength="40" placeholder="Daddy, Grandma, Teddy" data-testid="companion"
-                        prop:value=companion on:input=move |event| companion.set(event_target_value(&event)) />
-                </label>
+                <TextField label="Who comes along" placeholder="Daddy, Grandma, Teddy" max_length=40 test_id="companion"
+                    value=companion />
                 <label>
                     "Avatar"
                     <select data-testid="book-avatar" on:change=move |event| avatar.set(event_target_value(&event))>
@@ -129,11 +122,8 @@ pub fn Story() -> impl IntoView {
             </fieldset>
             <fieldset class="card">
                 <legend>"How the pictures look"</legend>
-                <label>
-                    "Character card (the same on every page)"
-                    <input type="text" maxlength="160" placeholder="curly brown hair, yellow raincoat, red boots" data-testid="character"
-                        prop:value=character on:input=move |event| character.set(event_target_value(&event)) />
-                </label>
+                <TextField label="Character card (the same on every page)" placeholder="curly brown hair, yellow raincoat, red boots"
+                    max_length=160 test_id="character" value=character />
                 <label>
                     "Style"
                     <select data-testid="style" on:change=move |event| style.set(Style::from_key(&event_target_value(&event)))>
@@ -145,5 +135,23 @@ pub fn Story() -> impl IntoView {
             </fieldset>
             <button type="submit" class="button primary" data-testid="create-book">"Make the book"</button>
         </form>
+    }
+}
+
+/// A labelled one-line text input bound to `value`.
+#[component]
+fn TextField(
+    label: &'static str,
+    placeholder: &'static str,
+    max_length: u32,
+    test_id: &'static str,
+    value: RwSignal<String>,
+) -> impl IntoView {
+    view! {
+        <label>
+            {label}
+            <input type="text" maxlength=max_length placeholder=placeholder data-testid=test_id
+                prop:value=value on:input=move |event| value.set(event_target_value(&event)) />
+        </label>
     }
 }
