@@ -136,7 +136,7 @@ test('the Content-Security-Policy admits only the app and the configured model h
   // A model host the parent sets is admitted from the next load on (the service worker adds
   // its origin), and nothing more.
   await page.waitForFunction(() => navigator.serviceWorker.controller !== null);
-  await page.goto(`${server.origin}/models`);
+  await page.goto(`${server.origin}/settings`);
   await page.getByTestId('hub-base').fill('https://mirror.example.org/hub');
   await page.getByTestId('hub-base-save').click();
   await page.getByTestId('hub-base-message').filter({ hasText: 'Saved' }).waitFor();

@@ -1,6 +1,7 @@
 //! The picture model: download once (or import from a folder), then draw offline.
 
 use leptos::prelude::*;
+use leptos_router::components::A;
 use wasm_bindgen::JsCast;
 
 use crate::components::device_check::DeviceCheck;
@@ -21,7 +22,10 @@ pub fn Models() -> impl IntoView {
         <div class="model-list">
             {registry.models.iter().cloned().map(|model| view! { <ModelCard model /> }).collect_view()}
         </div>
-        <ModelHost />
+        <p class="muted">
+            "Downloading from your own copy of the model hub? Set its address in "
+            <A href="/settings">"Settings"</A>"."
+        </p>
         <DeviceCheck />
     }
 }
@@ -172,9 +176,9 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
     }
 }
 
-/// The parent's own model host (a mirror), for places where the hub is blocked.
+/// The parent's own model host (a mirror), for places where the hub is blocked (on Settings).
 #[component]
-fn ModelHost() -> impl IntoView {
+pub fn ModelHost() -> impl IntoView {
     let current = RwSignal::new(model_store::hub_base());
     let message = RwSignal::new(None::<String>);
     let save = move |_| {

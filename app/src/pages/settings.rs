@@ -6,6 +6,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::components::device_check::DeviceCheck;
 use crate::gpu::format_bytes;
+use crate::pages::models::ModelHost;
 use crate::storage;
 use crate::studio::{self, BACKEND_KEY, Preferences, SIZE_KEY, set_preference};
 
@@ -23,6 +24,7 @@ pub fn Settings() -> impl IntoView {
             </p>
         </section>
         <Choices />
+        <ModelHost />
         <DeviceCheck />
         <StorageUse />
         <StorageItems />
