@@ -197,11 +197,13 @@ pub fn ModelHost() -> impl IntoView {
         <section class="card">
             <h2>"Model host"</h2>
             <p>"Where models are downloaded from. Leave the default unless you run your own copy of the Hugging Face hub."</p>
-            <label>
-                "Host address "
-                <input type="url" data-testid="hub-base" prop:value=move || current.get() on:input=move |event| current.set(event_target_value(&event)) />
-            </label>
-            <button class="button" data-testid="hub-base-save" on:click=save>"Save"</button>
+            <div class="form">
+                <label>
+                    "Host address"
+                    <input type="url" data-testid="hub-base" prop:value=move || current.get() on:input=move |event| current.set(event_target_value(&event)) />
+                </label>
+                <button class="button" data-testid="hub-base-save" on:click=save>"Save"</button>
+            </div>
             {move || message.get().map(|text| view! { <p aria-live="polite" data-testid="hub-base-message">{text}</p> })}
         </section>
     }
