@@ -115,6 +115,19 @@ pub struct Training {
     /// default square ([`PhotoCrop::centred`]).
     #[serde(default)]
     pub crops: Vec<Option<PhotoCrop>>,
+    /// Recompute activations in the backward pass instead of keeping them: about 40% less
+    /// training memory for about 20% more time (docs/benchmarks.md). `None`: on from 384² up,
+    /// where a browser's GPU memory runs short.
+    #[serde(default)]
+    pub gradient_checkpointing: Option<bool>,
+}
+
+impl Training {
+    /// Whether this training checkpoints gradients (see `gradient_checkpointing`).
+    pub fn checkpoints_gradients(&self) -> bool {
+        self.gradient_checkpointing
+            .unwrap_or(self.resolution >= 384)
+    }
 }
 
 /// A square in a photo, in fractions of it, so that it means the same on the parent's screen and
@@ -357,8 +370,14 @@ mod tests {
     fn training_without_crops_still_reads() {
         let text = r#"{"photos":["a.jpg"],"token":"<kid>","init_words":["toddler"],"vectors":2,
             "steps":4,"learning_rate":0.005,"resolution":64,"seed":0,"checkpoint_every":2}"#;
-        let training: Training = serde_json::from_str(text).unwrap();
+        let mut training: Training = serde_json::from_str(text).unwrap();
         assert!(training.crops.is_empty());
+        // Small pictures train without checkpointing, large ones with, unless asked.
+        assert!(!training.checkpoints_gradients());
+        training.resolution = 512;
+        assert!(training.checkpoints_gradients());
+        training.gradient_checkpointing = Some(false);
+        assert!(!training.checkpoints_gradients());
     }
 
     #[test]

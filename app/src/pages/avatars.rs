@@ -525,6 +525,7 @@ async fn train(
             checkpoint_every: 10.min(avatar.steps.max(1)),
             preview_every: (avatar.steps / 5).max(1),
             crops,
+            gradient_checkpointing: None,
         },
     };
     let mut events = engine.send(id, &request);

@@ -232,6 +232,9 @@ async fn train(
         checkpoint_every: number("checkpoint_every", 50.0)? as usize,
         preview_every: number("preview_every", 0.0)? as usize,
         crops: Vec::new(),
+        gradient_checkpointing: params
+            .get("gradient_checkpointing")
+            .map(|value| value == "true"),
     };
     let id = engine.next_id();
     set_drawing.set(Some(id));

@@ -29,7 +29,10 @@ pub(crate) async fn train(
     settings: protocol::Training,
 ) -> Result<(Event, Vec<u8>)> {
     let (device, info) = device(state, backend).await;
-    let device = device.autodiff();
+    let device = match settings.checkpoints_gradients() {
+        true => device.autodiff().gradient_checkpointing(),
+        false => device.autodiff(),
+    };
     let mut model = match source {
         ModelSource::Url { base } => {
             StableDiffusion::load(&HttpFiles::new(base), None, &device).await?
