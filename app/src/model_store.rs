@@ -639,10 +639,24 @@ pub(crate) fn is_not_found(error: &JsValue) -> bool {
 }
 
 pub(crate) fn describe(error: JsValue) -> String {
+    // Any storage step may be the one that finds the disk full (creating a folder, opening a
+    // file for writing, the write itself): each says it the same way.
+    if is_quota_exceeded(&error) {
+        return STORAGE_FULL.into();
+    }
     if let Some(error) = error.dyn_ref::<js_sys::Error>() {
         return String::from(error.message());
     }
     error.as_string().unwrap_or_else(|| format!("{error:?}"))
+}
+
+const STORAGE_FULL: &str = "This device's storage for the app is full. Delete a model, an avatar or a book in Settings, then try again. Nothing you made was lost.";
+
+/// Whether `error` is the browser saying the origin's storage quota is used up.
+pub(crate) fn is_quota_exceeded(error: &JsValue) -> bool {
+    error
+        .dyn_ref::<web_sys::DomException>()
+        .is_some_and(|exception| exception.name() == "QuotaExceededError")
 }
 
 /// "1.7 GB", "512 KB": sizes as a parent reads them.

@@ -10,7 +10,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::{FileSystemDirectoryHandle, FileSystemRemoveOptions};
 
 use crate::model_store::{
-    describe, directory, file, file_handle, is_not_found, open_writable, root,
+    describe, directory, file, file_handle, is_not_found, is_quota_exceeded, open_writable, root,
 };
 
 pub const BOOKS_DIR: &str = "books";
@@ -59,13 +59,10 @@ pub async fn write(path: &str, bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// A storage error in words for a parent; a full disk says so.
+/// A storage error in words for a parent, after `doing`; a full disk says just that.
 fn full_or(error: wasm_bindgen::JsValue, doing: &str) -> String {
-    let quota = error
-        .dyn_ref::<web_sys::DomException>()
-        .is_some_and(|exception| exception.name() == "QuotaExceededError");
-    if quota {
-        "This device's storage for the app is full. Delete a model, an avatar or a book in Settings, then try again. Nothing you made was lost.".into()
+    if is_quota_exceeded(&error) {
+        describe(error)
     } else {
         format!("{doing} ({}).", describe(error))
     }

@@ -3,9 +3,11 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { startServer, launchBrowser, trackContext, watchPage, waitForApp, screenshot, saveArtifact, repoRoot } from './harness.mjs';
+import {
+  startServer, launchBrowser, trackContext, watchPage, waitForApp, screenshot, saveArtifact, repoRoot, fixturesDir,
+} from './harness.mjs';
 
 const SCREENS = [
   { path: '/', name: 'library', heading: 'Your bookshelf' },
@@ -15,6 +17,7 @@ const SCREENS = [
   { path: '/models', name: 'models', heading: 'Picture model' },
   { path: '/settings', name: 'settings', heading: 'Settings' },
 ];
+const PHOTOS = join(fixturesDir, 'photos');
 const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
 
 let server;
@@ -146,6 +149,46 @@ test('the Content-Security-Policy admits only the app and the configured model h
   const customConnect = custom.split(';').map((part) => part.trim()).find((part) => part.startsWith('connect-src'));
   assert.equal(customConnect, `connect-src 'self' https://mirror.example.org ${registry.download_hosts.join(' ')}`);
   await context.close();
+});
+
+test('a full disk: a kind message, the photos stay chosen, nothing half-made is left', async () => {
+  const context = await openContext({ viewport: { width: 1200, height: 900 } });
+  const page = await context.newPage();
+  const problems = watchPage(page);
+  await page.goto(`${server.origin}/avatars`);
+  await waitForApp(page);
+  await page.getByTestId('no-avatars').waitFor();
+  // Chromium's own quota for this origin, set below what it already uses: every write fails.
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.origin, quotaSize: 1 });
+  const photos = (await readdir(PHOTOS)).map((name) => join(PHOTOS, name));
+  await page.getByTestId('avatar-name').fill('Mia');
+  await page.getByTestId('avatar-photos').setInputFiles(photos);
+  await page.getByTestId('start-training').click();
+  await page.getByTestId('error').waitFor();
+  await screenshot(page, 'storage-full');
+  assert.match(await page.getByTestId('error').textContent(), /storage for the app is full/);
+  assert.equal(await page.getByTestId('chosen-photo').count(), photos.length, 'the chosen photos are still there');
+  assert.equal(await page.getByTestId('avatar-card').count(), 0);
+  const leftOver = await page.evaluate(async () => {
+    const root = await navigator.storage.getDirectory();
+    const names = [];
+    try {
+      const avatars = await root.getDirectoryHandle('avatars');
+      for await (const name of avatars.keys()) names.push(name);
+    } catch { /* no avatars folder: nothing left */ }
+    return names;
+  });
+  assert.deepEqual(leftOver, [], 'no half-stored avatar');
+
+  // Room again: the same photos go in. (No model here, so learning waits for it, kindly.)
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin: server.origin });
+  await page.getByTestId('error').getByRole('button', { name: 'OK' }).click();
+  await page.getByTestId('start-training').click();
+  await page.getByTestId('error').filter({ hasText: 'not on this device yet' }).waitFor();
+  await page.getByTestId('avatar-card').filter({ hasText: 'Not finished learning yet' }).waitFor();
+  await context.close();
+  assert.deepEqual(problems, []);
 });
 
 test('a new version waits until the parent chooses "Update now"', async () => {

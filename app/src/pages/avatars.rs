@@ -437,6 +437,17 @@ async fn create_avatar(name: &str, photos: &[ChosenPhoto]) -> Result<Avatar, Str
         eval_loss_after: None,
         updated: storage::now(),
     };
+    if let Err(message) = store_avatar(&avatar, photos).await {
+        // Half an avatar (storage filled up midway) would only take space. The chosen photos
+        // stay in the form, to try again after making room.
+        let _ = storage::remove(&format!("{AVATARS_DIR}/{}", avatar_folder(&avatar.token))).await;
+        return Err(message);
+    }
+    Ok(avatar)
+}
+
+/// Copies the photos into the avatar's folder with their squares, then its record.
+async fn store_avatar(avatar: &Avatar, photos: &[ChosenPhoto]) -> Result<(), String> {
     let mut crops = BTreeMap::new();
     for (index, photo) in photos.iter().enumerate() {
         let extension = photo
@@ -457,8 +468,7 @@ async fn create_avatar(name: &str, photos: &[ChosenPhoto]) -> Result<Avatar, Str
         }
     }
     storage::write_json(&avatar_path(&avatar.token, CROPS), &crops).await?;
-    studio::save_avatar(&avatar).await?;
-    Ok(avatar)
+    studio::save_avatar(avatar).await
 }
 
 /// Trains (or resumes) `avatar` in the worker, showing progress in `training`.
