@@ -191,6 +191,45 @@ test('a full disk: a kind message, the photos stay chosen, nothing half-made is 
   assert.deepEqual(problems, []);
 });
 
+test("a photo's square follows the pointer: dragged to move, its corner dragged to resize", async () => {
+  const context = await openContext({ viewport: { width: 1200, height: 900 } });
+  const page = await context.newPage();
+  const problems = watchPage(page);
+  await page.goto(`${server.origin}/avatars`);
+  await waitForApp(page);
+  // toddler-2.png is 128×96: the default square is the full height, centred.
+  await page.getByTestId('avatar-photos').setInputFiles([join(PHOTOS, 'toddler-2.png')]);
+  const frame = page.locator('.crop-frame');
+  const square = page.getByTestId('crop-square');
+  await square.waitFor();
+  const area = await frame.boundingBox();
+  const percent = async () => {
+    const box = await square.boundingBox();
+    return [(box.x - area.x) / area.width, (box.y - area.y) / area.height, box.width / area.width].map((v) => Math.round(v * 1000) / 10);
+  };
+  assert.deepEqual(await percent(), [12.5, 0, 75]);
+
+  // Dragged left past the edge: it stops there.
+  let box = await square.boundingBox();
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width / 2 - area.width, box.y + box.height / 2, { steps: 4 });
+  await page.mouse.up();
+  assert.deepEqual(await percent(), [0, 0, 75]);
+
+  // Its corner dragged up and left by a quarter of the photo's height: a smaller square.
+  box = await square.boundingBox();
+  await page.mouse.move(box.x + box.width - 8, box.y + box.height - 8);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width - 8 - area.height / 4, box.y + box.height - 8 - area.height / 4, { steps: 4 });
+  await page.mouse.up();
+  const [left, top, width] = await percent();
+  assert.deepEqual([left, top], [0, 0]);
+  assert.ok(Math.abs(width - 56.3) < 1, `square width ${width}% of the photo`);
+  await context.close();
+  assert.deepEqual(problems, []);
+});
+
 test('a new version waits until the parent chooses "Update now"', async () => {
   const context = await openContext();
   const page = await context.newPage();
