@@ -191,7 +191,7 @@ test('a full disk: a kind message, the photos stay chosen, nothing half-made is 
   assert.deepEqual(problems, []);
 });
 
-test("a photo's square follows the pointer: dragged to move, its corner dragged to resize", async () => {
+test("a photo's square follows the pointer and a finger: dragged to move, its corner dragged to resize", async () => {
   const context = await openContext({ viewport: { width: 1200, height: 900 } });
   const page = await context.newPage();
   const problems = watchPage(page);
@@ -228,6 +228,31 @@ test("a photo's square follows the pointer: dragged to move, its corner dragged 
   assert.ok(Math.abs(width - 56.3) < 1, `square width ${width}% of the photo`);
   await context.close();
   assert.deepEqual(problems, []);
+
+  // On a phone, a finger drags the square (touch events, not a mouse).
+  const phone = await openContext(PHONE);
+  const phonePage = await phone.newPage();
+  const phoneProblems = watchPage(phonePage);
+  await phonePage.goto(`${server.origin}/avatars`);
+  await waitForApp(phonePage);
+  await phonePage.getByTestId('avatar-photos').setInputFiles([join(PHOTOS, 'toddler-2.png')]);
+  const phoneSquare = phonePage.getByTestId('crop-square');
+  await phoneSquare.waitFor();
+  await phoneSquare.scrollIntoViewIfNeeded();
+  const phoneArea = await phonePage.locator('.crop-frame').boundingBox();
+  const start = await phoneSquare.boundingBox();
+  const touch = await phone.newCDPSession(phonePage);
+  const finger = (x, y) => [{ x, y, id: 1 }];
+  const [x, y] = [start.x + start.width / 2, start.y + start.height / 2];
+  await touch.send('Input.dispatchTouchEvent', { type: 'touchStart', touchPoints: finger(x, y) });
+  for (let step = 1; step <= 4; step += 1) {
+    await touch.send('Input.dispatchTouchEvent', { type: 'touchMove', touchPoints: finger(x - (step * phoneArea.width) / 4, y) });
+  }
+  await touch.send('Input.dispatchTouchEvent', { type: 'touchEnd', touchPoints: [] });
+  const moved = await phoneSquare.boundingBox();
+  assert.ok(Math.abs(moved.x - phoneArea.x) < 1, `the square went to the left edge (${moved.x} vs ${phoneArea.x})`);
+  await phone.close();
+  assert.deepEqual(phoneProblems, []);
 });
 
 test('a new version waits until the parent chooses "Update now"', async () => {
