@@ -10,6 +10,9 @@ use crate::pages::{avatars, bench, book, library, models, not_found, settings, s
 
 #[component]
 pub fn App() -> impl IntoView {
+    // Work that outlives any one screen keeps its state here.
+    avatars::AvatarTraining::provide();
+    models::ModelWork::provide();
     view! {
         <Router>
             <div class="shell">

@@ -2,6 +2,7 @@
 
 mod app;
 mod components;
+mod crash;
 mod engine;
 mod gpu;
 mod model_store;
@@ -12,6 +13,6 @@ mod studio;
 mod zip;
 
 fn main() {
-    console_error_panic_hook::set_once();
+    crash::install();
     leptos::mount::mount_to_body(app::App);
 }

@@ -19,6 +19,9 @@ pub struct Preferences {
     pub variants: usize,
     pub avatar_steps: usize,
     pub avatar_resolution: usize,
+    /// Decode with the model's own (full) VAE instead of the fast decoder: the finest pictures,
+    /// at several UNet steps' worth of time each.
+    pub full_decoder: bool,
 }
 
 fn stored(key: &str) -> Option<String> {
@@ -39,6 +42,8 @@ pub fn set_preference(key: &str, value: &str) {
 
 pub const BACKEND_KEY: &str = "toddler.backend";
 pub const SIZE_KEY: &str = "toddler.picture_size";
+/// `full` for the model's own VAE; anything else (or nothing) for the fast decoder.
+pub const DECODER_KEY: &str = "toddler.decoder";
 
 impl Preferences {
     pub fn read() -> Preferences {
@@ -60,6 +65,7 @@ impl Preferences {
             variants: number("toddler.variants", 2).min(4),
             avatar_steps: number("toddler.avatar_steps", 300),
             avatar_resolution: number("toddler.avatar_resolution", 512),
+            full_decoder: stored(DECODER_KEY).as_deref() == Some("full"),
         }
     }
 }
@@ -82,6 +88,25 @@ pub async fn model_ready() -> Result<String, String> {
             "The picture model ({}) is not on this device yet. Download it once on the Models screen; after that everything works offline.",
             model.name
         )),
+    }
+}
+
+/// The fast decoder (TAESD) when it is on the device and the parent has not asked for the
+/// finest pictures; `None`: the model's own VAE.
+pub async fn decoder() -> Option<ModelSource> {
+    if Preferences::read().full_decoder {
+        return None;
+    }
+    let registry = model_store::registry();
+    let decoder = registry
+        .models
+        .iter()
+        .find(|model| model.repo == registry.default_decoder)?;
+    match model_store::status(decoder).await {
+        Ok(Stored::Ready { .. }) => Some(ModelSource::Stored {
+            folder: decoder.folder(),
+        }),
+        _ => None,
     }
 }
 
@@ -138,15 +163,19 @@ pub async fn picture_url(path: &str) -> Option<String> {
     storage::object_url(&bytes, "image/png")
 }
 
+/// What the worker holds: the model folder, its decoder and the avatar.
+type Loaded = (String, Option<ModelSource>, Option<String>);
+
 thread_local! {
-    /// The model folder and avatar the worker holds now, so pages don't reload it.
-    static LOADED: RefCell<Option<(String, Option<String>)>> = const { RefCell::new(None) };
+    /// What the worker holds now, so pages don't reload it.
+    static LOADED: RefCell<Option<Loaded>> = const { RefCell::new(None) };
 }
 
 /// Loads the model with `avatar`'s file, unless the worker already has exactly that.
 pub async fn ensure_loaded(avatar: Option<&str>) -> Result<(), String> {
     let folder = model_ready().await?;
-    let wanted = (folder.clone(), avatar.map(str::to_owned));
+    let decoder = decoder().await;
+    let wanted = (folder.clone(), decoder.clone(), avatar.map(str::to_owned));
     if LOADED.with(|loaded| loaded.borrow().as_ref() == Some(&wanted)) {
         return Ok(());
     }
@@ -165,7 +194,7 @@ pub async fn ensure_loaded(avatar: Option<&str>) -> Result<(), String> {
     let request = Request::Load {
         id,
         source: ModelSource::Stored { folder },
-        decoder: None,
+        decoder,
         backend: Preferences::read().backend,
         embeddings,
     };

@@ -137,6 +137,23 @@ impl StableDiffusion {
         }
     }
 
+    /// Decodes with `decoder`'s `vae/` from now on (a fast decoder for training previews, once
+    /// the photos are encoded with the model's own VAE); its weights keep no gradient.
+    pub async fn replace_decoder(&mut self, decoder: &impl ModelFiles) -> Result<()> {
+        let (vae, info) = Vae::load(decoder, None, &self.device, DType::F32).await?;
+        if info.latent_channels != self.latent_channels {
+            return Err(EngineError::Usage(format!(
+                "{} decodes {} latent channels, but the model makes {}",
+                decoder.display_path("vae/config.json").display(),
+                info.latent_channels,
+                self.latent_channels
+            )));
+        }
+        self.vae = vae.no_grad();
+        self.scaling_factor = info.scaling_factor;
+        Ok(())
+    }
+
     pub fn scheduler_config(&self) -> &SchedulerConfig {
         &self.scheduler_config
     }

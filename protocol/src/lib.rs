@@ -84,6 +84,10 @@ pub enum Request {
     TrainAvatar {
         id: u32,
         source: ModelSource,
+        /// Draws the previews (e.g. TAESD, a repo with the decoder at its root); the photos are
+        /// still encoded with the model's own VAE, whose latents the model was trained on.
+        #[serde(default)]
+        decoder: Option<ModelSource>,
         backend: Backend,
         training: Training,
     },

@@ -382,6 +382,50 @@ impl Avatar {
         }
         token
     }
+
+    /// Whether it has finished learning (or was imported) and can draw a book.
+    pub fn is_ready(&self) -> bool {
+        self.eval_loss_after.is_some()
+    }
+
+    /// How training went, in words a parent reads at a glance. The paired evaluation loss drops
+    /// only a few percent even when the likeness is good (most of a denoising loss is noise the
+    /// avatar cannot explain), so the bands are wide and no number is shown.
+    pub fn progress_words(&self) -> String {
+        let (Some(before), Some(after)) = (self.eval_loss_before, self.eval_loss_after) else {
+            return "Not finished learning yet.".to_owned();
+        };
+        if before <= 0.0 {
+            return "Imported from a file.".to_owned();
+        }
+        let learned = format!(
+            "Ready: learned from {} photo{} in {} steps.",
+            self.photos,
+            if self.photos == 1 { "" } else { "s" },
+            self.steps
+        );
+        let gain = (before - after) / before;
+        let verdict = if gain >= 0.05 {
+            "It matches the photos clearly better than where it started."
+        } else if gain >= 0.005 {
+            "It matches the photos a little better than where it started; more learning steps can help."
+        } else {
+            "It has not changed much from where it started yet: more learning steps, or clearer photos, can help."
+        };
+        format!("{learned} {verdict}")
+    }
+}
+
+/// The avatar a new book most likely stars, among `avatars` (newest first): the one named like
+/// the child, else the only one, else the newest. Avatars still learning are never chosen.
+pub fn likely_avatar<'a>(avatars: &'a [Avatar], child_name: &str) -> Option<&'a Avatar> {
+    let ready: Vec<&Avatar> = avatars.iter().filter(|avatar| avatar.is_ready()).collect();
+    let wanted = child_name.trim();
+    ready
+        .iter()
+        .find(|avatar| !wanted.is_empty() && avatar.name.trim().eq_ignore_ascii_case(wanted))
+        .or_else(|| ready.iter().max_by(|a, b| a.updated.total_cmp(&b.updated)))
+        .copied()
 }
 
 #[cfg(test)]
@@ -529,6 +573,65 @@ mod tests {
         let all: Vec<usize> = (2..book.pages.len()).collect();
         assert_eq!(book.pages_to_draw(false), all);
         assert_eq!(book.pages_to_draw(true)[0], 0);
+    }
+
+    fn avatar(name: &str, updated: f64, ready: bool) -> Avatar {
+        Avatar {
+            name: name.into(),
+            token: Avatar::token_for(name, &[]),
+            photos: 5,
+            steps: 300,
+            resolution: 512,
+            eval_loss_before: ready.then_some(0.2),
+            eval_loss_after: ready.then_some(0.19),
+            updated,
+        }
+    }
+
+    #[test]
+    fn a_new_book_stars_the_avatar_named_like_the_child_else_the_newest() {
+        let noah = avatar("Noah", 1.0, true);
+        let mia = avatar("Mia", 2.0, true);
+        let learning = avatar("Leo", 3.0, false);
+        let all = [learning.clone(), mia.clone(), noah.clone()];
+        assert_eq!(likely_avatar(&all, "noah "), Some(&noah));
+        assert_eq!(likely_avatar(&all, ""), Some(&mia), "the newest ready one");
+        assert_eq!(likely_avatar(&all, "Sam"), Some(&mia));
+        assert_eq!(
+            likely_avatar(&all, "Leo"),
+            Some(&mia),
+            "not one still learning"
+        );
+        assert_eq!(
+            likely_avatar(std::slice::from_ref(&noah), "Sam"),
+            Some(&noah)
+        );
+        assert_eq!(likely_avatar(&[learning], "Leo"), None);
+        assert_eq!(likely_avatar(&[], "Mia"), None);
+    }
+
+    #[test]
+    fn training_progress_is_said_in_words_without_numbers() {
+        let mut mia = avatar("Mia", 1.0, true);
+        for (after, phrase) in [
+            (0.2, "has not changed much"),
+            (0.199, "has not changed much"),
+            (0.198, "a little better"),
+            (0.18, "clearly better"),
+        ] {
+            mia.eval_loss_after = Some(after);
+            let words = mia.progress_words();
+            assert!(
+                words.starts_with("Ready: learned from 5 photos in 300 steps."),
+                "{words}"
+            );
+            assert!(words.contains(phrase), "{after}: {words}");
+            assert!(!words.contains('%') && !words.contains("0.0"), "{words}");
+        }
+        mia.eval_loss_before = Some(0.0);
+        assert_eq!(mia.progress_words(), "Imported from a file.");
+        mia.eval_loss_after = None;
+        assert_eq!(mia.progress_words(), "Not finished learning yet.");
     }
 
     #[test]

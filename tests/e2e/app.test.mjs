@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  startServer, launchBrowser, trackContext, watchPage, waitForApp, screenshot, saveArtifact, repoRoot, fixturesDir,
+  startServer, launchBrowser, trackContext, watchPage, waitForApp, screenshot, checkScreen, saveArtifact, repoRoot, fixturesDir,
 } from './harness.mjs';
 
 const SCREENS = [
@@ -51,7 +51,7 @@ test('every screen loads with no console errors, on desktop and phone', async ()
       if (screen.name === 'settings' || screen.name === 'models') {
         await page.getByTestId('device-status').first().waitFor();
       }
-      await screenshot(page, `${layout}-${screen.name}`);
+      await checkScreen(page, problems, `${layout}-${screen.name}`);
     }
     // Navigating with the app's own links, not just by address.
     await page.getByTestId('nav-avatars').click();
@@ -253,6 +253,32 @@ test("a photo's square follows the pointer and a finger: dragged to move, its co
   assert.ok(Math.abs(moved.x - phoneArea.x) < 1, `the square went to the left edge (${moved.x} vs ${phoneArea.x})`);
   await phone.close();
   assert.deepEqual(phoneProblems, []);
+});
+
+test('when the app breaks, the parent sees a kind note and a way back, and nothing is lost', async () => {
+  const context = await openContext({ viewport: { width: 1200, height: 900 } });
+  const page = await context.newPage();
+  const problems = watchPage(page);
+  // Something made first: a blank book (no model needed).
+  await page.goto(`${server.origin}/story`);
+  await waitForApp(page);
+  await page.getByRole('radio', { name: /A blank book/ }).check();
+  await page.getByLabel("Child's name").fill('Ada');
+  await page.getByRole('button', { name: 'Make the book' }).click();
+  await page.waitForURL(/\/book\?id=/);
+  // The bench page panics on request, as any bug would.
+  await page.goto(`${server.origin}/bench?panic=1`);
+  const note = page.getByRole('alertdialog', { name: 'Something went wrong' });
+  await note.waitFor();
+  await note.getByText('Your books, avatars and photos are safe on this device').waitFor();
+  await screenshot(page, 'crash-note');
+  assert.ok(problems.some((problem) => /asked to panic/.test(problem)), 'the panic still reaches the console');
+  const reload = note.getByRole('link', { name: 'Reload' });
+  assert.equal(await reload.getAttribute('href'), page.url());
+  await page.goto(server.origin);
+  await waitForApp(page);
+  await page.getByRole('heading', { name: 'A story about Ada' }).waitFor();
+  await context.close();
 });
 
 test('a new version waits until the parent chooses "Update now"', async () => {

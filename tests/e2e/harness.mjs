@@ -8,6 +8,7 @@ import { createReadStream } from 'node:fs';
 import { extname, join, normalize, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import assert from 'node:assert/strict';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const repoRoot = join(here, '..', '..');
@@ -254,6 +255,33 @@ export function watchPage(page) {
   });
   page.on('pageerror', (error) => problems.push(`uncaught: ${error.message}`));
   return problems;
+}
+
+/**
+ * What only a broken template puts on screen: a Rust closure, markup or attribute fragments (a
+ * `>` inside an attribute's closure ends a Leptos tag and spills the rest as text), a story
+ * placeholder nobody filled in.
+ */
+const TEMPLATE_LEAKS = [
+  /move \|/, /=>/, /\|\|/, /\.get\(\)/, /\b[a-z]+ - [a-z]+ ?=/, /\btestid\b/, /\baria\b/, /\b(prop|on|attr|class|style):[a-z]/,
+  /\b[a-z-]+=[a-z"']/i, /<\/?[a-z][a-z0-9-]*[\s/>]/i, /\{[A-Za-z_ ]*\}/, /\bview!/,
+];
+
+/** Console messages of a Rust panic (and the trap that follows it). */
+const PANICS = /panicked at|RuntimeError|unreachable|already been disposed/;
+
+/**
+ * Checks the screen a parent sees now — no template text on it, no panic in the console so far —
+ * then saves a screenshot named `name`.
+ */
+export async function checkScreen(page, problems, name) {
+  const text = await page.locator('body').innerText();
+  for (const pattern of TEMPLATE_LEAKS) {
+    const found = text.match(pattern);
+    assert.equal(found, null, `${name}: template text on screen: "${found?.[0]}" in …${text.slice(Math.max(0, (found?.index ?? 0) - 60), (found?.index ?? 0) + 60)}…`);
+  }
+  assert.deepEqual(problems.filter((problem) => PANICS.test(problem)), [], `${name}: the app panicked`);
+  await screenshot(page, name);
 }
 
 /** The app has mounted: the navigation is on screen. */

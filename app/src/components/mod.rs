@@ -5,4 +5,5 @@ pub mod empty_state;
 pub mod icon;
 pub mod nav;
 pub mod photo_crop;
+pub mod stored_picture;
 pub mod update_banner;

@@ -9,8 +9,11 @@ use stories::Avatar;
 use wasm_bindgen::JsCast;
 
 use crate::components::device_check::SlowDeviceNote;
+use crate::components::icon::IconName;
 use crate::components::photo_crop::{ChosenPhoto, PhotoCropper};
+use crate::components::stored_picture::StoredPicture;
 use crate::engine::EngineWorker;
+use crate::pages::story::story_with_avatar;
 use crate::storage;
 use crate::studio::{self, Preferences, avatar_path};
 
@@ -30,7 +33,7 @@ const KINDS: [(&str, &str); 5] = [
 ];
 
 #[derive(Clone, Debug, PartialEq)]
-struct TrainingState {
+pub struct TrainingState {
     token: String,
     step: usize,
     steps: usize,
@@ -40,25 +43,56 @@ struct TrainingState {
     id: Option<u32>,
 }
 
+/// Avatar training outlives the Avatars screen — a parent starts it and goes to write a story
+/// meanwhile — so its state belongs to the app, not to the page (a page's signals are gone once
+/// the parent leaves it, and the training task would then write into nothing).
+#[derive(Clone, Copy)]
+pub struct AvatarTraining {
+    /// The avatar learning now, if any.
+    pub state: RwSignal<Option<TrainingState>>,
+    /// Why the last training stopped, for the Avatars screen to say.
+    pub error: RwSignal<Option<String>>,
+    /// Bumped whenever a stored avatar changes, so lists of avatars read them again.
+    pub changed: RwSignal<u32>,
+}
+
+impl AvatarTraining {
+    /// Called once by the app frame, whose owner lives as long as the page.
+    pub fn provide() {
+        provide_context(AvatarTraining {
+            state: RwSignal::new(None),
+            error: RwSignal::new(None),
+            changed: RwSignal::new(0),
+        });
+    }
+
+    pub fn get() -> AvatarTraining {
+        expect_context()
+    }
+
+    fn bump(self) {
+        self.changed.update(|changed| *changed += 1);
+    }
+}
+
 #[component]
 pub fn Avatars() -> impl IntoView {
-    let version = RwSignal::new(0u32);
+    let work = AvatarTraining::get();
     let avatars = LocalResource::new(move || {
-        version.track();
+        work.changed.track();
         studio::avatars()
     });
     let error = RwSignal::new(None::<String>);
-    let training = RwSignal::new(None::<TrainingState>);
-    let refresh = Callback::new(move |()| version.update(|version| *version += 1));
+    let training = work.state;
     let import = move |event: leptos::ev::Event| {
         let files = storage::chosen_files(&event);
         leptos::task::spawn_local(async move {
             for file in files {
                 if let Err(message) = import_avatar(&file).await {
-                    error.set(Some(message));
+                    error.try_set(Some(message));
                 }
             }
-            refresh.run(());
+            work.bump();
         });
     };
     view! {
@@ -71,7 +105,8 @@ pub fn Avatars() -> impl IntoView {
         </p>
         <SlowDeviceNote what="Learning an avatar" />
         <ErrorNote error />
-        <NewAvatar training error on_done=refresh />
+        <ErrorNote error=work.error />
+        <NewAvatar work error />
         {move || training.get().map(|state| view! { <TrainingPanel state /> })}
         <section class="card">
             <h2>"Your avatars"</h2>
@@ -84,7 +119,7 @@ pub fn Avatars() -> impl IntoView {
                         Ok(list) => view! {
                             <ul class="card-grid" data-testid="avatar-list">
                                 {list.into_iter().map(|avatar| view! {
-                                    <AvatarCard avatar training error on_change=refresh />
+                                    <AvatarCard avatar work error />
                                 }).collect_view()}
                             </ul>
                         }.into_any(),
@@ -115,11 +150,8 @@ pub fn ErrorNote(error: RwSignal<Option<String>>) -> impl IntoView {
 }
 
 #[component]
-fn NewAvatar(
-    training: RwSignal<Option<TrainingState>>,
-    error: RwSignal<Option<String>>,
-    on_done: Callback<()>,
-) -> impl IntoView {
+fn NewAvatar(work: AvatarTraining, error: RwSignal<Option<String>>) -> impl IntoView {
+    let training = work.state;
     let name = RwSignal::new(String::new());
     let kind = RwSignal::new("toddler".to_owned());
     let photos = RwSignal::new(Vec::<ChosenPhoto>::new());
@@ -204,14 +236,16 @@ fn NewAvatar(
         leptos::task::spawn_local(async move {
             match create_avatar(&name_now, &chosen).await {
                 Ok(avatar) => {
-                    name.set(String::new());
+                    // The form may be gone by now (the parent moved on): `try_`.
+                    name.try_set(String::new());
                     chosen.iter().for_each(ChosenPhoto::release);
-                    photos.set(Vec::new());
-                    on_done.run(());
-                    run_training(avatar, vec![kind_now], training, error).await;
-                    on_done.run(());
+                    photos.try_set(Vec::new());
+                    work.bump();
+                    run_training(avatar, vec![kind_now], work).await;
                 }
-                Err(message) => error.set(Some(message)),
+                Err(message) => {
+                    error.try_set(Some(message));
+                }
             }
         });
     };
@@ -300,28 +334,13 @@ fn TrainingPanel(state: TrainingState) -> impl IntoView {
 #[component]
 fn AvatarCard(
     avatar: Avatar,
-    training: RwSignal<Option<TrainingState>>,
+    work: AvatarTraining,
     error: RwSignal<Option<String>>,
-    on_change: Callback<()>,
 ) -> impl IntoView {
+    let training = work.state;
     let token = avatar.token.clone();
-    let preview = LocalResource::new({
-        let token = token.clone();
-        move || {
-            let token = token.clone();
-            async move { studio::picture_url(&avatar_path(&token, PREVIEW)).await }
-        }
-    });
-    let finished = avatar.eval_loss_after.is_some();
-    let fit = match (avatar.eval_loss_before, avatar.eval_loss_after) {
-        (Some(before), Some(after)) if before > 0.0 => format!(
-            "Learned in {} steps; fits the photos {:.1}% better than where it started.",
-            avatar.steps,
-            (before - after) / before * 100.0
-        ),
-        (Some(_), Some(_)) => "Imported from a file.".to_owned(),
-        _ => "Not finished learning yet.".to_owned(),
-    };
+    let finished = avatar.is_ready();
+    let fit = avatar.progress_words();
     let stored = StoredValue::new(avatar.clone());
     let renaming = RwSignal::new(false);
     let new_name = RwSignal::new(avatar.name.clone());
@@ -335,10 +354,10 @@ fn AvatarCard(
         avatar.updated = storage::now();
         leptos::task::spawn_local(async move {
             if let Err(message) = studio::save_avatar(&avatar).await {
-                error.set(Some(message));
+                error.try_set(Some(message));
             }
-            renaming.set(false);
-            on_change.run(());
+            renaming.try_set(false);
+            work.bump();
         });
     };
     let delete = move |_| {
@@ -352,9 +371,9 @@ fn AvatarCard(
         leptos::task::spawn_local(async move {
             let folder = format!("{AVATARS_DIR}/{}", avatar_folder(&avatar.token));
             if let Err(message) = storage::remove(&folder).await {
-                error.set(Some(message));
+                error.try_set(Some(message));
             }
-            on_change.run(());
+            work.bump();
         });
     };
     let export = move |_| {
@@ -366,34 +385,29 @@ fn AvatarCard(
                     if let Err(message) =
                         storage::download(&bytes, &name, "application/octet-stream")
                     {
-                        error.set(Some(message));
+                        error.try_set(Some(message));
                     }
                 }
-                Ok(None) => error.set(Some(
-                    "This avatar has no file yet: let it finish learning first.".into(),
-                )),
-                Err(message) => error.set(Some(message)),
+                Ok(None) => {
+                    error.try_set(Some(
+                        "This avatar has no file yet: let it finish learning first.".into(),
+                    ));
+                }
+                Err(message) => {
+                    error.try_set(Some(message));
+                }
             }
         });
     };
     let resume = move |_| {
         let avatar = stored.get_value();
-        leptos::task::spawn_local(async move {
-            run_training(avatar, vec!["toddler".into()], training, error).await;
-            on_change.run(());
-        });
+        leptos::task::spawn_local(run_training(avatar, vec!["toddler".into()], work));
     };
     let busy = move || training.get().is_some();
     view! {
         <li class="card avatar-card" data-testid="avatar-card" data-token=token.clone()>
-            <Suspense fallback=|| ()>
-                {move || Suspend::new(async move {
-                    match preview.await {
-                        Some(url) => view! { <img class="thumb" src=url alt=format!("Preview of {}", stored.get_value().name) /> }.into_any(),
-                        None => view! { <div class="thumb placeholder" aria-hidden="true">"🙂"</div> }.into_any(),
-                    }
-                })}
-            </Suspense>
+            <StoredPicture path=Some(avatar_path(&token, PREVIEW)) alt=format!("Preview of {}", avatar.name)
+                placeholder=IconName::Avatar />
             {move || if renaming.get() {
                 view! {
                     <form class="inline-form" on:submit=rename>
@@ -406,10 +420,13 @@ fn AvatarCard(
             } else {
                 view! { <h3 data-testid="avatar-title">{stored.get_value().name}</h3> }.into_any()
             }}
-            <p class="muted">{fit}</p>
+            <p class="muted" data-testid="avatar-progress">{fit}</p>
             <div class="actions">
                 {(!finished).then(|| view! {
                     <button class="button primary" on:click=resume disabled=busy data-testid="resume-training">"Continue learning"</button>
+                })}
+                {finished.then(|| view! {
+                    <leptos_router::components::A href=story_with_avatar(&token) attr:class="button primary">"Start a story"</leptos_router::components::A>
                 })}
                 <button class="button" on:click=move |_| renaming.set(true)>"Rename"</button>
                 <button class="button" on:click=export disabled=move || !finished data-testid="export-avatar">"Export"</button>
@@ -471,18 +488,14 @@ async fn store_avatar(avatar: &Avatar, photos: &[ChosenPhoto]) -> Result<(), Str
     studio::save_avatar(avatar).await
 }
 
-/// Trains (or resumes) `avatar` in the worker, showing progress in `training`.
-async fn run_training(
-    avatar: Avatar,
-    init_words: Vec<String>,
-    training: RwSignal<Option<TrainingState>>,
-    error: RwSignal<Option<String>>,
-) {
-    let result = train(avatar, init_words, training).await;
-    training.set(None);
+/// Trains (or resumes) `avatar` in the worker, showing progress in the app's training state.
+async fn run_training(avatar: Avatar, init_words: Vec<String>, work: AvatarTraining) {
+    let result = train(avatar, init_words, work.state).await;
+    work.state.set(None);
     if let Err(message) = result {
-        error.set(Some(message));
+        work.error.set(Some(message));
     }
+    work.bump();
 }
 
 async fn train(
@@ -522,6 +535,7 @@ async fn train(
     let request = Request::TrainAvatar {
         id,
         source: ModelSource::Stored { folder },
+        decoder: studio::decoder().await,
         backend: Preferences::read().backend,
         training: protocol::Training {
             photos,

@@ -7,7 +7,8 @@
 //! tensor `noise`), `embedding` (URL of a textual-inversion file), `backend` (`webgpu`, `cpu`).
 //! Also `load_only` (load, report, draw nothing: memory benchmarks), `warmup=N` (draw N times
 //! first, unreported, so timings show compiled kernels), `decoder` (base URL of a separate VAE repo such as TAESD), and `opfs:{folder}` in place
-//! of a URL for a model in the on-device store.
+//! of a URL for a model in the on-device store. `panic=1` panics on purpose, so the browser
+//! tests can check what a parent sees when the app breaks.
 
 use leptos::prelude::*;
 use protocol::{Backend, Event, ModelSource, Request};
@@ -20,6 +21,12 @@ pub fn Bench() -> impl IntoView {
     let (status, set_status) = signal(String::from("starting the engine…"));
     let (result, set_result) = signal(String::new());
     let (drawing, set_drawing) = signal(None::<u32>);
+    let asks_for_panic = web_sys::window()
+        .and_then(|window| window.location().search().ok())
+        .is_some_and(|search| search.contains("panic=1"));
+    if asks_for_panic {
+        leptos::task::spawn_local(async { panic!("the bench page was asked to panic") });
+    }
     leptos::task::spawn_local(async move {
         let outcome = run(set_status, set_drawing)
             .await
@@ -204,7 +211,7 @@ fn model_source(text: String) -> ModelSource {
 /// Training mode (`photos=URL,URL,…`): trains an avatar in the worker and reports each step's
 /// loss, the step it resumed from (a checkpoint in the store) and the paired evaluation loss.
 /// Parameters: `token`, `init_words`, `vectors`, `steps`, `lr`, `resolution`, `seed`,
-/// `checkpoint_every`, `preview_every`.
+/// `checkpoint_every`, `preview_every`, and `decoder` for the previews.
 async fn train(
     engine: &EngineWorker,
     params: &web_sys::UrlSearchParams,
@@ -244,6 +251,7 @@ async fn train(
     let request = Request::TrainAvatar {
         id,
         source: model_source(model),
+        decoder: params.get("decoder").map(model_source),
         backend,
         training,
     };

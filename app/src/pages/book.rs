@@ -38,12 +38,15 @@ pub fn Book() -> impl IntoView {
             if id.is_empty() {
                 return;
             }
+            // The parent may have left the page before the book arrives: `try_`.
             match studio::book(&id).await {
                 Ok(loaded) => {
                     load_pictures(&loaded, pictures).await;
-                    book.set(Some(loaded));
+                    book.try_set(Some(loaded));
                 }
-                Err(message) => error.set(Some(message)),
+                Err(message) => {
+                    error.try_set(Some(message));
+                }
             }
         });
     });
@@ -51,6 +54,17 @@ pub fn Book() -> impl IntoView {
     // switches to reading, and the views below are rebuilt only when the book first arrives.
     let illustrating = RwSignal::new(None::<Illustrating>);
     let cancelled = RwSignal::new(false);
+    // Leaving the page stops the drawing loop (its signals go with the page) and the engine.
+    on_cleanup(move || {
+        if let Some(Some(Illustrating {
+            request: Some(request),
+            ..
+        })) = illustrating.try_get_untracked()
+            && let Ok(engine) = EngineWorker::get()
+        {
+            engine.cancel(request);
+        }
+    });
     let loaded = Memo::new(move |_| book.with(Option::is_some));
     let no_book = move || id().is_empty();
     view! {
@@ -82,24 +96,39 @@ async fn load_pictures(
 ) {
     for page in &book.pages {
         for variant in &page.variants {
-            if pictures.with_untracked(|known| known.contains_key(&variant.file)) {
+            if pictures
+                .try_with_untracked(|known| known.contains_key(&variant.file))
+                .unwrap_or(true)
+            {
                 continue;
             }
-            if let Some(url) = studio::picture_url(&book_path(&book.id, &variant.file)).await {
-                pictures.update(|known| {
-                    known.insert(variant.file.clone(), url);
-                });
+            if let Some(url) = studio::picture_url(&book_path(&book.id, &variant.file)).await
+                && pictures
+                    .try_update(|known| known.insert(variant.file.clone(), url))
+                    .is_none()
+            {
+                return;
             }
         }
     }
 }
 
+/// Adds a newly drawn picture to page `index` and picks the first of this round's `variants`.
+fn add_variant(book: &mut BookData, index: usize, variant: usize, variants: usize, file: String) {
+    let seed = book.seed(index, variant);
+    let Some(page) = book.pages.get_mut(index) else {
+        return;
+    };
+    page.variants.push(Variant { seed, file });
+    page.chosen = Some(page.variants.len() - variants.min(page.variants.len()));
+}
+
 async fn save(book: RwSignal<Option<BookData>>, error: RwSignal<Option<String>>) {
-    let Some(mut current) = book.get_untracked() else {
+    let Some(Some(mut current)) = book.try_get_untracked() else {
         return;
     };
     if let Err(message) = studio::save_book(&mut current).await {
-        error.set(Some(message));
+        error.try_set(Some(message));
     }
 }
 
@@ -127,26 +156,30 @@ fn Editor(
             total,
             request: None,
         }));
+        // Every signal here belongs to the Book page, which the parent may leave mid-way:
+        // each access is `try_`, and a gone page ends the loop.
         leptos::task::spawn_local(async move {
             let mut done = 0;
             'pages: for index in pages {
-                let first = book.with_untracked(|book| {
-                    book.as_ref()
-                        .map_or(0, |book| book.pages[index].variants.len())
-                });
+                let first = book
+                    .try_with_untracked(|book| {
+                        book.as_ref()
+                            .map_or(0, |book| book.pages[index].variants.len())
+                    })
+                    .unwrap_or(0);
                 for variant in first..first + variants {
-                    if cancelled.get_untracked() {
+                    if cancelled.try_get_untracked().unwrap_or(true) {
                         break 'pages;
                     }
-                    let Some(current) = book.get_untracked() else {
+                    let Some(Some(current)) = book.try_get_untracked() else {
                         break 'pages;
                     };
                     let drawn = studio::draw_page(&current, index, variant, |id| {
-                        illustrating.update(|state| {
+                        illustrating.try_update(|state| {
                             if let Some(state) = state {
                                 state.request = Some(id);
                             }
-                        })
+                        });
                     })
                     .await;
                     match drawn {
@@ -154,37 +187,40 @@ fn Editor(
                             if let Some(url) =
                                 studio::picture_url(&book_path(&current.id, &file)).await
                             {
-                                pictures.update(|known| {
+                                pictures.try_update(|known| {
                                     known.insert(file.clone(), url);
                                 });
                             }
-                            book.update(|book| {
+                            let recorded = book.try_update(|book| {
                                 if let Some(book) = book {
-                                    let seed = book.seed(index, variant);
-                                    let page = &mut book.pages[index];
-                                    page.variants.push(Variant { seed, file });
-                                    page.chosen = Some(
-                                        page.variants.len() - variants.min(page.variants.len()),
-                                    );
+                                    add_variant(book, index, variant, variants, file.clone());
                                 }
                             });
+                            if recorded.is_none() {
+                                // The page is gone; the picture just drawn still goes in the book.
+                                if let Ok(mut stored) = studio::book(&current.id).await {
+                                    add_variant(&mut stored, index, variant, variants, file);
+                                    let _ = studio::save_book(&mut stored).await;
+                                }
+                                break 'pages;
+                            }
                             save(book, error).await;
                         }
                         Ok(None) => break 'pages,
                         Err(message) => {
-                            error.set(Some(message));
+                            error.try_set(Some(message));
                             break 'pages;
                         }
                     }
                     done += 1;
-                    illustrating.update(|state| {
+                    illustrating.try_update(|state| {
                         if let Some(state) = state {
                             state.done = done;
                         }
                     });
                 }
             }
-            illustrating.set(None);
+            illustrating.try_set(None);
         });
     };
     let illustrate_all = move |_| {
@@ -249,6 +285,21 @@ fn Editor(
             </div>
         </header>
         <SlowDeviceNote what="Each picture" />
+        {move || book.with(|book| book.as_ref().map(|book| match &book.avatar {
+            Some(_) => view! {
+                <p class="notice ok" data-testid="book-stars">
+                    {format!(
+                        "Every picture shows {}, drawn from the avatar learned from your photos.",
+                        if book.child.name.trim().is_empty() { "your child" } else { book.child.name.trim() }
+                    )}
+                </p>
+            }.into_any(),
+            None => view! {
+                <p class="notice warn" data-testid="book-stars">
+                    "This book has no avatar, so its pictures show a storybook toddler, not your child."
+                </p>
+            }.into_any(),
+        }))}
         {move || illustrating.get().map(|state| view! {
             <section class="card" aria-live="polite" data-testid="illustrating">
                 <p>{format!("Drawing picture {} of {}…", (state.done + 1).min(state.total), state.total)}</p>
@@ -371,10 +422,11 @@ fn Reader(
     pictures: RwSignal<std::collections::HashMap<String, String>>,
     reading: RwSignal<bool>,
 ) -> impl IntoView {
+    // 0 is the cover; 1..=pages are the book's pages.
     let current = RwSignal::new(0usize);
     let count = move || book.with(|book| book.as_ref().map_or(0, |book| book.pages.len()));
     let turn = move |by: isize| {
-        let next = (current.get_untracked() as isize + by).clamp(0, count().max(1) as isize - 1);
+        let next = (current.get_untracked() as isize + by).clamp(0, count() as isize);
         current.set(next as usize);
     };
     let keys = window_event_listener(leptos::ev::keydown, move |event| {
@@ -387,19 +439,41 @@ fn Reader(
     on_cleanup(move || keys.remove());
     let touch_start = RwSignal::new(None::<i32>);
     let page = move || {
+        let index = current.get().checked_sub(1)?;
         book.with(|book| {
             book.as_ref()
-                .and_then(|book| book.pages.get(current.get()).cloned())
+                .and_then(|book| book.pages.get(index).cloned())
         })
     };
     let picture_of = move |page: &Page| {
         page.picture()
             .and_then(|picture| pictures.with(|known| known.get(&picture.file).cloned()))
     };
-    let speak = move |_| {
-        if let Some(page) = page() {
-            read_aloud(&page.text);
-        }
+    // The cover shows the first page that has a picture.
+    let cover_picture = move || {
+        book.with(|book| {
+            book.as_ref()
+                .and_then(|book| book.pages.iter().find_map(|page| picture_of(page)))
+        })
+    };
+    let title = move || {
+        book.with(|book| {
+            book.as_ref()
+                .map(|book| book.title.clone())
+                .unwrap_or_default()
+        })
+    };
+    let starring = move || {
+        book.with(|book| {
+            book.as_ref()
+                .map(|book| book.child.name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+                .map(|name| format!("A story starring {name}"))
+        })
+    };
+    let speak = move |_| match page() {
+        Some(page) => read_aloud(&page.text),
+        None => read_aloud(&title()),
     };
     let download = move |_| {
         if let Some(book) = book.get_untracked() {
@@ -415,6 +489,12 @@ fn Reader(
     };
     let can_speak = has_speech();
     let can_share = has_share();
+    let at_start = move || current.get() == 0;
+    let at_end = move || current.get() >= count();
+    let position = move || match current.get() {
+        0 => "Cover".to_owned(),
+        number => format!("Page {number} of {}", count()),
+    };
     view! {
         <section class="reader" data-testid="reader"
             on:touchstart=move |event: leptos::ev::TouchEvent| {
@@ -428,7 +508,7 @@ fn Reader(
             }>
             <header class="reader-bar no-print">
                 <button class="button" on:click=move |_| reading.set(false) data-testid="edit">"Edit"</button>
-                <h1 class="reader-title">{move || book.with(|book| book.as_ref().map(|book| book.title.clone()))}</h1>
+                <h1 class="reader-title">{title}</h1>
                 <div class="actions">
                     {can_speak.then(|| view! { <button class="button" on:click=speak data-testid="read-aloud">"Read aloud"</button> })}
                     <button class="button" on:click=move |_| { let _ = web_sys::window().map(|window| window.print()); } data-testid="print">"Print or save as PDF"</button>
@@ -437,18 +517,32 @@ fn Reader(
                 </div>
             </header>
             <div class="reader-page no-print" data-testid="reader-page" on:click=move |_| turn(1)>
-                {move || page().map(|page| view! {
-                    {picture_of(&page).map(|url| view! { <img class="reader-picture" src=url alt="" /> })}
-                    <p class="reader-text" data-testid="reader-text">{page.text.clone()}</p>
-                })}
+                {move || match page() {
+                    Some(page) => view! {
+                        {picture_of(&page).map(|url| view! { <img class="reader-picture" src=url alt="" /> })}
+                        <p class="reader-text" data-testid="reader-text">{page.text.clone()}</p>
+                    }.into_any(),
+                    None => view! {
+                        <div class="reader-cover" data-testid="reader-cover">
+                            {cover_picture().map(|url| view! { <img class="reader-picture" src=url alt="" /> })}
+                            <h2 class="cover-title">{title()}</h2>
+                            {starring().map(|line| view! { <p class="cover-starring">{line}</p> })}
+                        </div>
+                    }.into_any(),
+                }}
             </div>
             <nav class="reader-nav no-print" aria-label="Pages">
-                <button class="button" on:click=move |_| turn(-1) disabled=move || current.get() == 0 aria-label="Previous page">"‹ Back"</button>
-                <span data-testid="page-number">{move || format!("Page {} of {}", current.get() + 1, count())}</span>
-                <button class="button" on:click=move |_| turn(1) disabled=move || current.get() + 1 >= count() aria-label="Next page" data-testid="next-page">"Next ›"</button>
+                <button class="button" on:click=move |_| turn(-1) disabled=at_start aria-label="Previous page">"‹ Back"</button>
+                <span data-testid="page-number">{position}</span>
+                <button class="button" on:click=move |_| turn(1) disabled=at_end aria-label="Next page" data-testid="next-page">"Next ›"</button>
             </nav>
-            // One page per sheet when printed (see the print stylesheet).
+            // A cover, then one page per sheet when printed (see the print stylesheet).
             <div class="print-book" aria-hidden="true">
+                <article class="print-page print-cover" data-testid="print-cover">
+                    {move || cover_picture().map(|url| view! { <img src=url alt="" /> })}
+                    <h2>{title}</h2>
+                    {move || starring().map(|line| view! { <p>{line}</p> })}
+                </article>
                 {move || book.get().map(|book| book.pages.iter().map(|page| view! {
                     <article class="print-page">
                         {picture_of(page).map(|url| view! { <img src=url alt="" /> })}

@@ -6,6 +6,7 @@ use stories::Book;
 
 use crate::components::empty_state::EmptyState;
 use crate::components::icon::IconName;
+use crate::components::stored_picture::StoredPicture;
 use crate::pages::avatars::ErrorNote;
 use crate::storage::{self, BOOKS_DIR};
 use crate::studio::{self, avatar_path, book_path};
@@ -13,8 +14,10 @@ use crate::studio::{self, avatar_path, book_path};
 #[component]
 pub fn Library() -> impl IntoView {
     let version = RwSignal::new(0u32);
+    let avatars_changed = crate::pages::avatars::AvatarTraining::get().changed;
     let shelf = LocalResource::new(move || {
         version.track();
+        avatars_changed.track();
         async { (studio::books().await, studio::avatars().await) }
     });
     let error = RwSignal::new(None::<String>);
@@ -47,24 +50,12 @@ pub fn Library() -> impl IntoView {
                     <section aria-labelledby="avatars-heading">
                         <h2 id="avatars-heading">"Avatars"</h2>
                         <ul class="card-grid" data-testid="shelf-avatars">
-                            {avatars.into_iter().map(|avatar| {
-                                let preview = LocalResource::new({
-                                    let token = avatar.token.clone();
-                                    move || {
-                                        let token = token.clone();
-                                        async move { studio::picture_url(&avatar_path(&token, "preview.png")).await }
-                                    }
-                                });
-                                view! {
-                                    <li class="card small-card">
-                                        <Suspense fallback=|| ()>
-                                            {move || Suspend::new(async move {
-                                                preview.await.map(|url| view! { <img class="thumb" src=url alt="" /> })
-                                            })}
-                                        </Suspense>
-                                        <A href="/avatars">{avatar.name.clone()}</A>
-                                    </li>
-                                }
+                            {avatars.into_iter().map(|avatar| view! {
+                                <li class="card small-card">
+                                    <StoredPicture path=Some(avatar_path(&avatar.token, "preview.png")) alt=String::new()
+                                        placeholder=IconName::Avatar />
+                                    <A href="/avatars">{avatar.name.clone()}</A>
+                                </li>
                             }).collect_view()}
                         </ul>
                         <A href="/avatars" attr:class="button">"Manage avatars"</A>
@@ -99,15 +90,6 @@ fn BookCard(book: Book, error: RwSignal<Option<String>>, on_delete: Callback<()>
         .iter()
         .find_map(|page| page.picture())
         .map(|picture| book_path(&book.id, &picture.file));
-    let cover = LocalResource::new(move || {
-        let cover = cover.clone();
-        async move {
-            match cover {
-                Some(path) => studio::picture_url(&path).await,
-                None => None,
-            }
-        }
-    });
     let id = book.id.clone();
     let title = book.title.clone();
     let delete = {
@@ -121,9 +103,9 @@ fn BookCard(book: Book, error: RwSignal<Option<String>>, on_delete: Callback<()>
             let id = id.clone();
             leptos::task::spawn_local(async move {
                 if let Err(message) = storage::remove(&format!("{BOOKS_DIR}/{id}")).await {
-                    error.set(Some(message));
+                    error.try_set(Some(message));
                 }
-                on_delete.run(());
+                on_delete.try_run(());
             });
         }
     };
@@ -135,14 +117,7 @@ fn BookCard(book: Book, error: RwSignal<Option<String>>, on_delete: Callback<()>
     view! {
         <li class="card book-card" data-testid="book-card">
             <A href=format!("/book?id={id}&read=1")>
-                <Suspense fallback=|| view! { <div class="thumb placeholder" aria-hidden="true">"📖"</div> }>
-                    {move || Suspend::new(async move {
-                        match cover.await {
-                            Some(url) => view! { <img class="thumb" src=url alt="" /> }.into_any(),
-                            None => view! { <div class="thumb placeholder" aria-hidden="true">"📖"</div> }.into_any(),
-                        }
-                    })}
-                </Suspense>
+                <StoredPicture path=cover alt=String::new() placeholder=IconName::Book />
                 <h3>{title.clone()}</h3>
             </A>
             <p class="muted">{format!("{} pages · {} with pictures", book.pages.len(), drawn)}</p>

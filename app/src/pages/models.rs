@@ -1,5 +1,7 @@
 //! The picture model: download once (or import from a folder), then draw offline.
 
+use std::collections::{HashMap, HashSet};
+
 use leptos::prelude::*;
 use leptos_router::components::A;
 use wasm_bindgen::JsCast;
@@ -30,46 +32,149 @@ pub fn Models() -> impl IntoView {
     }
 }
 
-#[component]
-fn ModelCard(model: ModelEntry) -> impl IntoView {
-    let slug = model.repo.replace('/', "-");
-    let stored = RwSignal::new(None::<Stored>);
-    let progress = RwSignal::new(None::<Progress>);
-    let error = RwSignal::new(None::<String>);
-    let busy = RwSignal::new(false);
-    let model = StoredValue::new(model);
-    let refresh = move || {
-        leptos::task::spawn_local(async move {
-            match model_store::status(&model.get_value()).await {
-                Ok(status) => stored.set(Some(status)),
-                Err(message) => error.set(Some(message)),
+/// Downloads and imports go on while the parent uses other screens (a model is gigabytes), so
+/// their state belongs to the app, not to the Models page.
+#[derive(Clone, Copy)]
+pub struct ModelWork {
+    /// Models being fetched now, by repo.
+    running: RwSignal<HashSet<String>>,
+    /// What has arrived of each model fetched since the app opened, by repo.
+    progress: RwSignal<HashMap<String, Progress>>,
+    /// Why the last download or import of a repo stopped.
+    errors: RwSignal<HashMap<String, String>>,
+    /// Bumped whenever a stored model changes, so its status is read again.
+    changed: RwSignal<u32>,
+}
+
+impl ModelWork {
+    /// Called once by the app frame, whose owner lives as long as the page.
+    pub fn provide() {
+        provide_context(ModelWork {
+            running: RwSignal::new(HashSet::new()),
+            progress: RwSignal::new(HashMap::new()),
+            errors: RwSignal::new(HashMap::new()),
+            changed: RwSignal::new(0),
+        });
+    }
+
+    fn get() -> ModelWork {
+        expect_context()
+    }
+
+    fn busy(self, repo: &str) -> bool {
+        self.running.with(|running| running.contains(repo))
+    }
+
+    /// Marks `repo` as being fetched; `false` if it already was.
+    fn begin(self, repo: &str) -> bool {
+        let mut began = false;
+        self.running
+            .update(|running| began = running.insert(repo.to_owned()));
+        began
+    }
+
+    fn report(self, repo: &str, now: &Progress) {
+        self.progress.update(|progress| {
+            progress.insert(repo.to_owned(), now.clone());
+        });
+    }
+
+    /// Records how a download or import of `repo` ended.
+    fn finish(self, repo: &str, result: Result<(), String>) {
+        self.running.update(|running| {
+            running.remove(repo);
+        });
+        self.errors.update(|errors| match result {
+            Ok(()) => {
+                errors.remove(repo);
+            }
+            Err(message) => {
+                errors.insert(repo.to_owned(), message);
             }
         });
-    };
-    refresh();
-    let start_download = move |_| {
-        busy.set(true);
-        error.set(None);
+        self.changed.update(|changed| *changed += 1);
+    }
+
+    /// Downloads `model`; the default picture model brings the default fast decoder along
+    /// (a few MB), which every picture is then decoded with.
+    fn download(self, model: ModelEntry) {
+        if !self.begin(&model.repo) {
+            return;
+        }
+        leptos::task::spawn_local(async move {
+            let result = model_store::download(&model, |now| self.report(&model.repo, now)).await;
+            let fetched = result.is_ok();
+            self.finish(&model.repo, result);
+            let registry = model_store::registry();
+            if fetched
+                && model.repo == registry.default_model
+                && let Some(decoder) = registry
+                    .models
+                    .iter()
+                    .find(|entry| entry.repo == registry.default_decoder)
+                && !matches!(model_store::status(decoder).await, Ok(Stored::Ready { .. }))
+                && self.begin(&decoder.repo)
+            {
+                let result =
+                    model_store::download(decoder, |now| self.report(&decoder.repo, now)).await;
+                self.finish(&decoder.repo, result);
+            }
+        });
+    }
+
+    fn import(self, model: ModelEntry, files: Vec<web_sys::File>) {
+        if !self.begin(&model.repo) {
+            return;
+        }
         leptos::task::spawn_local(async move {
             let result =
-                model_store::download(&model.get_value(), |now| progress.set(Some(now.clone())))
-                    .await;
-            if let Err(message) = result {
-                error.set(Some(message));
-            }
-            busy.set(false);
-            refresh();
+                model_store::import(&model, files, |now| self.report(&model.repo, now)).await;
+            self.finish(&model.repo, result);
         });
-    };
-    let delete = move |_| {
-        busy.set(true);
+    }
+}
+
+#[component]
+fn ModelCard(model: ModelEntry) -> impl IntoView {
+    let work = ModelWork::get();
+    let slug = model.repo.replace('/', "-");
+    let stored = RwSignal::new(None::<Stored>);
+    let deleting = RwSignal::new(false);
+    let repo = StoredValue::new(model.repo.clone());
+    let model = StoredValue::new(model);
+    Effect::new(move || {
+        work.changed.track();
         leptos::task::spawn_local(async move {
-            if let Err(message) = model_store::delete(&model.get_value()).await {
-                error.set(Some(message));
-            }
-            progress.set(None);
-            busy.set(false);
-            refresh();
+            let status = model_store::status(&model.get_value()).await;
+            let status = status.unwrap_or_else(|message| {
+                work.errors.update(|errors| {
+                    errors.insert(repo.get_value(), message);
+                });
+                Stored::Missing
+            });
+            // The parent may have left the page meanwhile.
+            stored.try_set(Some(status));
+        });
+    });
+    let progress = move || {
+        work.progress
+            .with(|progress| progress.get(&repo.get_value()).cloned())
+    };
+    let error = move || {
+        work.errors
+            .with(|errors| errors.get(&repo.get_value()).cloned())
+    };
+    let busy = move || deleting.get() || work.busy(&repo.get_value());
+    let start_download = move |_| work.download(model.get_value());
+    let delete = move |_| {
+        deleting.set(true);
+        leptos::task::spawn_local(async move {
+            let result = model_store::delete(&model.get_value()).await;
+            work.progress.update(|progress| {
+                progress.remove(&repo.get_value());
+            });
+            deleting.try_set(false);
+            work.finish(&repo.get_value(), result);
         });
     };
     let import = move |event: leptos::ev::Event| {
@@ -87,19 +192,7 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
                     .collect()
             })
             .unwrap_or_default();
-        busy.set(true);
-        error.set(None);
-        leptos::task::spawn_local(async move {
-            if let Err(message) = model_store::import(&model.get_value(), files, |now| {
-                progress.set(Some(now.clone()))
-            })
-            .await
-            {
-                error.set(Some(message));
-            }
-            busy.set(false);
-            refresh();
-        });
+        work.import(model.get_value(), files);
     };
     // Leptos has no typed `webkitdirectory`; set it once the input exists.
     let folder_input = NodeRef::<leptos::html::Input>::new();
@@ -140,7 +233,7 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
                 {format!(" · {} · {}", entry.repo, entry.revision)}
             </p>
             <p data-testid="model-status" aria-live="polite">{status_text}</p>
-            {move || progress.get().map(|progress| view! {
+            {move || progress().map(|progress| view! {
                 <div class="download-progress">
                     <label>
                         {format!("{} of {}", format_bytes(progress.done), format_bytes(progress.total))}
@@ -156,16 +249,16 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
                     </ul>
                 </div>
             })}
-            {move || error.get().map(|message| view! { <p class="error" role="alert" data-testid="model-error">{message}</p> })}
+            {move || error().map(|message| view! { <p class="error" role="alert" data-testid="model-error">{message}</p> })}
             <div class="actions">
                 <Show when=move || matches!(stored.get(), Some(Stored::Missing))>
-                    <button class="button primary" data-testid="model-download" disabled=move || busy.get() on:click=start_download>"Download"</button>
+                    <button class="button primary" data-testid="model-download" disabled=busy on:click=start_download>"Download"</button>
                 </Show>
                 <Show when=move || matches!(stored.get(), Some(Stored::Partial { .. }))>
-                    <button class="button primary" data-testid="model-resume" disabled=move || busy.get() on:click=start_download>"Resume download"</button>
+                    <button class="button primary" data-testid="model-resume" disabled=busy on:click=start_download>"Resume download"</button>
                 </Show>
                 <Show when=move || matches!(stored.get(), Some(Stored::Partial { .. } | Stored::Ready { .. }))>
-                    <button class="button" data-testid="model-delete" disabled=move || busy.get() on:click=delete>"Delete"</button>
+                    <button class="button" data-testid="model-delete" disabled=busy on:click=delete>"Delete"</button>
                 </Show>
                 <label class="button">
                     "Import from a folder…"

@@ -8,7 +8,7 @@ use crate::components::device_check::DeviceCheck;
 use crate::gpu::format_bytes;
 use crate::pages::models::ModelHost;
 use crate::storage;
-use crate::studio::{self, BACKEND_KEY, Preferences, SIZE_KEY, set_preference};
+use crate::studio::{self, BACKEND_KEY, DECODER_KEY, Preferences, SIZE_KEY, set_preference};
 
 #[component]
 pub fn Settings() -> impl IntoView {
@@ -41,6 +41,7 @@ fn Choices() -> impl IntoView {
         protocol::Backend::Cpu => "cpu",
     };
     let size = preferences.picture_size.to_string();
+    let full_decoder = preferences.full_decoder;
     view! {
         <section class="card form">
             <h2>"Drawing"</h2>
@@ -62,6 +63,16 @@ fn Choices() -> impl IntoView {
                         let label = format!("{option} × {option}{}", if option == 512 { " (best)" } else if option < 384 { " (fastest)" } else { "" });
                         view! { <option value=option.to_string() selected=size == option.to_string()>{label}</option> }
                     }).collect_view()}
+                </select>
+            </label>
+            <label>
+                "Picture quality"
+                <select data-testid="decoder-choice" on:change=move |event| {
+                    set_preference(DECODER_KEY, &event_target_value(&event));
+                    studio::forget_loaded();
+                }>
+                    <option value="fast" selected=!full_decoder>"Fast: the small picture decoder (recommended)"</option>
+                    <option value="full" selected=full_decoder>"Finest pictures: the model's full decoder (each picture takes several times longer)"</option>
                 </select>
             </label>
         </section>

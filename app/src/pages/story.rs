@@ -2,12 +2,18 @@
 //! so every page shows the same child in the same style.
 
 use leptos::prelude::*;
-use leptos_router::hooks::use_navigate;
-use stories::{Book, BookSetup, Child, Drawing, Pronouns, Style, templates};
+use leptos_router::components::A;
+use leptos_router::hooks::{use_navigate, use_query_map};
+use stories::{Avatar, Book, BookSetup, Child, Drawing, Pronouns, Style, likely_avatar, templates};
 
 use crate::pages::avatars::ErrorNote;
 use crate::storage;
 use crate::studio::{self, Preferences};
+
+/// The Story form's address with `token`'s avatar chosen (the avatar cards link here).
+pub fn story_with_avatar(token: &str) -> String {
+    format!("/story?avatar={}", js_sys::encode_uri_component(token))
+}
 
 #[component]
 pub fn Story() -> impl IntoView {
@@ -16,32 +22,68 @@ pub fn Story() -> impl IntoView {
     let name = RwSignal::new(String::new());
     let pronouns = RwSignal::new(Pronouns::They);
     let companion = RwSignal::new(String::new());
-    let avatar = RwSignal::new(String::new());
+    // The parent's own pick: `None` follows the likely avatar, `Some("")` is "no avatar".
+    let picked = RwSignal::new(use_query_map().with_untracked(|query| query.get("avatar")));
     let character = RwSignal::new(String::new());
     let style = RwSignal::new(Style::Watercolour);
     let error = RwSignal::new(None::<String>);
     let avatars = LocalResource::new(studio::avatars);
+    let all_avatars = move || {
+        avatars
+            .with(|loaded| loaded.as_ref().and_then(|list| list.as_ref().ok()).cloned())
+            .unwrap_or_default()
+    };
+    let ready_avatars = move || {
+        all_avatars()
+            .into_iter()
+            .filter(Avatar::is_ready)
+            .collect::<Vec<_>>()
+    };
+    let chosen = Memo::new(move |_| {
+        let list = ready_avatars();
+        match picked.get().as_deref() {
+            Some("") => None,
+            Some(token) => list
+                .iter()
+                .find(|avatar| avatar.token == token)
+                .or_else(|| likely_avatar(&list, &name.get()))
+                .cloned(),
+            None => likely_avatar(&list, &name.get()).cloned(),
+        }
+    });
+    // The child's name follows the avatar while the parent has not typed another one.
+    Effect::new(move |previous: Option<Option<String>>| {
+        let now = chosen.get().map(|avatar| avatar.name);
+        let typed = name.get_untracked();
+        let follows = typed.trim().is_empty()
+            || previous
+                .flatten()
+                .is_some_and(|before| before.trim().eq_ignore_ascii_case(typed.trim()));
+        if follows && let Some(avatar_name) = &now {
+            name.set(avatar_name.clone());
+        }
+        now
+    });
     let navigate = use_navigate();
     let create = move |event: leptos::ev::SubmitEvent| {
         event.prevent_default();
-        let chosen = template
+        let chosen_template = template
             .get_untracked()
             .and_then(|id| all.get_value().into_iter().find(|t| t.id == id));
         let preferences = Preferences::read();
         let model = studio::default_model();
         let steps = model.defaults.as_ref().map_or(1, |defaults| defaults.steps);
         let id = format!("book-{}", storage::now() as u64);
-        let token = avatar.get_untracked();
         let mut book = Book::new(
             id.clone(),
-            chosen.as_ref(),
+            chosen_template.as_ref(),
             BookSetup {
                 child: Child {
                     name: name.get_untracked().trim().to_owned(),
                     pronouns: pronouns.get_untracked(),
                     companion: companion.get_untracked().trim().to_owned(),
                 },
-                avatar: (!token.is_empty()).then_some(token),
+                avatar: chosen.get_untracked().map(|avatar| avatar.token),
                 character: character.get_untracked().trim().to_owned(),
                 style: style.get_untracked(),
                 drawing: Drawing {
@@ -58,9 +100,63 @@ pub fn Story() -> impl IntoView {
         leptos::task::spawn_local(async move {
             match studio::save_book(&mut book).await {
                 Ok(()) => navigate(&format!("/book?id={id}"), Default::default()),
-                Err(message) => error.set(Some(message)),
+                Err(message) => {
+                    error.try_set(Some(message));
+                }
             }
         });
+    };
+    let is_chosen = move |token: &str| {
+        chosen.with(|avatar| avatar.as_ref().map(|a| a.token.as_str()) == Some(token))
+    };
+    let avatar_choice = move || {
+        let ready = ready_avatars();
+        view! {
+            <label>
+                "Avatar"
+                <select data-testid="book-avatar" on:change=move |event| picked.set(Some(event_target_value(&event)))>
+                    <option value="" prop:selected=move || chosen.with(Option::is_none)>"No avatar (a storybook toddler)"</option>
+                    {ready.into_iter().map(|avatar| {
+                        let token = avatar.token.clone();
+                        view! { <option value=avatar.token.clone() prop:selected=move || is_chosen(&token)>{avatar.name.clone()}</option> }
+                    }).collect_view()}
+                </select>
+            </label>
+        }
+    };
+    let who_is_drawn = move || {
+        let learning: Vec<String> = all_avatars()
+            .into_iter()
+            .filter(|avatar| !avatar.is_ready())
+            .map(|avatar| avatar.name)
+            .collect();
+        let still_learning = (!learning.is_empty()).then(|| {
+            format!(
+                " ({} still learning: finish {} on the Avatars screen first.)",
+                learning.join(", "),
+                if learning.len() == 1 { "it" } else { "them" }
+            )
+        });
+        match chosen.get() {
+            Some(avatar) => view! {
+                <p class="notice ok" data-testid="book-stars">
+                    {format!("Every picture will show {}, as the avatar “{}” learned from your photos.", avatar.name, avatar.name)}
+                </p>
+            }.into_any(),
+            None if ready_avatars().is_empty() => view! {
+                <p class="notice warn" data-testid="book-stars">
+                    "There is no avatar yet, so the pictures will show a storybook toddler, not your child. "
+                    <A href="/avatars">"Make an avatar"</A>" first to put your child in the book."
+                    {still_learning}
+                </p>
+            }.into_any(),
+            None => view! {
+                <p class="notice warn" data-testid="book-stars" role="status">
+                    "No avatar is chosen, so the pictures will show a storybook toddler, not your child. "
+                    "Choose your child's avatar above to put them in the book."
+                </p>
+            }.into_any(),
+        }
     };
     view! {
         <header class="page-header">
@@ -105,20 +201,8 @@ pub fn Story() -> impl IntoView {
                 </label>
                 <TextField label="Who comes along" placeholder="Daddy, Grandma, Teddy" max_length=40 test_id="companion"
                     value=companion />
-                <label>
-                    "Avatar"
-                    <select data-testid="book-avatar" on:change=move |event| avatar.set(event_target_value(&event))>
-                        <option value="">"No avatar (a storybook toddler)"</option>
-                        <Suspense fallback=|| ()>
-                            {move || Suspend::new(async move {
-                                avatars.await.unwrap_or_default().into_iter()
-                                    .filter(|a| a.eval_loss_after.is_some())
-                                    .map(|a| view! { <option value=a.token.clone()>{a.name.clone()}</option> })
-                                    .collect_view()
-                            })}
-                        </Suspense>
-                    </select>
-                </label>
+                {avatar_choice}
+                {who_is_drawn}
             </fieldset>
             <fieldset class="card">
                 <legend>"How the pictures look"</legend>

@@ -15,6 +15,7 @@ use crate::avatar::{
     AvatarInfo, Frozen, Run, TrainingConfig, embedding_file, photo_latents, start,
 };
 use crate::error::{EngineError, Result};
+use crate::files::AsComponent;
 use crate::photos::{Crop, decode};
 use crate::pipeline::{GenerationRequest, StableDiffusion};
 
@@ -25,6 +26,7 @@ pub(crate) async fn train(
     state: &Rc<RefCell<State>>,
     id: u32,
     source: &ModelSource,
+    decoder: Option<&ModelSource>,
     backend: Backend,
     settings: protocol::Training,
 ) -> Result<(Event, Vec<u8>)> {
@@ -62,6 +64,24 @@ pub(crate) async fn train(
             settings.resolution,
             &device,
         ));
+    }
+    // The photos are encoded; previews can now be drawn with a fast decoder.
+    match decoder {
+        Some(ModelSource::Url { base }) => {
+            let files = AsComponent {
+                files: HttpFiles::new(base),
+                component: "vae",
+            };
+            model.replace_decoder(&files).await?;
+        }
+        Some(ModelSource::Stored { folder }) => {
+            let files = AsComponent {
+                files: StoredFiles::open(folder).await?,
+                component: "vae",
+            };
+            model.replace_decoder(&files).await?;
+        }
+        None => {}
     }
     let folder = protocol::store::avatar_folder(&config.token);
     let folder = [protocol::store::AVATARS_DIR, folder.as_str()];

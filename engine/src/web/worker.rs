@@ -96,12 +96,14 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
         Request::TrainAvatar {
             id,
             source,
+            decoder,
             backend,
             training,
         } => {
-            let trained = super::avatar::train(&state, id, &source, backend, training)
-                .await
-                .map(|(event, file)| (event, Some(file)));
+            let trained =
+                super::avatar::train(&state, id, &source, decoder.as_ref(), backend, training)
+                    .await
+                    .map(|(event, file)| (event, Some(file)));
             answer(id, trained);
             state.borrow_mut().cancelled.remove(&id);
         }
