@@ -615,7 +615,7 @@ mod tests {
         let mut mia = avatar("Mia", 1.0, true);
         for (after, phrase) in [
             (0.2, "has not changed much"),
-            (0.199, "has not changed much"),
+            (0.1995, "has not changed much"),
             (0.198, "a little better"),
             (0.18, "clearly better"),
         ] {

@@ -3,7 +3,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { startServer, launchBrowser, trackContext, watchPage } from './harness.mjs';
+import { startServer, launchBrowser, trackContext, watchPage, checkScreen } from './harness.mjs';
 
 let server;
 let browser;
@@ -36,5 +36,16 @@ test('control: requests to other origins reach both logs, over HTTP and HTTPS', 
   assert.ok(foreign.includes('https://cdn.example:443'), JSON.stringify(foreign));
   const fromPage = server.foreignAppRequests().map((entry) => entry.url);
   assert.deepEqual(fromPage.sort(), ['http://tracker.example/collect?photo=1', 'https://cdn.example/pixel.png']);
+  await page.close();
+});
+
+test('control: template text on screen and panics in the console fail the screen check', async () => {
+  const page = await browser.newPage();
+  await page.goto(`${server.origin}/template-leak.html`);
+  await assert.rejects(checkScreen(page, [], 'control-template-leak'), /template text on screen/);
+  await page.goto(`${server.origin}/console-error.html`);
+  await checkScreen(page, [], 'control-clean');
+  const panicked = ['console.error: panicked at app/src/pages/avatars.rs:1:1: Tried to access a reactive value that has already been disposed.'];
+  await assert.rejects(checkScreen(page, panicked, 'control-panic'), /the app panicked/);
   await page.close();
 });

@@ -68,9 +68,12 @@ test('a model downloads into the device store with progress per file and overall
   const fileBars = await card().getByTestId('progress-file').count();
   assert.equal(fileBars, 12);
   await screenshot(page, 'models-downloaded');
+  // The default fast decoder comes along with the default model.
+  await page.getByTestId('model-madebyollin-taesd').getByTestId('model-status').filter({ hasText: 'Ready on this device' }).waitFor({ timeout: 60_000 });
   // Every model byte came from the configured host, as hub `resolve` URLs.
   const modelRequests = server.requests.filter((entry) => entry.url.includes('/hub/'));
-  assert.ok(modelRequests.every((entry) => /\/hub\/stabilityai\/sd-turbo\/resolve\/main\//.test(entry.url)));
+  assert.ok(modelRequests.some((entry) => entry.url.includes('/hub/madebyollin/taesd/resolve/main/')));
+  assert.ok(modelRequests.every((entry) => /\/hub\/(stabilityai\/sd-turbo|madebyollin\/taesd)\/resolve\/main\//.test(entry.url)));
 });
 
 test('the worker draws from the stored model, matching diffusers', async () => {

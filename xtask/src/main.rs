@@ -28,6 +28,8 @@ cargo xtask <command>
                   URL parameters (noise=FILE is looked up in models/fixtures)
   bench heap DIR  the worker's wasm heap while it streams model DIR (bench browser with
                   load_only=1; make DIR with models/make_bench_models.py OUT --full)
+  bench decode [SIZE] [cpu|gpu]  one picture's decode at SIZE² (default 512): SD-Turbo's VAE
+                  decoder beside TAESD, random weights in their real shapes (native release build)
   precache    (Trunk post-build hook) write the service worker's file list and version
 ";
 
@@ -47,6 +49,9 @@ fn main() -> ExitCode {
         ["bench", "avatar", folder, resolution] => bench_avatar(folder, resolution),
         ["bench", "heap", folder] => bench_browser(folder, &["load_only=1"]),
         ["bench", "browser", folder, params @ ..] => bench_browser(folder, params),
+        ["bench", "decode"] => bench_decode("512", "cpu"),
+        ["bench", "decode", size] => bench_decode(size, "cpu"),
+        ["bench", "decode", size, backend] => bench_decode(size, backend),
         ["precache"] => precache::run(),
         _ => {
             eprint!("{HELP}");
@@ -175,6 +180,25 @@ fn test() -> Result {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The full VAE's decode beside TAESD's, at `size`² on `backend` (see engine/examples/decode_bench.rs).
+fn bench_decode(size: &str, backend: &str) -> Result {
+    run(
+        "cargo",
+        &[
+            "run",
+            "--release",
+            "--locked",
+            "-p",
+            "engine",
+            "--example",
+            "decode_bench",
+            "--",
+            size,
+            backend,
+        ],
+    )
 }
 
 /// Release build of the app, then the size of each wasm module, raw and gzipped.

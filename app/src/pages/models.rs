@@ -144,15 +144,15 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
     let model = StoredValue::new(model);
     Effect::new(move || {
         work.changed.track();
+        // Values, not the card's stored ones: the parent may leave the page before this ends.
+        let entry = model.get_value();
         leptos::task::spawn_local(async move {
-            let status = model_store::status(&model.get_value()).await;
-            let status = status.unwrap_or_else(|message| {
+            let status = model_store::status(&entry).await.unwrap_or_else(|message| {
                 work.errors.update(|errors| {
-                    errors.insert(repo.get_value(), message);
+                    errors.insert(entry.repo.clone(), message);
                 });
                 Stored::Missing
             });
-            // The parent may have left the page meanwhile.
             stored.try_set(Some(status));
         });
     });
@@ -168,13 +168,14 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
     let start_download = move |_| work.download(model.get_value());
     let delete = move |_| {
         deleting.set(true);
+        let entry = model.get_value();
         leptos::task::spawn_local(async move {
-            let result = model_store::delete(&model.get_value()).await;
+            let result = model_store::delete(&entry).await;
             work.progress.update(|progress| {
-                progress.remove(&repo.get_value());
+                progress.remove(&entry.repo);
             });
             deleting.try_set(false);
-            work.finish(&repo.get_value(), result);
+            work.finish(&entry.repo, result);
         });
     };
     let import = move |event: leptos::ev::Event| {
@@ -215,6 +216,9 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
         <section class="card model-card" data-testid=format!("model-{slug}")>
             <h2>{entry.name.clone()} {entry.is_default().then_some(if entry.role == "pipeline" { " (default)" } else { " (default fast decoder)" })}</h2>
             <p>{entry.description.clone()}</p>
+            {(entry.repo == model_store::registry().default_model).then(|| view! {
+                <p class="muted">"Downloading it also fetches the default fast decoder, which finishes every picture in a fraction of the time."</p>
+            })}
             {entry.defaults.clone().map(|defaults| view! {
                 <p class="muted">
                     {format!(
@@ -280,7 +284,7 @@ pub fn ModelHost() -> impl IntoView {
             let base = value.trim().to_owned();
             let is_default = base.is_empty() || base == model_store::registry().hub_base;
             let result = model_store::set_hub_base((!is_default).then_some(base.as_str())).await;
-            message.set(Some(match result {
+            message.try_set(Some(match result {
                 Ok(()) => "Saved. Reload the app to download from this host.".into(),
                 Err(error) => error,
             }));

@@ -162,7 +162,7 @@ fn DeleteEverything() -> impl IntoView {
                 }
             }
             studio::forget_loaded();
-            done.set(Some(if problems.is_empty() {
+            done.try_set(Some(if problems.is_empty() {
                 "Everything was deleted from this device.".to_owned()
             } else {
                 problems.join(" ")
