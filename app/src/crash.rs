@@ -7,6 +7,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use wasm_bindgen::JsCast;
+
 static SHOWN: AtomicBool = AtomicBool::new(false);
 
 /// Installs the hook: the panic goes to the console as before, then the note goes up.
@@ -49,5 +51,6 @@ fn show_note() -> Option<()> {
     card.append_child(&reload).ok()?;
     note.append_child(&card).ok()?;
     body.append_child(&note).ok()?;
-    Some(())
+    // Keyboard and screen-reader users land on the way back.
+    reload.dyn_into::<web_sys::HtmlElement>().ok()?.focus().ok()
 }

@@ -22,11 +22,15 @@ const TAESD: &str = "{}";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let size: usize = args.first().map_or(512, |size| size.parse().expect("SIZE is a number"));
-    let backend: ComputeBackend = args
-        .get(1)
-        .map_or(ComputeBackend::Cpu, |name| name.parse().expect("cpu or gpu"));
-    let runs: usize = args.get(2).map_or(2, |runs| runs.parse().expect("RUNS is a number"));
+    let size: usize = args
+        .first()
+        .map_or(512, |size| size.parse().expect("SIZE is a number"));
+    let backend: ComputeBackend = args.get(1).map_or(ComputeBackend::Cpu, |name| {
+        name.parse().expect("cpu or gpu")
+    });
+    let runs: usize = args
+        .get(2)
+        .map_or(2, |runs| runs.parse().expect("RUNS is a number"));
     let device = backend.device();
     let latents = || {
         Tensor::<4>::random(
@@ -35,7 +39,8 @@ fn main() {
             &device,
         )
     };
-    let kl: AutoencoderKLConfig = serde_json::from_str(SD_TURBO_VAE).expect("the VAE config parses");
+    let kl: AutoencoderKLConfig =
+        serde_json::from_str(SD_TURBO_VAE).expect("the VAE config parses");
     let kl = kl.init(&device);
     let tiny: AutoencoderTinyConfig = serde_json::from_str(TAESD).expect("the TAESD config parses");
     let tiny = tiny.init(&device);

@@ -43,6 +43,8 @@ test('control: template text on screen and panics in the console fail the screen
   const page = await browser.newPage();
   await page.goto(`${server.origin}/template-leak.html`);
   await assert.rejects(checkScreen(page, [], 'control-template-leak'), /template text on screen/);
+  await page.setContent('<p>No picture yet</p><div aria-hidden="true">🙂</div>');
+  await assert.rejects(checkScreen(page, [], 'control-emoji'), /an emoji on screen/);
   await page.goto(`${server.origin}/console-error.html`);
   await checkScreen(page, [], 'control-clean');
   const panicked = ['console.error: panicked at app/src/pages/avatars.rs:1:1: Tried to access a reactive value that has already been disposed.'];

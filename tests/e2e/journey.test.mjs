@@ -320,14 +320,14 @@ test('again in the same browser: a second child, a book made without choosing th
   assert.equal(await avatarChoice.inputValue(), '<mia>');
   await name.fill('Noah');
   await page.getByText('Every picture will show Noah').waitFor();
-  await page.getByRole('radio', { name: /Goodnight/ }).check();
+  await page.getByRole('radio', { name: /Goes to the Zoo/ }).check();
   await checkScreen(page, problems, 'journey-second-new-story');
   await button('Make the book').click();
   await page.waitForURL(/\/book\?id=/);
   await page.getByRole('heading', { level: 2, name: 'Page 1' }).waitFor();
   const pages = await page.getByRole('heading', { level: 2, name: /^Page \d+$/ }).count();
   const title = await page.getByLabel('Title').inputValue();
-  assert.equal(title, 'Goodnight, Noah');
+  assert.equal(title, 'Noah Goes to the Zoo');
   const drawnBefore = (await engineRequests('generate')).length;
   await illustrateAll(pages, { leaveMidway: true, title });
   await checkScreen(page, problems, 'journey-second-illustrated');

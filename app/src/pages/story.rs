@@ -140,7 +140,7 @@ pub fn Story() -> impl IntoView {
         match chosen.get() {
             Some(avatar) => view! {
                 <p class="notice ok" data-testid="book-stars">
-                    {format!("Every picture will show {}, as the avatar “{}” learned from your photos.", avatar.name, avatar.name)}
+                    {format!("Every picture will show {}, as the avatar learned from your photos.", avatar.name)}
                 </p>
             }.into_any(),
             None if ready_avatars().is_empty() => view! {
