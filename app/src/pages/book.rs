@@ -453,7 +453,7 @@ fn Reader(
     let cover_picture = move || {
         book.with(|book| {
             book.as_ref()
-                .and_then(|book| book.pages.iter().find_map(|page| picture_of(page)))
+                .and_then(|book| book.pages.iter().find_map(picture_of))
         })
     };
     let title = move || {
