@@ -61,6 +61,12 @@ const button = (name, scope = page) => scope.getByRole('button', { name, exact: 
 const link = (name, scope = page) => scope.getByRole('link', { name, exact: true });
 const nav = (name) => page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name });
 
+/** Waits until the form control `locator` holds `value` (the form keeps name and avatar in step). */
+async function hasValue(locator, value) {
+  const element = await locator.elementHandle();
+  await page.waitForFunction(([control, wanted]) => control.value === wanted, [element, value], { timeout: 10_000 });
+}
+
 /** The requests the app posted to the engine since the page loaded. */
 async function engineRequests(type) {
   return (await page.evaluate(() => window.engineRequests)).filter((request) => request.type === type);
@@ -186,9 +192,9 @@ test('the whole journey: model, avatar, story, pictures, reading from the cover,
   await link('Start a story', card).click();
   await page.getByRole('heading', { level: 1, name: 'New story' }).waitFor();
   const avatarChoice = page.getByRole('combobox', { name: 'Avatar' });
-  assert.equal(await avatarChoice.inputValue(), '<mia>');
-  assert.equal(await page.getByLabel("Child's name").inputValue(), 'Mia');
   await page.getByText('Every picture will show Mia').waitFor();
+  await hasValue(avatarChoice, '<mia>');
+  await hasValue(page.getByLabel("Child's name"), 'Mia');
   // Choosing no avatar says plainly that the child will not be in the pictures.
   await avatarChoice.selectOption({ label: 'No avatar (a storybook toddler)' });
   await page.getByText('the pictures will show a storybook toddler, not your child').waitFor();
@@ -314,10 +320,10 @@ test('again in the same browser: a second child, a book made without choosing th
   const name = page.getByLabel("Child's name");
   const avatarChoice = page.getByRole('combobox', { name: 'Avatar' });
   await page.getByText('Every picture will show Noah').waitFor();
-  assert.equal(await name.inputValue(), 'Noah');
+  await hasValue(name, 'Noah');
   await name.fill('Mia');
   await page.getByText('Every picture will show Mia').waitFor();
-  assert.equal(await avatarChoice.inputValue(), '<mia>');
+  await hasValue(avatarChoice, '<mia>');
   await name.fill('Noah');
   await page.getByText('Every picture will show Noah').waitFor();
   await page.getByRole('radio', { name: /Goes to the Zoo/ }).check();

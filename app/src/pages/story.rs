@@ -67,6 +67,10 @@ pub fn Story() -> impl IntoView {
     let navigate = use_navigate();
     let create = move |event: leptos::ev::SubmitEvent| {
         event.prevent_default();
+        // Until the avatars are read (milliseconds) the book would star nobody.
+        if avatars.with_untracked(Option::is_none) {
+            return;
+        }
         let chosen_template = template
             .get_untracked()
             .and_then(|id| all.get_value().into_iter().find(|t| t.id == id));
@@ -125,6 +129,10 @@ pub fn Story() -> impl IntoView {
         }
     };
     let who_is_drawn = move || {
+        // Nothing to say until the avatars are read: not a moment of "no avatar yet".
+        if avatars.with(Option::is_none) {
+            return ().into_any();
+        }
         let learning: Vec<String> = all_avatars()
             .into_iter()
             .filter(|avatar| !avatar.is_ready())
