@@ -5,7 +5,7 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, softmax};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Bool, DType, Device, FloatDType, Tensor};
 
 use crate::resnet::{conv1x1, group_norm};
 
@@ -28,16 +28,16 @@ pub fn scaled_dot_product(
             .reshape([batch, tokens, heads, head_dim])
             .swap_dims(1, 2)
     };
-    let query = split(query, queries) * (head_dim as f64).powf(-0.5);
-    let key_t = split(key, keys).swap_dims(2, 3);
+    let query = upcast(split(query, queries) * (head_dim as f64).powf(-0.5));
+    let key_t = upcast(split(key, keys).swap_dims(2, 3));
     let value = split(value, keys);
     let slice = query_slice(batch, heads, queries, keys);
     let outputs: Vec<Tensor<4>> = (0..queries)
         .step_by(slice)
         .map(|start| {
             let length = slice.min(queries - start);
-            let scores = query.clone().narrow(2, start, length).matmul(key_t.clone());
-            softmax(scores, 3).matmul(value.clone())
+            let query = query.clone().narrow(2, start, length);
+            attention_weights(query, key_t.clone(), None, value.dtype()).matmul(value.clone())
         })
         .collect();
     let context = if outputs.len() == 1 {
@@ -46,6 +46,36 @@ pub fn scaled_dot_product(
         Tensor::cat(outputs, 2)
     };
     context.swap_dims(1, 2).reshape([batch, queries, width])
+}
+
+/// An f16 tensor as f32; f32 tensors as they are.
+pub fn upcast<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {
+    match tensor.dtype() {
+        DType::F32 => tensor,
+        _ => tensor.cast(FloatDType::F32),
+    }
+}
+
+/// `softmax(q·kᵀ)` from queries and keys already in f32 (see [`upcast`]), in the values' type
+/// `dtype`. In f16 the scores of SD 2.x's attention overflow (diffusers' `upcast_attention`) and
+/// softmax loses its small weights, so both always run in f32; `mask` is true where a query
+/// must not look.
+pub fn attention_weights(
+    query: Tensor<4>,
+    key_t: Tensor<4>,
+    mask: Option<&Tensor<4, Bool>>,
+    dtype: DType,
+) -> Tensor<4> {
+    let scores = query.matmul(key_t);
+    let scores = match mask {
+        Some(mask) => scores.mask_fill(mask.clone(), f32::NEG_INFINITY),
+        None => scores,
+    };
+    let weights = softmax(scores, 3);
+    match dtype {
+        DType::F32 => weights,
+        _ => weights.cast(dtype),
+    }
 }
 
 /// Score elements in one slice's `[batch, heads, slice, keys]` tensor, at most: 32 MiB in f32,

@@ -21,10 +21,12 @@
 
 use burn::module::{Module, Param};
 use burn::optim::{AdamWConfig, GradientsParams};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use crate::attention::upcast;
+use crate::device::weight_dtype;
 use crate::error::{EngineError, Result};
 use crate::pipeline::{StableDiffusion, gaussian};
 use crate::prompt::PromptEncoder;
@@ -87,11 +89,19 @@ pub fn denoising_loss(frozen: &Frozen, vectors: Tensor<2>, example: &Example) ->
     let alphas = alphas_cumprod(frozen.scheduler)?;
     let timestep = example.timestep.min(alphas.len() - 1);
     let (sample_scale, noise_scale) = add_noise_coefficients(&alphas, timestep);
+    // Latents, noise, the vectors and the loss are f32; the frozen model runs in its own type
+    // (f16 on most GPUs), the casts passing the gradient through.
+    let model_dtype = weight_dtype(&example.latents.device());
     let noisy = example.latents.clone() * sample_scale + example.noise.clone() * noise_scale;
     let context = frozen
         .text
         .encode_with_vectors(&[example.prompt.as_str()], vectors)?;
-    let prediction = frozen.unet.forward(noisy, timestep as f64, &context, None);
+    let prediction = upcast(frozen.unet.forward(
+        noisy.cast(model_dtype),
+        timestep as f64,
+        &context,
+        None,
+    ));
     let target = match frozen.scheduler.prediction_type {
         PredictionType::Epsilon => example.noise.clone(),
         PredictionType::VPrediction => {
@@ -117,7 +127,7 @@ pub fn photo_latents(
         .into_iter()
         .map(|mirrored| {
             let pixels = crate::photos::to_tensor(picture, crop, resolution, mirrored, device);
-            constant(encoder.encode(pixels) * scaling_factor)
+            constant(upcast(encoder.encode(pixels)) * scaling_factor)
         })
         .collect()
 }
@@ -246,8 +256,10 @@ impl Training {
             return Err(EngineError::Usage("no photos to learn from".into()));
         }
         let hidden = initial.len() / config.vectors;
-        let initial =
-            Tensor::<2>::from_data(TensorData::new(initial, [config.vectors, hidden]), device);
+        let initial = Tensor::<2>::from_data(
+            TensorData::new(initial, [config.vectors, hidden]),
+            (device, DType::F32),
+        );
         Ok(Training {
             parameters: TokenVectors {
                 vectors: Param::from_tensor(initial.clone().require_grad()),
@@ -348,8 +360,11 @@ impl Training {
         let mut training = Training::new(config, initial, photos, device)?;
         training.parameters = TokenVectors {
             vectors: Param::from_tensor(
-                Tensor::<2>::from_data(TensorData::new(vectors, [shape[0], shape[1]]), device)
-                    .require_grad(),
+                Tensor::<2>::from_data(
+                    TensorData::new(vectors, [shape[0], shape[1]]),
+                    (device, DType::F32),
+                )
+                .require_grad(),
             ),
         };
         for _ in 0..step {
@@ -367,7 +382,7 @@ impl Training {
         let timestep = TRAINING_TIMESTEPS[self.rng.random_range(0..TRAINING_TIMESTEPS.len())];
         let template = TEMPLATES[self.rng.random_range(0..TEMPLATES.len())];
         Example {
-            noise: Tensor::from_data(TensorData::new(noise, shape), &photo.device()),
+            noise: Tensor::from_data(TensorData::new(noise, shape), (&photo.device(), DType::F32)),
             latents: photo,
             timestep,
             prompt: template.replace("{}", &self.config.token),
@@ -406,7 +421,10 @@ impl Training {
                 let noise = gaussian(&mut rng, shape.iter().product());
                 examples.push(Example {
                     latents: photo.clone(),
-                    noise: Tensor::from_data(TensorData::new(noise, shape), &photo.device()),
+                    noise: Tensor::from_data(
+                        TensorData::new(noise, shape),
+                        (&photo.device(), DType::F32),
+                    ),
                     timestep,
                     prompt: TEMPLATES[index % TEMPLATES.len()].replace("{}", &self.config.token),
                 });

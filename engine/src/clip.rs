@@ -3,9 +3,10 @@
 //! Field names are the checkpoint's key segments, so a parameter's path is its safetensors key
 //! (`encoder.layers.0.self_attn.q_proj.weight`); see `weights.rs` for the loading.
 
+use crate::attention::{attention_weights, upcast};
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, sigmoid, softmax};
+use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use serde::Deserialize;
 
@@ -179,8 +180,10 @@ impl ClipTextModel {
         let tokens = match extra {
             None => self.embeddings.token_embedding.forward(input_ids),
             Some(extra) => {
-                let table =
-                    Tensor::cat(vec![self.embeddings.token_embedding.weight.val(), extra], 0);
+                // An avatar's vectors train in f32; the table may be f16.
+                let table = self.embeddings.token_embedding.weight.val();
+                let extra = extra.cast(table.dtype());
+                let table = Tensor::cat(vec![table, extra], 0);
                 let width = table.dims()[1];
                 table
                     .select(0, input_ids.reshape([batch * seq_len]))
@@ -236,10 +239,13 @@ impl ClipAttention {
         let query = heads(self.q_proj.forward(hidden.clone())) * (head_dim as f64).powf(-0.5);
         let key = heads(self.k_proj.forward(hidden.clone()));
         let value = heads(self.v_proj.forward(hidden));
-        let scores = query
-            .matmul(key.swap_dims(2, 3))
-            .mask_fill(mask.clone(), f32::NEG_INFINITY);
-        let context = softmax(scores, 3).matmul(value);
+        let weights = attention_weights(
+            upcast(query),
+            upcast(key.swap_dims(2, 3)),
+            Some(mask),
+            value.dtype(),
+        );
+        let context = weights.matmul(value);
         self.out_proj
             .forward(context.swap_dims(1, 2).reshape([batch, seq_len, width]))
     }

@@ -1,7 +1,9 @@
 //! Choosing where the engine computes.
 
-use burn::tensor::{Device, DeviceKind};
+use burn::tensor::{DType, Device, DeviceKind, FloatDType};
 use serde::{Deserialize, Serialize};
+
+use crate::error::{EngineError, Result};
 
 /// Where tensors live and kernels run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +22,105 @@ impl ComputeBackend {
         match self {
             ComputeBackend::Gpu => Device::wgpu(DeviceKind::DefaultDevice),
             ComputeBackend::Cpu => Device::flex(),
+        }
+    }
+
+    /// The device with `precision` as its float type (or, for `None`, the fastest this device
+    /// computes correctly: see [`Precision::best_for`]). Must run before any tensor exists on
+    /// the device: burn fixes a device's default float type at its first tensor, and every
+    /// module then loads its weights in that type (burn never mixes types within one op).
+    pub fn device_with(self, precision: Option<Precision>) -> Result<(Device, Precision)> {
+        let mut device = self.device();
+        let precision = precision.unwrap_or_else(|| Precision::best_for(self, &device));
+        if !device.supports_dtype(precision.dtype()) {
+            return Err(EngineError::Usage(format!(
+                "this device cannot compute in {precision} (a GPU needs the `shader-f16` feature \
+                 for f16); use --dtype f32"
+            )));
+        }
+        if let Err(error) = device.configure(FloatDType::from(precision)) {
+            // Configured earlier in this process (a second model, a test): fine if it agrees.
+            let already = precision_of(&device);
+            if already != precision {
+                return Err(EngineError::Usage(format!(
+                    "the device already computes in {already}, not {precision}: {error}"
+                )));
+            }
+        }
+        Ok((device, precision))
+    }
+}
+
+/// The float type weights are held and computed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    /// Half precision: half the memory and, on GPUs with fast f16, about twice the speed.
+    /// Norm statistics, softmax and the scheduler stay in f32.
+    F16,
+    F32,
+}
+
+impl Precision {
+    /// f16 on a GPU that computes in it (WebGPU's `shader-f16`, Vulkan's `shaderFloat16`), f32
+    /// elsewhere: burn's CPU backend converts f16 to f32 for most kernels, so it gains nothing
+    /// there, and SwiftShader has no f16 at all.
+    pub fn best_for(backend: ComputeBackend, device: &Device) -> Self {
+        match backend {
+            ComputeBackend::Gpu if device.supports_dtype(DType::F16) => Precision::F16,
+            _ => Precision::F32,
+        }
+    }
+
+    pub fn dtype(self) -> DType {
+        match self {
+            Precision::F16 => DType::F16,
+            Precision::F32 => DType::F32,
+        }
+    }
+}
+
+impl From<Precision> for FloatDType {
+    fn from(precision: Precision) -> Self {
+        match precision {
+            Precision::F16 => FloatDType::F16,
+            Precision::F32 => FloatDType::F32,
+        }
+    }
+}
+
+/// The float type a device's modules and tensors are created in.
+pub fn precision_of(device: &Device) -> Precision {
+    match device.settings().float_dtype {
+        FloatDType::F16 => Precision::F16,
+        _ => Precision::F32,
+    }
+}
+
+/// The float type a device's weights are loaded in.
+pub fn weight_dtype(device: &Device) -> DType {
+    precision_of(device).dtype()
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(match self {
+            Precision::F16 => "f16",
+            Precision::F32 => "f32",
+        })
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = EngineError;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "f16" | "fp16" | "half" => Ok(Precision::F16),
+            "f32" | "fp32" | "float" => Ok(Precision::F32),
+            other => Err(EngineError::Usage(format!(
+                "unknown precision `{other}`: expected `f16` or `f32`"
+            ))),
         }
     }
 }

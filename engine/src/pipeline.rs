@@ -8,6 +8,8 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::Deserialize;
 use web_time::Instant;
 
+use crate::attention::upcast;
+use crate::device::weight_dtype;
 use crate::embeddings::timestep_features;
 use crate::error::{EngineError, Result};
 use crate::files::ModelFiles;
@@ -94,8 +96,8 @@ impl StableDiffusion {
     ) -> Result<Self> {
         let text = PromptEncoder::load(files, variant, device).await?;
         let (unet, unet_config) =
-            UNet2DConditionModel::load(files, variant, device, DType::F32).await?;
-        let (vae, vae_info) = Vae::load(decoder, variant, device, DType::F32).await?;
+            UNet2DConditionModel::load(files, variant, device, weight_dtype(device)).await?;
+        let (vae, vae_info) = Vae::load(decoder, variant, device, weight_dtype(device)).await?;
         #[derive(Deserialize)]
         struct Wrapper {
             #[serde(flatten)]
@@ -140,7 +142,8 @@ impl StableDiffusion {
     /// Decodes with `decoder`'s `vae/` from now on (a fast decoder for training previews, once
     /// the photos are encoded with the model's own VAE); its weights keep no gradient.
     pub async fn replace_decoder(&mut self, decoder: &impl ModelFiles) -> Result<()> {
-        let (vae, info) = Vae::load(decoder, None, &self.device, DType::F32).await?;
+        let (vae, info) =
+            Vae::load(decoder, None, &self.device, weight_dtype(&self.device)).await?;
         if info.latent_channels != self.latent_channels {
             return Err(EngineError::Usage(format!(
                 "{} decodes {} latent channels, but the model makes {}",
@@ -197,6 +200,7 @@ impl StableDiffusion {
             request.width / 8,
         ];
         let mut rng = StdRng::seed_from_u64(request.seed);
+        let model_dtype = weight_dtype(&self.device);
         let mut timings = StageTimings::default();
         let started = Instant::now();
 
@@ -246,15 +250,19 @@ impl StableDiffusion {
         let steps = scheduler.timesteps().len();
         for (index, &timestep) in scheduler.timesteps().iter().enumerate() {
             let step_started = Instant::now();
-            let input = latents.clone() * scheduler.input_scale(index);
+            // The latents and the scheduler's arithmetic stay in f32 (as diffusers' schedulers
+            // upcast); only the UNet runs in the model's type.
+            let input = (latents.clone() * scheduler.input_scale(index)).cast(model_dtype);
             let input = if guided {
                 Tensor::cat(vec![input.clone(), input], 0)
             } else {
                 input
             };
-            let prediction = self
-                .unet
-                .forward(input, timestep, &context, condition.clone());
+            let prediction =
+                upcast(
+                    self.unet
+                        .forward(input, timestep, &context, condition.clone()),
+                );
             let prediction = if guided {
                 let mut halves = prediction.chunk(2, 0);
                 let conditioned = halves.pop().expect("two halves");
@@ -284,7 +292,10 @@ impl StableDiffusion {
         // 5. Decode to a picture.
         let decode_started = Instant::now();
         let latent_values = read(latents.clone()).await?;
-        let image = self.vae.decode(latents / self.scaling_factor);
+        let image = upcast(
+            self.vae
+                .decode((latents / self.scaling_factor).cast(model_dtype)),
+        );
         let pixels = read(
             ((image / 2.0 + 0.5).clamp(0.0, 1.0) * 255.0)
                 .round()
@@ -302,8 +313,9 @@ impl StableDiffusion {
         })
     }
 
+    /// An f32 tensor, whatever the model's type: latents and noise.
     fn tensor(&self, values: Vec<f32>, shape: [usize; 4]) -> Tensor<4> {
-        Tensor::from_data(TensorData::new(values, shape), &self.device)
+        Tensor::from_data(TensorData::new(values, shape), (&self.device, DType::F32))
     }
 }
 

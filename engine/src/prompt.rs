@@ -2,7 +2,7 @@
 //! textual-inversion embeddings, as diffusers' `encode_prompt` and `load_textual_inversion` do it.
 
 use burn::module::Param;
-use burn::tensor::{DType, Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::clip::{ClipTextConfig, ClipTextModel};
 use crate::error::{EngineError, Result};
@@ -55,7 +55,7 @@ impl PromptEncoder {
             files,
             &weights,
             &[(r"^text_model\.", "")],
-            DType::F32,
+            crate::device::weight_dtype(device),
         )
         .await?;
         Ok(PromptEncoder {

@@ -3,57 +3,19 @@
 
 mod common;
 
-use common::{device, fixtures, golden_tensor, model, relative_l2};
+use common::pipeline::{pipeline_errors, request};
+use common::{device, fixtures, model};
 use engine::files::block_on;
-use engine::pipeline::{GenerationRequest, StableDiffusion, gaussian};
+use engine::pipeline::{StableDiffusion, gaussian};
 use engine::schedulers::SchedulerKind;
 use rand::SeedableRng;
-
-const GOLDEN: &str = "image-golden.safetensors";
-
-fn request(name: &str) -> GenerationRequest {
-    let runs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("pipeline-runs.json")).unwrap())
-            .unwrap();
-    let run = &runs[name];
-    GenerationRequest {
-        prompt: run["prompt"].as_str().unwrap().into(),
-        negative_prompt: run["negative_prompt"].as_str().unwrap_or("").into(),
-        steps: run["num_inference_steps"].as_u64().unwrap() as usize,
-        guidance: run["guidance_scale"].as_f64().unwrap(),
-        width: 32,
-        height: 32,
-        seed: 0,
-        scheduler: None,
-        noise: Some(golden_tensor(&format!("{name}-noise.safetensors"), "noise").1),
-    }
-}
 
 fn assert_pipeline_matches(name: &str) {
     assert_pipeline_matches_on(name, &device());
 }
 
 fn assert_pipeline_matches_on(name: &str, device: &burn::tensor::Device) {
-    let model = block_on(StableDiffusion::load(&common::model(name), None, device)).unwrap();
-    let generated = block_on(model.generate(&request(name), |_| true)).unwrap();
-    let latents = (generated.latent_shape.to_vec(), generated.latents.clone());
-    let error = relative_l2(
-        &latents,
-        &golden_tensor(GOLDEN, &format!("{name}.pipeline.latents")),
-    );
-    let expected = image::open(fixtures().join(format!("{name}-golden.png")))
-        .unwrap()
-        .to_rgb8();
-    let difference = generated
-        .rgb
-        .iter()
-        .zip(expected.as_raw())
-        .map(|(a, b)| f64::from(a.abs_diff(*b)))
-        .sum::<f64>()
-        / generated.rgb.len() as f64;
-    eprintln!(
-        "{name}: latents relative L2 {error:e}, picture mean abs difference {difference:.4}/255"
-    );
+    let (error, difference) = pipeline_errors(name, device);
     assert!(error <= 1e-3, "{name}: latents relative L2 error {error}");
     assert!(
         difference <= 1.0,

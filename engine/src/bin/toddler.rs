@@ -31,7 +31,7 @@ mod cli {
     use std::time::Instant;
 
     use clap::{Parser, Subcommand};
-    use engine::device::ComputeBackend;
+    use engine::device::{ComputeBackend, Precision};
     use engine::files::{Folder, block_on};
     use engine::pipeline::{GenerationRequest, StableDiffusion};
     use engine::prompt::PromptEncoder;
@@ -106,6 +106,10 @@ mod cli {
         /// Where to compute: `cpu` or `gpu`.
         #[arg(long, default_value = "cpu")]
         backend: String,
+        /// Precision of the weights and compute: `f16` or `f32` (default: f16 on a GPU that
+        /// computes in it, f32 otherwise).
+        #[arg(long)]
+        dtype: Option<String>,
         /// A checkpoint file, written every `--checkpoint-every` steps; when it exists at the start,
         /// training resumes from it.
         #[arg(long)]
@@ -160,6 +164,10 @@ mod cli {
         /// Where to compute: `cpu` or `gpu`.
         #[arg(long, default_value = "cpu")]
         backend: String,
+        /// Precision of the weights and compute: `f16` or `f32` (default: f16 on a GPU that
+        /// computes in it, f32 otherwise).
+        #[arg(long)]
+        dtype: Option<String>,
         /// Draws the picture this many times in one process and reports each (the first run
         /// compiles the GPU kernels; the later ones are the warm figures).
         #[arg(long, default_value_t = 1)]
@@ -242,11 +250,13 @@ mod cli {
             .as_ref()
             .map(|path| read_tensor(path, "noise"))
             .transpose()?;
+        let (device, precision) = backend.device_with(parse_precision(args.dtype.as_deref())?)?;
+        eprintln!("computing in {precision} on the {backend:?} backend");
         let started = Instant::now();
         let mut model = block_on(StableDiffusion::load(
             &Folder(args.model.clone()),
             None,
-            &backend.device(),
+            &device,
         ))?;
         for path in &args.embeddings {
             model.add_embedding(&read_embedding(path)?, path)?;
@@ -323,9 +333,11 @@ mod cli {
             .backend
             .parse()
             .map_err(|error| EngineError::Usage(format!("{error}")))?;
+        let (device, precision) = backend.device_with(parse_precision(args.dtype.as_deref())?)?;
+        eprintln!("computing in {precision} on the {backend:?} backend (the vectors in f32)");
         let device = match args.gradient_checkpointing {
-            true => backend.device().autodiff().gradient_checkpointing(),
-            false => backend.device().autodiff(),
+            true => device.autodiff().gradient_checkpointing(),
+            false => device.autodiff(),
         };
         let mut model = block_on(StableDiffusion::load(
             &Folder(args.model.clone()),
@@ -381,7 +393,7 @@ mod cli {
                     &files,
                     None,
                     &device,
-                    burn::tensor::DType::F32,
+                    engine::device::weight_dtype(&device),
                 ))?;
                 Some((vae.no_grad(), info))
             }
@@ -489,6 +501,10 @@ mod cli {
             serde_json::json!({ "eval_loss_before": before, "eval_loss_after": after })
         );
         Ok(())
+    }
+
+    fn parse_precision(name: Option<&str>) -> Result<Option<Precision>> {
+        name.map(str::parse).transpose()
     }
 
     fn is_picture_name(path: &std::path::Path) -> bool {

@@ -2,6 +2,9 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod avatar;
+pub mod pipeline;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 

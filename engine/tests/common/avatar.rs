@@ -1,0 +1,100 @@
+//! The avatar-gradient check against torch autograd, shared by the f32 and f16 suites.
+
+use burn::module::Module;
+use burn::tensor::{Tensor, TensorData};
+use engine::avatar::{Example, Frozen, denoising_loss};
+use engine::files::block_on;
+use engine::prompt::PromptEncoder;
+use engine::schedulers::SchedulerConfig;
+use engine::unet_2d::UNet2DConditionModel;
+
+use super::{fixtures, golden_tensor, model, relative_l2};
+
+const GOLDEN: &str = "avatar-golden.safetensors";
+
+/// The loss's and the vectors' gradient's relative errors against torch autograd, for each
+/// golden case, with the model loaded on `device` (an autodiff device) in its float type.
+pub fn avatar_errors_against_torch(device: burn::tensor::Device) -> Vec<(f32, f64)> {
+    let files = model("tiny-sd2");
+    let mut text = block_on(PromptEncoder::load(&files, None, &device)).unwrap();
+    text.text_encoder = text.text_encoder.no_grad();
+    let (unet, _) = block_on(UNet2DConditionModel::load(
+        &files,
+        None,
+        &device,
+        engine::device::weight_dtype(&device),
+    ))
+    .unwrap();
+    let unet = unet.no_grad();
+    let scheduler: SchedulerConfig = serde_json::from_slice(
+        &std::fs::read(fixtures().join("tiny-sd2/scheduler/scheduler_config.json")).unwrap(),
+    )
+    .unwrap();
+    let golden: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("avatar-golden.json")).unwrap())
+            .unwrap();
+    let tokens: Vec<String> = serde_json::from_value(golden["tokens"].clone()).unwrap();
+    text.add_placeholder_tokens(&tokens).unwrap();
+    // The engine expands `<kid>` to both vectors, as diffusers' maybe_convert_prompt does.
+    let prompt = "a photo of <kid>";
+    let expected_ids: Vec<u32> = serde_json::from_value(golden["input_ids"].clone()).unwrap();
+    assert_eq!(text.input_ids(prompt).unwrap(), expected_ids);
+
+    let tensor = |name: &str| {
+        let (shape, values) = golden_tensor(GOLDEN, name);
+        (shape, values)
+    };
+    let burn4 = |name: &str| {
+        let (shape, values) = tensor(name);
+        Tensor::<4>::from_data(
+            TensorData::new(values, shape),
+            (&device, burn::tensor::DType::F32),
+        )
+    };
+    let frozen = Frozen {
+        text: &text,
+        unet: &unet,
+        scheduler: &scheduler,
+    };
+    let mut errors = Vec::new();
+    for case in golden["cases"].as_array().unwrap() {
+        let timestep = case["timestep"].as_u64().unwrap() as usize;
+        let (shape, values) = tensor("vectors");
+        // The vectors are f32 whatever the model's type, as training keeps them.
+        let vectors = Tensor::<2>::from_data(
+            TensorData::new(values, shape),
+            (&device, burn::tensor::DType::F32),
+        )
+        .require_grad();
+        let example = Example {
+            latents: burn4("latents"),
+            noise: burn4("noise"),
+            timestep,
+            prompt: prompt.into(),
+        };
+        let loss = denoising_loss(&frozen, vectors.clone(), &example).unwrap();
+        let gradients = loss.backward();
+        let gradient = vectors
+            .grad(&gradients)
+            .expect("a gradient for the vectors");
+        assert_eq!(
+            gradient.dtype(),
+            burn::tensor::DType::F32,
+            "the gradient is f32"
+        );
+        let loss_value = loss
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .unwrap()[0];
+        let expected_loss = tensor(&format!("t{timestep}.loss")).1[0];
+        let gradient = super::values(gradient);
+        let error = relative_l2(&gradient, &tensor(&format!("t{timestep}.grad")));
+        let loss_error = ((loss_value - expected_loss) / expected_loss).abs();
+        eprintln!(
+            "t={timestep}: loss {loss_value} (relative error {loss_error:e}), gradient relative L2 {error:e}"
+        );
+        errors.push((loss_error, error));
+    }
+    errors
+}

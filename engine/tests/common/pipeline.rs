@@ -1,0 +1,52 @@
+//! One golden text-to-image run against diffusers', shared by the f32 and f16 suites.
+
+use engine::files::block_on;
+use engine::pipeline::{GenerationRequest, StableDiffusion};
+
+use super::{fixtures, golden_tensor, relative_l2};
+
+const GOLDEN: &str = "image-golden.safetensors";
+
+pub fn request(name: &str) -> GenerationRequest {
+    let runs: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures().join("pipeline-runs.json")).unwrap())
+            .unwrap();
+    let run = &runs[name];
+    GenerationRequest {
+        prompt: run["prompt"].as_str().unwrap().into(),
+        negative_prompt: run["negative_prompt"].as_str().unwrap_or("").into(),
+        steps: run["num_inference_steps"].as_u64().unwrap() as usize,
+        guidance: run["guidance_scale"].as_f64().unwrap(),
+        width: 32,
+        height: 32,
+        seed: 0,
+        scheduler: None,
+        noise: Some(golden_tensor(&format!("{name}-noise.safetensors"), "noise").1),
+    }
+}
+
+/// Generates `name`'s golden run on `device` in its float type: the final latents' relative L2
+/// error and the picture's mean absolute difference (of 255) against diffusers'.
+pub fn pipeline_errors(name: &str, device: &burn::tensor::Device) -> (f64, f64) {
+    let model = block_on(StableDiffusion::load(&super::model(name), None, device)).unwrap();
+    let generated = block_on(model.generate(&request(name), |_| true)).unwrap();
+    let latents = (generated.latent_shape.to_vec(), generated.latents.clone());
+    let error = relative_l2(
+        &latents,
+        &golden_tensor(GOLDEN, &format!("{name}.pipeline.latents")),
+    );
+    let expected = image::open(fixtures().join(format!("{name}-golden.png")))
+        .unwrap()
+        .to_rgb8();
+    let difference = generated
+        .rgb
+        .iter()
+        .zip(expected.as_raw())
+        .map(|(a, b)| f64::from(a.abs_diff(*b)))
+        .sum::<f64>()
+        / generated.rgb.len() as f64;
+    eprintln!(
+        "{name}: latents relative L2 {error:e}, picture mean abs difference {difference:.4}/255"
+    );
+    (error, difference)
+}
