@@ -25,6 +25,8 @@ pub struct EngineWorker {
     queued: Rc<RefCell<Vec<String>>>,
     listeners: Rc<RefCell<HashMap<u32, UnboundedSender<Delivery>>>>,
     next_id: Cell<u32>,
+    /// Replaced by a fresh worker: stops once its last request has finished.
+    retired: Rc<Cell<bool>>,
 }
 
 thread_local! {
@@ -44,6 +46,20 @@ impl EngineWorker {
         })
     }
 
+    /// Starts a fresh worker for the next request: after a change of precision, which a
+    /// worker cannot make once its GPU holds a tensor (burn fixes a device's float type). The
+    /// current worker finishes the requests it has (a picture, an avatar) and then stops.
+    pub fn restart() {
+        ENGINE.with(|engine| {
+            if let Some(old) = engine.borrow_mut().take() {
+                old.retired.set(true);
+                if old.listeners.borrow().is_empty() {
+                    old.worker.terminate();
+                }
+            }
+        });
+    }
+
     fn start() -> Result<EngineWorker, String> {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Classic);
@@ -53,12 +69,14 @@ impl EngineWorker {
         let ready = Rc::new(Cell::new(false));
         let queued: Rc<RefCell<Vec<String>>> = Rc::default();
         let listeners: Rc<RefCell<HashMap<u32, UnboundedSender<Delivery>>>> = Rc::default();
+        let retired = Rc::new(Cell::new(false));
         let on_message = {
-            let (worker, ready, queued, listeners) = (
+            let (worker, ready, queued, listeners, retired) = (
                 worker.clone(),
                 ready.clone(),
                 queued.clone(),
                 listeners.clone(),
+                retired.clone(),
             );
             Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
                 let data = message.data();
@@ -88,6 +106,9 @@ impl EngineWorker {
                 }
                 if finished {
                     listeners.remove(&id);
+                    if retired.get() && listeners.is_empty() {
+                        worker.terminate();
+                    }
                 }
             })
         };
@@ -99,6 +120,7 @@ impl EngineWorker {
             queued,
             listeners,
             next_id: Cell::new(1),
+            retired,
         })
     }
 

@@ -4,7 +4,7 @@
 use std::cell::RefCell;
 
 use protocol::store::{AVATAR_FILE, AVATARS_DIR, avatar_folder};
-use protocol::{Backend, Event, ModelSource, Request};
+use protocol::{Backend, Event, ModelSource, Precision, Request};
 use stories::{Avatar, Book};
 
 use crate::engine::EngineWorker;
@@ -22,6 +22,8 @@ pub struct Preferences {
     /// Decode with the model's own (full) VAE instead of the fast decoder: the finest pictures,
     /// at several UNet steps' worth of time each.
     pub full_decoder: bool,
+    /// `None`: the engine chooses (f16 where the graphics chip computes in it).
+    pub precision: Option<Precision>,
 }
 
 fn stored(key: &str) -> Option<String> {
@@ -44,6 +46,8 @@ pub const BACKEND_KEY: &str = "toddler.backend";
 pub const SIZE_KEY: &str = "toddler.picture_size";
 /// `full` for the model's own VAE; anything else (or nothing) for the fast decoder.
 pub const DECODER_KEY: &str = "toddler.decoder";
+/// `f16` or `f32`; anything else (or nothing): the engine chooses.
+pub const PRECISION_KEY: &str = "toddler.precision";
 
 impl Preferences {
     pub fn read() -> Preferences {
@@ -66,6 +70,7 @@ impl Preferences {
             avatar_steps: number("toddler.avatar_steps", 300),
             avatar_resolution: number("toddler.avatar_resolution", 512),
             full_decoder: stored(DECODER_KEY).as_deref() == Some("full"),
+            precision: stored(PRECISION_KEY).and_then(|name| Precision::parse(&name)),
         }
     }
 }
@@ -196,6 +201,7 @@ pub async fn ensure_loaded(avatar: Option<&str>) -> Result<(), String> {
         source: ModelSource::Stored { folder },
         decoder,
         backend: Preferences::read().backend,
+        precision: Preferences::read().precision,
         embeddings,
     };
     LOADED.with(|loaded| *loaded.borrow_mut() = None);

@@ -38,16 +38,22 @@ impl ComputeBackend {
                  for f16); use --dtype f32"
             )));
         }
-        if let Err(error) = device.configure(FloatDType::from(precision)) {
-            // Configured earlier in this process (a second model, a test): fine if it agrees.
-            let already = precision_of(&device);
-            if already != precision {
-                return Err(EngineError::Usage(format!(
-                    "the device already computes in {already}, not {precision}: {error}"
-                )));
-            }
+        let configured = configure(&mut device, precision);
+        if configured != precision {
+            return Err(EngineError::Usage(format!(
+                "the device already computes in {configured}, not {precision}"
+            )));
         }
         Ok((device, precision))
+    }
+}
+
+/// Makes `precision` the device's float type if no tensor exists on it yet; returns the type it
+/// computes in (a device used before keeps its type: burn fixes it at the first tensor).
+pub fn configure(device: &mut Device, precision: Precision) -> Precision {
+    match device.configure(FloatDType::from(precision)) {
+        Ok(()) => precision,
+        Err(_) => precision_of(device),
     }
 }
 
@@ -76,6 +82,24 @@ impl Precision {
         match self {
             Precision::F16 => DType::F16,
             Precision::F32 => DType::F32,
+        }
+    }
+}
+
+impl From<protocol::Precision> for Precision {
+    fn from(precision: protocol::Precision) -> Self {
+        match precision {
+            protocol::Precision::F16 => Precision::F16,
+            protocol::Precision::F32 => Precision::F32,
+        }
+    }
+}
+
+impl From<Precision> for protocol::Precision {
+    fn from(precision: Precision) -> Self {
+        match precision {
+            Precision::F16 => protocol::Precision::F16,
+            Precision::F32 => protocol::Precision::F32,
         }
     }
 }

@@ -37,6 +37,33 @@ impl Backend {
     }
 }
 
+/// The float type the engine holds weights and computes in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Half precision: half the memory and faster, on a GPU with `shader-f16`.
+    F16,
+    #[default]
+    F32,
+}
+
+impl Precision {
+    pub fn parse(name: &str) -> Option<Precision> {
+        match name {
+            "f16" => Some(Precision::F16),
+            "f32" => Some(Precision::F32),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F16 => "f16",
+            Precision::F32 => "f32",
+        }
+    }
+}
+
 /// One picture's settings; the same request and seed give the same picture.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Generate {
@@ -70,6 +97,11 @@ pub enum Request {
         #[serde(default)]
         decoder: Option<ModelSource>,
         backend: Backend,
+        /// `None`: f16 where the GPU computes in it, else f32. A worker's GPU keeps the
+        /// precision of its first model (burn fixes it per device); the app starts a fresh
+        /// worker when the parent changes it.
+        #[serde(default)]
+        precision: Option<Precision>,
         /// Textual-inversion embeddings to add: URLs, or `opfs:{path}` in the store.
         #[serde(default)]
         embeddings: Vec<String>,
@@ -89,6 +121,9 @@ pub enum Request {
         #[serde(default)]
         decoder: Option<ModelSource>,
         backend: Backend,
+        /// As for [`Request::Load`]; the avatar's vectors are f32 whatever the model's type.
+        #[serde(default)]
+        precision: Option<Precision>,
         training: Training,
     },
     /// Stop the generation or training `id` after its current step.
@@ -205,6 +240,9 @@ pub struct DeviceInfo {
     pub adapter: String,
     /// Whether the adapter offers `shader-f16`.
     pub f16: bool,
+    /// What the model is held and computed in on this device.
+    #[serde(default)]
+    pub precision: Precision,
     /// Why the CPU is used when WebGPU was wanted, in words for a parent.
     #[serde(default)]
     pub fallback_reason: Option<String>,
@@ -339,12 +377,21 @@ mod tests {
             },
             decoder: None,
             backend: Backend::Cpu,
+            precision: Some(Precision::F16),
             embeddings: vec![],
         };
         let text = serde_json::to_string(&request).unwrap();
         assert!(text.contains(r#""type":"load""#), "{text}");
         assert!(text.contains(r#""kind":"url""#), "{text}");
+        assert!(text.contains(r#""precision":"f16""#), "{text}");
         assert_eq!(serde_json::from_str::<Request>(&text).unwrap(), request);
+        // Written before precisions existed: the engine chooses.
+        let older =
+            r#"{"type":"load","id":1,"source":{"kind":"stored","folder":"m"},"backend":"auto"}"#;
+        let Request::Load { precision, .. } = serde_json::from_str(older).unwrap() else {
+            panic!("a load request");
+        };
+        assert_eq!(precision, None);
     }
 
     #[test]

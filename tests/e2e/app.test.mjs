@@ -91,6 +91,28 @@ test('the WebGPU check finds the adapter and reports what it can do', async () =
   await context.close();
 });
 
+test('the parent chooses the number precision in Settings, and the choice is kept', async () => {
+  const context = await openContext();
+  const page = await context.newPage();
+  const problems = watchPage(page);
+  await page.goto(`${server.origin}/settings`);
+  await waitForApp(page);
+  const choice = page.getByRole('combobox', { name: 'Number precision' });
+  // Nothing chosen yet: the engine decides (half precision where the chip supports it).
+  assert.match(await choice.locator('option:checked').textContent(), /^Automatic: half precision where/);
+  await choice.selectOption({ label: 'Full precision: slower; for a graphics chip that draws wrong colours in half precision' });
+  assert.equal(await page.evaluate(() => localStorage.getItem('toddler.precision')), 'f32');
+  await page.reload();
+  await waitForApp(page);
+  assert.match(
+    await page.getByRole('combobox', { name: 'Number precision' }).locator('option:checked').textContent(),
+    /^Full precision/,
+  );
+  await checkScreen(page, problems, 'settings-precision');
+  assert.deepEqual(problems, []);
+  await context.close();
+});
+
 test('without WebGPU the parent is told plainly what happens', async () => {
   const noGpuBrowser = await launchBrowser(server, { webgpu: false });
   const page = await trackContext(server, await noGpuBrowser.newContext()).newPage();

@@ -65,10 +65,26 @@ for (const backend of ['webgpu', 'cpu']) {
       assert.ok(error <= TOLERANCE, `relative L2 ${error}`);
       assert.equal(result.timings_ms.unet.length, runs[name].num_inference_steps);
       assert.ok(result.wasm_heap_peak_bytes > 0);
+      // Chosen automatically: f16 exactly where the adapter computes in it (SwiftShader does not).
+      assert.equal(result.precision, backend === 'webgpu' && result.f16 ? 'f16' : 'f32');
       assert.deepEqual(problems, []);
     });
   }
 }
+
+test('asked for f16 on a GPU without shader-f16, the worker draws in f32 and still matches', async () => {
+  const context = trackContext(server, await browser.newContext());
+  const page = await context.newPage();
+  const problems = watchPage(page);
+  const result = await runBench(page, server.origin, { ...benchParams('tiny-sd2', 'webgpu'), dtype: 'f16' });
+  await context.close();
+  assert.equal(result.error, undefined, `bench failed: ${result.error}`);
+  assert.equal(result.f16, false, 'SwiftShader offers no shader-f16');
+  assert.equal(result.precision, 'f32');
+  const error = relativeL2(result.latents.data, golden['tiny-sd2.pipeline.latents'].data);
+  assert.ok(error <= TOLERANCE, `relative L2 ${error}`);
+  assert.deepEqual(problems, []);
+});
 
 test('the page stays responsive while the worker draws, and Cancel stops the drawing', async () => {
   const context = trackContext(server, await browser.newContext());

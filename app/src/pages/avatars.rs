@@ -537,6 +537,7 @@ async fn train(
         source: ModelSource::Stored { folder },
         decoder: studio::decoder().await,
         backend: Preferences::read().backend,
+        precision: Preferences::read().precision,
         training: protocol::Training {
             photos,
             token: avatar.token.clone(),

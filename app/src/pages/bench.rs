@@ -75,6 +75,13 @@ async fn run(
     let backend_name = text("backend").unwrap_or_else(|| "webgpu".into());
     let backend = Backend::parse(&backend_name)
         .ok_or_else(|| format!("parameter `backend`: `{backend_name}` is not webgpu or cpu"))?;
+    // `dtype=f16|f32`; without it the engine chooses (f16 where the GPU computes in it).
+    let precision = text("dtype")
+        .map(|name| {
+            protocol::Precision::parse(&name)
+                .ok_or_else(|| format!("parameter `dtype`: `{name}` is not f16 or f32"))
+        })
+        .transpose()?;
     let engine = EngineWorker::get()?;
     let now = || {
         web_sys::window()
@@ -88,7 +95,7 @@ async fn run(
             &engine,
             &params,
             model,
-            backend,
+            (backend, precision),
             photos,
             set_status,
             set_drawing,
@@ -103,6 +110,7 @@ async fn run(
         source: model_source(model),
         decoder: text("decoder").map(model_source),
         backend,
+        precision,
         embeddings: text("embedding").into_iter().collect(),
     };
     let (loaded, _) = engine
@@ -132,6 +140,7 @@ async fn run(
             "backend": device.backend,
             "adapter": device.adapter,
             "f16": device.f16,
+            "precision": device.precision.name(),
             "fallback_reason": device.fallback_reason,
             "timings_ms": { "load": load_ms, "total": now() - started },
             "wasm_heap_peak_bytes": wasm_heap_bytes,
@@ -185,6 +194,7 @@ async fn run(
         "adapter": device.adapter,
         // Whether the adapter offers shader-f16; the engine computes in f32 on every adapter.
         "f16": device.f16,
+        "precision": device.precision.name(),
         "fallback_reason": device.fallback_reason,
         "timings_ms": {
             "load": load_ms,
@@ -216,7 +226,7 @@ async fn train(
     engine: &EngineWorker,
     params: &web_sys::UrlSearchParams,
     model: String,
-    backend: Backend,
+    (backend, precision): (Backend, Option<protocol::Precision>),
     photos: String,
     set_status: WriteSignal<String>,
     set_drawing: WriteSignal<Option<u32>>,
@@ -253,6 +263,7 @@ async fn train(
         source: model_source(model),
         decoder: params.get("decoder").map(model_source),
         backend,
+        precision,
         training,
     };
     let (done, file) = engine
@@ -293,6 +304,7 @@ async fn train(
         "backend": device.backend,
         "adapter": device.adapter,
         "f16": device.f16,
+        "precision": device.precision.name(),
         "steps": steps.into_inner(),
         "previews": previews.into_inner(),
         "resumed_from": resumed_from,

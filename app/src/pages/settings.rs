@@ -5,10 +5,13 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
 use crate::components::device_check::DeviceCheck;
+use crate::engine::EngineWorker;
 use crate::gpu::format_bytes;
 use crate::pages::models::ModelHost;
 use crate::storage;
-use crate::studio::{self, BACKEND_KEY, DECODER_KEY, Preferences, SIZE_KEY, set_preference};
+use crate::studio::{
+    self, BACKEND_KEY, DECODER_KEY, PRECISION_KEY, Preferences, SIZE_KEY, set_preference,
+};
 
 #[component]
 pub fn Settings() -> impl IntoView {
@@ -42,6 +45,9 @@ fn Choices() -> impl IntoView {
     };
     let size = preferences.picture_size.to_string();
     let full_decoder = preferences.full_decoder;
+    let precision = preferences
+        .precision
+        .map_or("auto", protocol::Precision::name);
     view! {
         <section class="card form">
             <h2>"Drawing"</h2>
@@ -73,6 +79,19 @@ fn Choices() -> impl IntoView {
                 }>
                     <option value="fast" selected=!full_decoder>"Fast: the small picture decoder (recommended)"</option>
                     <option value="full" selected=full_decoder>"Finest pictures: the model's full decoder (each picture takes several times longer)"</option>
+                </select>
+            </label>
+            <label>
+                "Number precision"
+                <select data-testid="precision-choice" on:change=move |event| {
+                    set_preference(PRECISION_KEY, &event_target_value(&event));
+                    // A running engine keeps its precision: the next picture starts a new one.
+                    studio::forget_loaded();
+                    EngineWorker::restart();
+                }>
+                    <option value="auto" selected=precision == "auto">"Automatic: half precision where the graphics chip supports it (recommended)"</option>
+                    <option value="f16" selected=precision == "f16">"Half precision: faster, and the model needs half the memory"</option>
+                    <option value="f32" selected=precision == "f32">"Full precision: slower; for a graphics chip that draws wrong colours in half precision"</option>
                 </select>
             </label>
         </section>

@@ -6,11 +6,12 @@ use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
 
-use protocol::{Backend, Event, ModelSource};
+use burn::tensor::Device;
+use protocol::{DeviceInfo, Event, ModelSource};
 use web_time::Instant;
 
 use super::files::{HttpFiles, StoredFiles, read_source, store_read, store_remove, store_write};
-use super::worker::{State, device, encode_png, post};
+use super::worker::{State, encode_png, post};
 use crate::avatar::{
     AvatarInfo, Frozen, Run, TrainingConfig, embedding_file, photo_latents, start,
 };
@@ -27,10 +28,9 @@ pub(crate) async fn train(
     id: u32,
     source: &ModelSource,
     decoder: Option<&ModelSource>,
-    backend: Backend,
+    (device, info): (Device, DeviceInfo),
     settings: protocol::Training,
 ) -> Result<(Event, Vec<u8>)> {
-    let (device, info) = device(state, backend).await;
     let device = match settings.checkpoints_gradients() {
         true => device.autodiff().gradient_checkpointing(),
         false => device.autodiff(),

@@ -16,6 +16,7 @@ use web_time::Instant;
 
 use super::files::{HttpFiles, StoredFiles};
 use super::{describe, scope, wasm_heap_bytes};
+use crate::device::{ComputeBackend, Precision, configure};
 use crate::error::{EngineError, Result};
 use crate::files::{AsComponent, ModelFiles};
 use crate::pipeline::{GenerationRequest, StableDiffusion, elapsed_ms};
@@ -66,10 +67,12 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
             source,
             decoder,
             backend,
+            precision,
             embeddings,
         } => {
             let started = Instant::now();
-            let loaded = load(&state, id, &source, decoder.as_ref(), backend, &embeddings)
+            let device = device(&state, backend, precision).await;
+            let loaded = load(&state, id, &source, decoder.as_ref(), device, &embeddings)
                 .await
                 .map(|device| {
                     let event = Event::Loaded {
@@ -98,10 +101,12 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
             source,
             decoder,
             backend,
+            precision,
             training,
         } => {
+            let device = device(&state, backend, precision).await;
             let trained =
-                super::avatar::train(&state, id, &source, decoder.as_ref(), backend, training)
+                super::avatar::train(&state, id, &source, decoder.as_ref(), device, training)
                     .await
                     .map(|(event, file)| (event, Some(file)));
             answer(id, trained);
@@ -131,12 +136,11 @@ async fn load(
     id: u32,
     source: &ModelSource,
     decoder: Option<&ModelSource>,
-    backend: Backend,
+    (device, info): (Device, DeviceInfo),
     embeddings: &[String],
 ) -> Result<DeviceInfo> {
     // Free the old model's memory before the new one streams in.
     state.borrow_mut().model = None;
-    let (device, info) = device(state, backend).await;
     let mut model = match source {
         ModelSource::Url { base } => {
             with_decoder(id, &HttpFiles::new(base), decoder, &device).await?
@@ -253,14 +257,36 @@ impl<F: ModelFiles> ModelFiles for Counting<'_, F> {
     }
 }
 
-/// The device for `backend`: WebGPU when asked for (or `auto`) and available, else the CPU with
-/// the reason in words.
-pub(crate) async fn device(state: &Rc<RefCell<State>>, backend: Backend) -> (Device, DeviceInfo) {
+/// The device for `backend` in `precision` (`None`: the best it computes correctly): WebGPU
+/// when asked for (or `auto`) and available, else the CPU with the reason in words. f16 needs
+/// `shader-f16`; without it, and on the CPU (where it gains nothing), the model runs in f32.
+pub(crate) async fn device(
+    state: &Rc<RefCell<State>>,
+    backend: Backend,
+    precision: Option<protocol::Precision>,
+) -> (Device, DeviceInfo) {
+    let (mut device, mut info) = backend_device(state, backend).await;
+    let compute = if info.backend == "cpu" {
+        ComputeBackend::Cpu
+    } else {
+        ComputeBackend::Gpu
+    };
+    let wanted = match precision.map(Precision::from) {
+        Some(Precision::F16) if device.supports_dtype(burn::tensor::DType::F16) => Precision::F16,
+        Some(_) => Precision::F32,
+        None => Precision::best_for(compute, &device),
+    };
+    info.precision = configure(&mut device, wanted).into();
+    (device, info)
+}
+
+async fn backend_device(state: &Rc<RefCell<State>>, backend: Backend) -> (Device, DeviceInfo) {
     let cpu = |fallback_reason| {
         let info = DeviceInfo {
             backend: "cpu".into(),
             adapter: "CPU".into(),
             f16: false,
+            precision: protocol::Precision::F32,
             fallback_reason,
         };
         (Device::flex(), info)
@@ -319,6 +345,7 @@ async fn webgpu() -> std::result::Result<(Device, DeviceInfo), String> {
             backend: "webgpu".into(),
             adapter: name,
             f16,
+            precision: protocol::Precision::F32,
             fallback_reason: None,
         },
     ))
