@@ -7,6 +7,7 @@ use burn::nn::{GroupNorm, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::{Bool, DType, Device, FloatDType, Tensor};
 
+use crate::conv;
 use crate::resnet::{conv1x1, group_norm};
 
 /// Scaled dot-product attention over `[batch, tokens, heads·dim]`.
@@ -251,7 +252,7 @@ impl Transformer2DModel {
                 .reshape([batch, channels, height, width])
         };
         let tokens = match &self.proj_in {
-            Projection::Conv(conv) => to_tokens(conv.forward(normed)),
+            Projection::Conv(projection) => to_tokens(conv::forward(projection, normed)),
             Projection::Linear(linear) => linear.forward(to_tokens(normed)),
         };
         let tokens = self
@@ -259,7 +260,7 @@ impl Transformer2DModel {
             .iter()
             .fold(tokens, |tokens, block| block.forward(tokens, context));
         let output = match &self.proj_out {
-            Projection::Conv(conv) => conv.forward(to_image(tokens)),
+            Projection::Conv(projection) => conv::forward(projection, to_image(tokens)),
             Projection::Linear(linear) => to_image(linear.forward(tokens)),
         };
         output + input

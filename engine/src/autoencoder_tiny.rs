@@ -12,6 +12,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{DType, Device, Tensor};
 use serde::Deserialize;
 
+use crate::conv;
 use crate::error::{EngineError, Result};
 use crate::files::ModelFiles;
 use crate::weights::{WeightFiles, load_into};
@@ -223,7 +224,7 @@ impl TinyCoder {
             .iter()
             .zip(&self.steps)
             .fold(input, |hidden, (layer, step)| match (step, layer) {
-                (TinyStep::Layer, Some(TinyLayer::Conv(conv))) => conv.forward(hidden),
+                (TinyStep::Layer, Some(TinyLayer::Conv(layer))) => conv::forward(layer, hidden),
                 (TinyStep::Layer, Some(TinyLayer::Block(block))) => block.forward(hidden),
                 (TinyStep::Relu, _) => relu(hidden),
                 (TinyStep::Upsample, _) => {
@@ -240,10 +241,10 @@ impl TinyCoder {
 impl TinyBlock {
     fn forward(&self, input: Tensor<4>) -> Tensor<4> {
         let convs: Vec<&Conv2d> = self.conv.iter().flatten().collect();
-        let hidden = relu(convs[0].forward(input.clone()));
-        let hidden = convs[2].forward(relu(convs[1].forward(hidden)));
+        let hidden = relu(conv::forward(convs[0], input.clone()));
+        let hidden = conv::forward(convs[2], relu(conv::forward(convs[1], hidden)));
         let skip = match &self.skip {
-            Some(conv) => conv.forward(input),
+            Some(skip) => conv::forward(skip, input),
             None => input,
         };
         relu(hidden + skip)

@@ -11,6 +11,7 @@ pub mod attention;
 pub mod autoencoder_tiny;
 pub mod avatar;
 pub mod clip;
+pub mod conv;
 pub mod device;
 pub mod embeddings;
 pub mod error;

@@ -8,6 +8,8 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 
+use crate::conv;
+
 pub fn conv3x3(device: &Device, inputs: usize, outputs: usize) -> Conv2d {
     Conv2dConfig::new([inputs, outputs], [3, 3])
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -62,7 +64,7 @@ impl ResnetShape {
 
 impl ResnetBlock2D {
     pub fn forward(&self, input: Tensor<4>, time_embedding: Option<&Tensor<2>>) -> Tensor<4> {
-        let hidden = self.conv1.forward(silu(self.norm1.forward(input.clone())));
+        let hidden = conv::forward(&self.conv1, silu(self.norm1.forward(input.clone())));
         let hidden = match (&self.time_emb_proj, time_embedding) {
             (Some(projection), Some(embedding)) => {
                 hidden
@@ -73,9 +75,9 @@ impl ResnetBlock2D {
             }
             _ => hidden,
         };
-        let hidden = self.conv2.forward(silu(self.norm2.forward(hidden)));
+        let hidden = conv::forward(&self.conv2, silu(self.norm2.forward(hidden)));
         let shortcut = match &self.conv_shortcut {
-            Some(conv) => conv.forward(input),
+            Some(shortcut) => conv::forward(shortcut, input),
             None => input,
         };
         shortcut + hidden
@@ -127,6 +129,6 @@ impl Upsample2D {
         let [_, _, height, width] = input.dims();
         let size = size.unwrap_or([height * 2, width * 2]);
         let options = InterpolateOptions::new(InterpolateMode::Nearest).with_output_size(size);
-        self.conv.forward(interpolate(input, options))
+        conv::forward(&self.conv, interpolate(input, options))
     }
 }

@@ -9,6 +9,7 @@ use burn::tensor::{DType, Device, Tensor};
 use serde::Deserialize;
 
 use crate::attention::{Transformer2DModel, TransformerShape};
+use crate::conv;
 use crate::embeddings::{TimestepEmbedding, timestep_features};
 use crate::error::{EngineError, Result};
 use crate::files::ModelFiles;
@@ -381,7 +382,7 @@ impl UNet2DConditionModel {
         );
         let time = self.time_embedding.forward(features, condition);
 
-        let mut hidden = self.conv_in.forward(sample);
+        let mut hidden = conv::forward(&self.conv_in, sample);
         let mut skips = vec![hidden.clone()];
         for block in &self.down_blocks {
             for (index, resnet) in block.resnets.iter().enumerate() {
@@ -420,7 +421,6 @@ impl UNet2DConditionModel {
                 hidden = upsampler.forward(hidden, size);
             }
         }
-        self.conv_out
-            .forward(silu(self.conv_norm_out.forward(hidden)))
+        conv::forward(&self.conv_out, silu(self.conv_norm_out.forward(hidden)))
     }
 }

@@ -9,6 +9,7 @@ use burn::tensor::{DType, Device, Tensor};
 use serde::Deserialize;
 
 use crate::attention::SpatialAttention;
+use crate::conv;
 use crate::error::{EngineError, Result};
 use crate::files::ModelFiles;
 use crate::resnet::{
@@ -237,7 +238,7 @@ impl AutoencoderKL {
     /// Pictures in [-1, 1] `[batch, 3, h, w]` → the mean of the latent distribution (unscaled).
     pub fn encode_mean(&self, image: Tensor<4>) -> Tensor<4> {
         let encoder = &self.encoder;
-        let mut hidden = encoder.conv_in.forward(image);
+        let mut hidden = conv::forward(&encoder.conv_in, image);
         for block in &encoder.down_blocks {
             for resnet in &block.resnets {
                 hidden = resnet.forward(hidden, None);
@@ -247,11 +248,12 @@ impl AutoencoderKL {
             }
         }
         hidden = encoder.mid_block.forward(hidden);
-        let moments = encoder
-            .conv_out
-            .forward(silu(encoder.conv_norm_out.forward(hidden)));
+        let moments = conv::forward(
+            &encoder.conv_out,
+            silu(encoder.conv_norm_out.forward(hidden)),
+        );
         let moments = match &self.quant_conv {
-            Some(conv) => conv.forward(moments),
+            Some(quant) => conv::forward(quant, moments),
             None => moments,
         };
         let latent_channels = moments.dims()[1] / 2;
@@ -262,10 +264,12 @@ impl AutoencoderKL {
     pub fn decode(&self, latents: Tensor<4>) -> Tensor<4> {
         let decoder = &self.decoder;
         let latents = match &self.post_quant_conv {
-            Some(conv) => conv.forward(latents),
+            Some(quant) => conv::forward(quant, latents),
             None => latents,
         };
-        let mut hidden = decoder.mid_block.forward(decoder.conv_in.forward(latents));
+        let mut hidden = decoder
+            .mid_block
+            .forward(conv::forward(&decoder.conv_in, latents));
         for block in &decoder.up_blocks {
             for resnet in &block.resnets {
                 hidden = resnet.forward(hidden, None);
@@ -274,9 +278,10 @@ impl AutoencoderKL {
                 hidden = upsampler.forward(hidden, None);
             }
         }
-        decoder
-            .conv_out
-            .forward(silu(decoder.conv_norm_out.forward(hidden)))
+        conv::forward(
+            &decoder.conv_out,
+            silu(decoder.conv_norm_out.forward(hidden)),
+        )
     }
 }
 
