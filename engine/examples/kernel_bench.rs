@@ -11,9 +11,9 @@ use std::time::Instant;
 
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::{GroupNormConfig, PaddingConfig2d};
-use burn::tensor::ops::PadMode;
 use burn::tensor::{Distribution, Tensor};
 use engine::attention::scaled_dot_product;
+use engine::conv;
 use engine::device::{ComputeBackend, Precision};
 
 fn main() {
@@ -59,12 +59,10 @@ fn main() {
         .init(&device);
     let conv3_flops = 2.0 * (channels * channels * 9 * pixels) as f64;
     let conv3_s = time(&|| conv3.forward(map.clone()));
-    let weight = conv3.weight.val();
-    let bias = conv3.bias.as_ref().expect("a bias").val();
-    let im2col_s = time(&|| conv3x3_im2col(map.clone(), weight.clone(), bias.clone()));
+    let im2col_s = time(&|| conv::forward(&conv3, map.clone()));
     let im2col_error = {
         let direct = conv3.forward(map.clone());
-        let gemm = conv3x3_im2col(map.clone(), weight.clone(), bias.clone());
+        let gemm = conv::forward(&conv3, map.clone());
         let scale: f32 = direct.clone().abs().max().into_scalar::<f32>();
         let error: f32 = (direct - gemm).abs().max().into_scalar::<f32>();
         error / scale
@@ -74,6 +72,7 @@ fn main() {
     let wide = random([1, channels, 2 * side, 2 * side]);
     let conv1_flops = 2.0 * (channels * channels * 4 * pixels) as f64;
     let conv1_s = time(&|| conv1.forward(wide.clone()));
+    let pointwise_s = time(&|| conv::forward(&conv1, wide.clone()));
 
     // Self-attention over the 64² map of a 512² picture's first level: 4096 tokens, 5 heads of
     // 64 (SD-Turbo's first level), as the engine slices it.
@@ -103,7 +102,8 @@ fn main() {
             conv3_flops,
             im2col_s,
         ),
-        ("conv 1×1, 256→256 over 64²", conv1_flops, conv1_s),
+        ("conv 1×1, 256→256 over 64², direct", conv1_flops, conv1_s),
+        ("conv 1×1, 256→256 over 64², as a matmul", conv1_flops, pointwise_s),
         (
             "attention 4096×4096, 5 heads of 64",
             attention_flops,
@@ -120,26 +120,4 @@ fn main() {
         );
     }
     println!("{{\"im2col_max_relative_difference\":{im2col_error:e}}}");
-}
-
-/// A 3×3, stride-1, padding-1 convolution as one matmul: the nine shifted copies of the input
-/// stacked along the channels (`[b, 9c, h·w]`) against the weights reordered to `[o, 9c]`.
-fn conv3x3_im2col(input: Tensor<4>, weight: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
-    let [batch, channels, height, width] = input.dims();
-    let outputs = weight.dims()[0];
-    let padded = input.pad((1, 1, 1, 1), PadMode::Constant(0.0));
-    let shifted: Vec<Tensor<4>> = (0..3)
-        .flat_map(|dy| (0..3).map(move |dx| (dy, dx)))
-        .map(|(dy, dx)| {
-            padded
-                .clone()
-                .slice([0..batch, 0..channels, dy..dy + height, dx..dx + width])
-        })
-        .collect();
-    let columns = Tensor::cat(shifted, 1).reshape([batch, 9 * channels, height * width]);
-    let weights = weight
-        .permute([0, 2, 3, 1])
-        .reshape([1, outputs, 9 * channels]);
-    (weights.matmul(columns) + bias.reshape([1, outputs, 1]))
-        .reshape([batch, outputs, height, width])
 }

@@ -16,7 +16,12 @@ cargo xtask <command>
   serve       set up the pinned tools, then build and serve the app on http://127.0.0.1:8080
   test        run every check: rustfmt, clippy (native and wasm32), native tests, browser tests
   setup       install the pinned tools only (wasm32 target, trunk, wasm-bindgen-cli)
-  bench size  release-build the app and report the wasm bundle size, raw and gzip
+  dist        release build for a static host, into dist-release/: wasm-release profile,
+              then binaryen's wasm-opt -Oz (npm, pinned) on both wasm modules
+  bench size  `dist`, then the size of each file, raw and gzip, against the budgets
+  bench kernels [cpu|gpu] [f32|f16]  GFLOP/s of the UNet's kernels (conv 3×3 direct and as
+              im2col + matmul, conv 1×1, attention, group norm) beside a large matmul, with
+              and without burn's fusion (native release build; gpu = lavapipe here)
   bench text [DIR]  time loading a text encoder and encoding one prompt (native release build;
                     default DIR: models/fixtures/tiny-sd2)
   bench generate DIR [SIZE]  1- and 4-step generation at SIZE² (default 256), engine on the CPU
@@ -40,7 +45,11 @@ fn main() -> ExitCode {
         ["serve"] => serve(),
         ["test"] => test(),
         ["setup"] => tools::setup(),
+        ["dist"] => dist(),
         ["bench", "size"] => bench_size(),
+        ["bench", "kernels"] => bench_kernels("gpu", "f32"),
+        ["bench", "kernels", backend] => bench_kernels(backend, "f32"),
+        ["bench", "kernels", backend, dtype] => bench_kernels(backend, dtype),
         ["bench", "text"] => bench_text(None),
         ["bench", "text", folder] => bench_text(Some(folder)),
         ["bench", "generate", folder] => bench_generate(folder, "256"),
@@ -202,9 +211,55 @@ fn bench_decode(size: &str, backend: &str) -> Result {
 }
 
 /// Release build of the app, then the size of each wasm module, raw and gzipped.
-fn bench_size() -> Result {
+/// Release build into `dist-release/`, every file as a static host serves it. The precache hook
+/// runs wasm-opt on the staged modules before it hashes them (`TODDLER_WASM_OPT`), so the service
+/// worker's version covers the optimised files.
+fn dist() -> Result {
     tools::setup()?;
-    run("trunk", &["build", "--release", "--dist", "dist-release"])?;
+    let wasm_opt = tools::wasm_opt()?;
+    let started = Instant::now();
+    run_with_env(
+        "trunk",
+        &["build", "--release", "--dist", "dist-release"],
+        &[("TODDLER_WASM_OPT", &wasm_opt.display().to_string())],
+    )?;
+    eprintln!(
+        "dist-release/ is ready ({:.0} s): serve it as static files",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Both kernel benchmarks' builds, burn without and with `fusion`, one after the other.
+fn bench_kernels(backend: &str, dtype: &str) -> Result {
+    let runtime_dir =
+        env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| env::temp_dir().display().to_string());
+    for features in [None, Some("burn/fusion")] {
+        let mut args = vec![
+            "run",
+            "--release",
+            "--locked",
+            "-p",
+            "engine",
+            "--example",
+            "kernel_bench",
+        ];
+        if let Some(features) = features {
+            args.extend(["--features", features]);
+        }
+        args.extend(["--", backend, dtype]);
+        eprintln!("burn fusion: {}", features.is_some());
+        run_with_env("cargo", &args, &[("XDG_RUNTIME_DIR", &runtime_dir)])?;
+    }
+    Ok(())
+}
+
+/// The budgets for the first load, gzipped: the UI's module and the engine's.
+const UI_BUDGET_BYTES: usize = 500_000;
+const ENGINE_BUDGET_BYTES: usize = 4_000_000;
+
+fn bench_size() -> Result {
+    dist()?;
     let dist = root().join("dist-release");
     let mut rows = Vec::new();
     for entry in std::fs::read_dir(&dist).map_err(|error| format!("{}: {error}", dist.display()))? {
@@ -230,11 +285,29 @@ fn bench_size() -> Result {
     }
     rows.sort();
     println!("| file | raw | gzip -9 |\n|---|---:|---:|");
-    for (name, raw, gzip) in rows {
+    for (name, raw, gzip) in &rows {
         println!(
             "| {name} | {:.1} KiB | {:.1} KiB |",
-            raw as f64 / 1024.0,
-            gzip as f64 / 1024.0
+            *raw as f64 / 1024.0,
+            *gzip as f64 / 1024.0
+        );
+    }
+    let total = |prefix: &str| -> usize {
+        rows.iter()
+            .filter(|(name, _, _)| name.starts_with(prefix))
+            .map(|(_, _, gzip)| gzip)
+            .sum()
+    };
+    for (part, prefix, budget) in [
+        ("UI (first screen)", "toddler-app", UI_BUDGET_BYTES),
+        ("engine worker", "engine-worker", ENGINE_BUDGET_BYTES),
+    ] {
+        let bytes = total(prefix);
+        println!(
+            "{part}: {:.0} KB gzipped, budget {:.0} KB: {}",
+            bytes as f64 / 1000.0,
+            budget as f64 / 1000.0,
+            if bytes <= budget { "within" } else { "OVER" }
         );
     }
     Ok(())

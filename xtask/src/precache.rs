@@ -18,6 +18,9 @@ pub fn run() -> Result {
         .map(PathBuf::from)
         .ok_or("`precache` runs as Trunk's post_build hook (TRUNK_STAGING_DIR is not set)")?;
     write_model_hosts(&staging.join("index.html"))?;
+    if let Some(wasm_opt) = std::env::var_os("TODDLER_WASM_OPT") {
+        optimise_modules(&staging, Path::new(&wasm_opt))?;
+    }
     let mut files = Vec::new();
     collect_files(&staging, &staging, &mut files)?;
     files.retain(|path| path != &format!("/{SERVICE_WORKER}"));
@@ -52,6 +55,52 @@ pub fn run() -> Result {
         files.len(),
         version.finish()
     );
+    Ok(())
+}
+
+/// binaryen's `wasm-opt -Oz` on every staged module, in place (`cargo xtask dist`). The features
+/// are those Rust's wasm32 target emits; without them wasm-opt rejects the module.
+fn optimise_modules(staging: &Path, wasm_opt: &Path) -> Result {
+    let mut modules: Vec<PathBuf> = fs::read_dir(staging)
+        .map_err(|error| format!("{}: {error}", staging.display()))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|extension| extension == "wasm")
+        })
+        .collect();
+    modules.sort();
+    for module in modules {
+        let before = fs::metadata(&module).map_or(0, |metadata| metadata.len());
+        let status = std::process::Command::new(wasm_opt)
+            .arg("-Oz")
+            .args([
+                "--enable-bulk-memory",
+                "--enable-nontrapping-float-to-int",
+                "--enable-sign-ext",
+                "--enable-mutable-globals",
+                "--enable-reference-types",
+                "--enable-multivalue",
+            ])
+            .arg(&module)
+            .arg("-o")
+            .arg(&module)
+            .status()
+            .map_err(|error| format!("{}: {error}", wasm_opt.display()))?;
+        if !status.success() {
+            return Err(format!(
+                "wasm-opt failed on {} ({status})",
+                module.display()
+            ));
+        }
+        let after = fs::metadata(&module).map_or(0, |metadata| metadata.len());
+        eprintln!(
+            "wasm-opt: {} {:.1} → {:.1} MiB",
+            module.display(),
+            before as f64 / 1048576.0,
+            after as f64 / 1048576.0
+        );
+    }
     Ok(())
 }
 

@@ -96,3 +96,16 @@ fn locked_version(package: &str) -> Result<String> {
     }
     Err(format!("Cargo.lock has no `{package}` package"))
 }
+
+/// binaryen's `wasm-opt` from npm (`xtask/npm`, pinned by its lockfile): Debian's breaks the
+/// output. Installed on first use; returns the program's path.
+pub fn wasm_opt() -> Result<std::path::PathBuf> {
+    let program = root().join("xtask/npm/node_modules/.bin/wasm-opt");
+    if !program.exists() {
+        run(
+            "npm",
+            &["ci", "--prefix", "xtask/npm", "--no-audit", "--no-fund"],
+        )?;
+    }
+    Ok(program)
+}
