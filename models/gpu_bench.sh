@@ -24,15 +24,19 @@ RES=${RES:-512}
 # GPU memory as the driver sees it, sampled beside the allocator's own figures.
 nvidia-smi --query-gpu=timestamp,memory.used --format=csv,noheader -lms 250 >"$OUT/smi.csv" &
 
-echo "== engine generate, 4 steps ×3 (the first run compiles the kernels)" | log
-timeout 150 /tmp/toddler generate --backend gpu --model $MODEL --prompt "a toddler in a yellow raincoat" \
-  --width $RES --height $RES --steps 4 --repeat 3 --out /tmp/four.png 2>&1 | log
-
-for mode in "" "--gradient-checkpointing"; do
-  echo "== engine train-avatar $RES² 10 steps $mode $(date +%T)" | log
-  timeout 110 /tmp/toddler train-avatar --backend gpu --model $MODEL --photos models/fixtures/photos \
-    --token "<kid>" --steps 10 --resolution $RES --out /tmp/kid.safetensors $mode 2>&1 | log
-  echo "== done $(date +%T)" | log
+# f16 first (the product's default on a GPU with shader-f16), then f32 beside PyTorch's f32.
+for dtype in f16 f32; do
+  echo "== engine generate $dtype, 4 steps ×3 (the first run compiles the kernels)" | log
+  timeout 150 /tmp/toddler generate --backend gpu --dtype $dtype --model $MODEL \
+    --prompt "a toddler in a yellow raincoat" --width $RES --height $RES --steps 4 --repeat 3 \
+    --out /tmp/four-$dtype.png 2>&1 | log
+  for mode in "" "--gradient-checkpointing"; do
+    echo "== engine train-avatar $dtype $RES² 10 steps $mode $(date +%T)" | log
+    timeout 110 /tmp/toddler train-avatar --backend gpu --dtype $dtype --model $MODEL \
+      --photos models/fixtures/photos --token "<kid>" --steps 10 --resolution $RES \
+      --out /tmp/kid.safetensors $mode 2>&1 | log
+    echo "== done $(date +%T)" | log
+  done
 done
 
 echo "== PyTorch CUDA" | log

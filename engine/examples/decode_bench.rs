@@ -2,7 +2,7 @@
 //! SD 2.x shapes) against TAESD (AutoencoderTiny, madebyollin/taesd's shapes), both with random
 //! weights in their real shapes, decoding the same latents at one picture size.
 //!
-//! `cargo run --release -p engine --example decode_bench -- [SIZE] [cpu|gpu] [RUNS]`
+//! `cargo run --release -p engine --example decode_bench -- [SIZE] [cpu|gpu] [RUNS] [f32|f16]`
 //! (`cargo xtask bench decode` runs it). Prints one JSON line per decoder: the best of RUNS.
 
 use std::time::Instant;
@@ -31,7 +31,10 @@ fn main() {
     let runs: usize = args
         .get(2)
         .map_or(2, |runs| runs.parse().expect("RUNS is a number"));
-    let device = backend.device();
+    let precision = args
+        .get(3)
+        .map(|name| name.parse().expect("f32 or f16"));
+    let (device, precision) = backend.device_with(precision).expect("the device");
     let latents = || {
         Tensor::<4>::random(
             [1, 4, size / 8, size / 8],
@@ -60,7 +63,7 @@ fn main() {
     let fast_ms = time(&|latents| tiny.decode(latents));
     for (decoder, ms) in [("sd-turbo-vae", full_ms), ("taesd", fast_ms)] {
         println!(
-            "{{\"decoder\":\"{decoder}\",\"size\":{size},\"backend\":\"{backend:?}\",\"runs\":{runs},\"best_ms\":{ms:.0}}}"
+            "{{\"decoder\":\"{decoder}\",\"size\":{size},\"backend\":\"{backend:?}\",\"precision\":\"{precision}\",\"runs\":{runs},\"best_ms\":{ms:.0}}}"
         );
     }
     println!("{{\"full_over_fast\":{:.1}}}", full_ms / fast_ms);

@@ -103,7 +103,11 @@ fn main() {
             im2col_s,
         ),
         ("conv 1×1, 256→256 over 64², direct", conv1_flops, conv1_s),
-        ("conv 1×1, 256→256 over 64², as a matmul", conv1_flops, pointwise_s),
+        (
+            "conv 1×1, 256→256 over 64², as a matmul",
+            conv1_flops,
+            pointwise_s,
+        ),
         (
             "attention 4096×4096, 5 heads of 64",
             attention_flops,

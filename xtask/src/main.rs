@@ -31,6 +31,9 @@ cargo xtask <command>
   bench browser DIR [key=value...]  one run of the bench page (release build, WebGPU on
                   SwiftShader) on model DIR: per-stage timings, wasm heap; key=value are its
                   URL parameters (noise=FILE is looked up in models/fixtures)
+  bench ort DIR [SIDE]  time per UNet step in one headless Chromium: the engine's bench page
+                  beside ONNX Runtime Web on the same UNet (exported with models/.venv), SIDE×SIDE
+                  latents (default 8), on WebGPU (SwiftShader) and on the CPU (wasm, one thread)
   bench heap DIR  the worker's wasm heap while it streams model DIR (bench browser with
                   load_only=1; make DIR with models/make_bench_models.py OUT --full)
   bench decode [SIZE] [cpu|gpu]  one picture's decode at SIZE² (default 512): SD-Turbo's VAE
@@ -58,6 +61,8 @@ fn main() -> ExitCode {
         ["bench", "avatar", folder, resolution] => bench_avatar(folder, resolution),
         ["bench", "heap", folder] => bench_browser(folder, &["load_only=1"]),
         ["bench", "browser", folder, params @ ..] => bench_browser(folder, params),
+        ["bench", "ort", folder] => bench_ort(folder, "8"),
+        ["bench", "ort", folder, side] => bench_ort(folder, side),
         ["bench", "decode"] => bench_decode("512", "cpu"),
         ["bench", "decode", size] => bench_decode(size, "cpu"),
         ["bench", "decode", size, backend] => bench_decode(size, backend),
@@ -375,15 +380,28 @@ fn bench_avatar(folder: &str, resolution: &str) -> Result {
 
 /// One run of the browser bench page on `folder` (see tests/bench/page.mjs).
 fn bench_browser(folder: &str, params: &[&str]) -> Result {
-    tools::setup()?;
     tools::setup_test_machine()?;
-    // The same release build as `bench size` (it writes dist-release/).
-    run("trunk", &["build", "--release", "--dist", "dist-release"])?;
+    // What a static host serves (it writes dist-release/).
+    dist()?;
     let folder = std::fs::canonicalize(folder).map_err(|error| format!("{folder}: {error}"))?;
     let folder = folder.display().to_string();
     let mut args = vec!["tests/bench/page.mjs", folder.as_str()];
     args.extend_from_slice(params);
     run("node", &args)
+}
+
+/// The engine and ONNX Runtime Web on the same UNet (see tests/bench/ort.mjs).
+fn bench_ort(folder: &str, side: &str) -> Result {
+    tools::setup_test_machine()?;
+    dist()?;
+    let python = root().join("models/.venv/bin/python");
+    let onnx = env::temp_dir().join(format!("toddler-unet-{side}.onnx"));
+    let onnx = onnx.display().to_string();
+    run(
+        &python.display().to_string(),
+        &["models/export_unet_onnx.py", folder, &onnx, side],
+    )?;
+    run("node", &["tests/bench/ort.mjs", folder, &onnx, side])
 }
 
 /// The engine's `toddler` binary, release-built.
