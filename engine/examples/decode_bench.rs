@@ -31,9 +31,7 @@ fn main() {
     let runs: usize = args
         .get(2)
         .map_or(2, |runs| runs.parse().expect("RUNS is a number"));
-    let precision = args
-        .get(3)
-        .map(|name| name.parse().expect("f32 or f16"));
+    let precision = args.get(3).map(|name| name.parse().expect("f32 or f16"));
     let (device, precision) = backend.device_with(precision).expect("the device");
     let latents = || {
         Tensor::<4>::random(

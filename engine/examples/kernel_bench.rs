@@ -59,10 +59,10 @@ fn main() {
         .init(&device);
     let conv3_flops = 2.0 * (channels * channels * 9 * pixels) as f64;
     let conv3_s = time(&|| conv3.forward(map.clone()));
-    let im2col_s = time(&|| conv::forward(&conv3, map.clone()));
+    let im2col_s = time(&|| conv::through_matmuls(&conv3, map.clone()));
     let im2col_error = {
         let direct = conv3.forward(map.clone());
-        let gemm = conv::forward(&conv3, map.clone());
+        let gemm = conv::through_matmuls(&conv3, map.clone());
         let scale: f32 = direct.clone().abs().max().into_scalar::<f32>();
         let error: f32 = (direct - gemm).abs().max().into_scalar::<f32>();
         error / scale
@@ -72,7 +72,7 @@ fn main() {
     let wide = random([1, channels, 2 * side, 2 * side]);
     let conv1_flops = 2.0 * (channels * channels * 4 * pixels) as f64;
     let conv1_s = time(&|| conv1.forward(wide.clone()));
-    let pointwise_s = time(&|| conv::forward(&conv1, wide.clone()));
+    let pointwise_s = time(&|| conv::through_matmuls(&conv1, wide.clone()));
 
     // Self-attention over the 64² map of a 512² picture's first level: 4096 tokens, 5 heads of
     // 64 (SD-Turbo's first level), as the engine slices it.

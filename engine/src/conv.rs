@@ -11,26 +11,41 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 use burn::tensor::ops::PadMode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Elements in one band's `[batch, 9·channels, rows·width]` column tensor, at most: 32 MiB in
 /// f32, a quarter of WebGPU's default 128 MiB storage-binding limit (as attention's slices).
 pub const MAX_COLUMN_ELEMENTS: usize = 1 << 23;
 
+static MATMULS: AtomicBool = AtomicBool::new(false);
+
+/// Whether [`forward`] convolves through matmuls: yes on a GPU (set where the device is chosen),
+/// no on burn's CPU backend, whose own convolution already is im2col + GEMM without the extra
+/// copies, and no on a software WebGPU adapter (SwiftShader), which charges about a millisecond
+/// per dispatch, so that one direct kernel beats the dozen dispatches of a banded im2col.
+pub fn use_matmuls(on: bool) {
+    MATMULS.store(on, Ordering::Relaxed);
+}
+
 /// Natively, `TODDLER_CONV=direct` keeps burn's kernel everywhere: for benchmarks that put
 /// both paths side by side in one run.
-fn direct_only() -> bool {
+fn direct_asked() -> bool {
     static DIRECT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *DIRECT.get_or_init(|| std::env::var("TODDLER_CONV").is_ok_and(|value| value == "direct"))
 }
 
-/// `conv.forward(input)`, through a matmul where the shape allows.
+/// `conv.forward(input)`, through matmuls where [`use_matmuls`] says so and the shape allows.
 pub fn forward(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
-    if direct_only()
-        || conv.groups != 1
-        || conv.stride != [1, 1]
-        || conv.dilation != [1, 1]
-        || input.device().is_autodiff()
-    {
+    if !MATMULS.load(Ordering::Relaxed) || direct_asked() || input.device().is_autodiff() {
+        return conv.forward(input);
+    }
+    through_matmuls(conv, input)
+}
+
+/// `conv.forward(input)` as matmuls for 1×1 and stride-1 3×3 convolutions; burn's kernel for
+/// any other.
+pub fn through_matmuls(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
+    if conv.groups != 1 || conv.stride != [1, 1] || conv.dilation != [1, 1] {
         return conv.forward(input);
     }
     // Stride 1: `Same` pads a 3×3 by one on every side, as `Explicit(1, 1, 1, 1)` does.
@@ -135,7 +150,7 @@ mod tests {
                 .init(&device);
             let input = Tensor::<4>::random([2, 5, 6, 9], Distribution::Normal(0.0, 1.0), &device);
             let difference =
-                max_relative_difference(conv.forward(input.clone()), forward(&conv, input));
+                max_relative_difference(conv.forward(input.clone()), through_matmuls(&conv, input));
             assert!(difference < 1e-5, "{kernel}×{kernel}: {difference}");
         }
     }
@@ -151,7 +166,7 @@ mod tests {
         let rows = MAX_COLUMN_ELEMENTS / (9 * 64 * 256);
         assert!(150 / rows >= 2, "{rows} rows a band");
         let difference =
-            max_relative_difference(conv.forward(input.clone()), forward(&conv, input));
+            max_relative_difference(conv.forward(input.clone()), through_matmuls(&conv, input));
         assert!(difference < 1e-5, "{difference}");
     }
 }

@@ -38,6 +38,7 @@ impl ComputeBackend {
                  for f16); use --dtype f32"
             )));
         }
+        crate::conv::use_matmuls(self == ComputeBackend::Gpu);
         let configured = configure(&mut device, precision);
         if configured != precision {
             return Err(EngineError::Usage(format!(

@@ -38,10 +38,14 @@ fn sdxs_like_ddim_with_guidance_and_negative_prompt_matches_diffusers() {
     assert_pipeline_matches("tiny-sdxs");
 }
 
-/// The real WGSL kernels (burn-wgpu; lavapipe's Vulkan on machines without a GPU).
+/// The real WGSL kernels (burn-wgpu; lavapipe's Vulkan on machines without a GPU), in f32, with
+/// the GPU's matmul convolutions (`engine::conv`), as the CLI and the browser choose them.
 #[test]
 fn the_gpu_backend_matches_diffusers_too() {
-    assert_pipeline_matches_on("tiny-sd2", &engine::device::ComputeBackend::Gpu.device());
+    let (device, _) = engine::device::ComputeBackend::Gpu
+        .device_with(Some(engine::device::Precision::F32))
+        .unwrap();
+    assert_pipeline_matches_on("tiny-sd2", &device);
 }
 
 #[test]

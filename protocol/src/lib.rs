@@ -243,6 +243,9 @@ pub struct DeviceInfo {
     /// What the model is held and computed in on this device.
     #[serde(default)]
     pub precision: Precision,
+    /// A software adapter (SwiftShader) or the CPU: no hardware parallelism.
+    #[serde(default)]
+    pub software: bool,
     /// Why the CPU is used when WebGPU was wanted, in words for a parent.
     #[serde(default)]
     pub fallback_reason: Option<String>,

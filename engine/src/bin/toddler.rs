@@ -262,6 +262,12 @@ mod cli {
             model.add_embedding(&read_embedding(path)?, path)?;
         }
         let loaded = started.elapsed();
+        if let Some(memory) = device_memory(&device) {
+            eprintln!(
+                "weights on the device: {:.0} MiB in {precision}",
+                memory.in_use as f64 / (1024.0 * 1024.0)
+            );
+        }
         let request = GenerationRequest {
             prompt: args.prompt,
             negative_prompt: args.negative_prompt,

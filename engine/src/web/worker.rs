@@ -277,6 +277,7 @@ pub(crate) async fn device(
         None => Precision::best_for(compute, &device),
     };
     info.precision = configure(&mut device, wanted).into();
+    crate::conv::use_matmuls(compute == ComputeBackend::Gpu && !info.software);
     (device, info)
 }
 
@@ -287,6 +288,7 @@ async fn backend_device(state: &Rc<RefCell<State>>, backend: Backend) -> (Device
             adapter: "CPU".into(),
             f16: false,
             precision: protocol::Precision::F32,
+            software: true,
             fallback_reason,
         };
         (Device::flex(), info)
@@ -335,6 +337,7 @@ async fn webgpu() -> std::result::Result<(Device, DeviceInfo), String> {
         .await
         .map_err(|error| format!("{NO_GPU} ({error})"))?;
     let name = adapter_name(&adapter);
+    let software = is_software(&adapter, &name);
     let f16 = setup
         .adapter
         .features()
@@ -346,9 +349,23 @@ async fn webgpu() -> std::result::Result<(Device, DeviceInfo), String> {
             adapter: name,
             f16,
             precision: protocol::Precision::F32,
+            software,
             fallback_reason: None,
         },
     ))
+}
+
+/// A software adapter: the browser says so (`isFallbackAdapter`, on `info` in newer browsers), or
+/// it is SwiftShader by name.
+fn is_software(adapter: &JsValue, name: &str) -> bool {
+    let flag = |holder: &JsValue| {
+        js_sys::Reflect::get(holder, &"isFallbackAdapter".into())
+            .ok()
+            .and_then(|value| value.as_bool())
+    };
+    let info = js_sys::Reflect::get(adapter, &"info".into()).unwrap_or(JsValue::UNDEFINED);
+    flag(&info).or_else(|| flag(adapter)).unwrap_or(false)
+        || name.to_lowercase().contains("swiftshader")
 }
 
 /// The adapter as the browser names it (`GPUAdapter.info`): its description, else vendor and
