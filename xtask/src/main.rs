@@ -198,24 +198,31 @@ fn test() -> Result {
 
 /// The full VAE's decode beside TAESD's, at `size`² on `backend` (see engine/examples/decode_bench.rs).
 fn bench_decode(size: &str, backend: &str) -> Result {
-    run(
-        "cargo",
-        &[
-            "run",
-            "--release",
-            "--locked",
-            "-p",
-            "engine",
-            "--example",
-            "decode_bench",
-            "--",
-            size,
-            backend,
-        ],
-    )
+    run_example("decode_bench", None, &[size, backend])
 }
 
-/// Release build of the app, then the size of each wasm module, raw and gzipped.
+/// `cargo run --release` of one of the engine's examples, burn with `features` added.
+fn run_example(example: &str, features: Option<&str>, args: &[&str]) -> Result {
+    let runtime_dir =
+        env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| env::temp_dir().display().to_string());
+    let mut command = vec![
+        "run",
+        "--release",
+        "--locked",
+        "-p",
+        "engine",
+        "--example",
+        example,
+    ];
+    if let Some(features) = features {
+        command.extend(["--features", features]);
+    }
+    command.push("--");
+    command.extend_from_slice(args);
+    // Mesa's Vulkan loader (lavapipe) wants a runtime dir.
+    run_with_env("cargo", &command, &[("XDG_RUNTIME_DIR", &runtime_dir)])
+}
+
 /// Release build into `dist-release/`, every file as a static host serves it. The precache hook
 /// runs wasm-opt on the staged modules before it hashes them (`TODDLER_WASM_OPT`), so the service
 /// worker's version covers the optimised files.
@@ -237,24 +244,9 @@ fn dist() -> Result {
 
 /// Both kernel benchmarks' builds, burn without and with `fusion`, one after the other.
 fn bench_kernels(backend: &str, dtype: &str) -> Result {
-    let runtime_dir =
-        env::var("XDG_RUNTIME_DIR").unwrap_or_else(|_| env::temp_dir().display().to_string());
     for features in [None, Some("burn/fusion")] {
-        let mut args = vec![
-            "run",
-            "--release",
-            "--locked",
-            "-p",
-            "engine",
-            "--example",
-            "kernel_bench",
-        ];
-        if let Some(features) = features {
-            args.extend(["--features", features]);
-        }
-        args.extend(["--", backend, dtype]);
         eprintln!("burn fusion: {}", features.is_some());
-        run_with_env("cargo", &args, &[("XDG_RUNTIME_DIR", &runtime_dir)])?;
+        run_example("kernel_bench", features, &[backend, dtype])?;
     }
     Ok(())
 }
@@ -263,6 +255,7 @@ fn bench_kernels(backend: &str, dtype: &str) -> Result {
 const UI_BUDGET_BYTES: usize = 500_000;
 const ENGINE_BUDGET_BYTES: usize = 4_000_000;
 
+/// `dist`, then the size of each wasm and JavaScript file, raw and gzipped, against the budgets.
 fn bench_size() -> Result {
     dist()?;
     let dist = root().join("dist-release");
