@@ -5,9 +5,10 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, softmax};
-use burn::tensor::{Bool, DType, Device, FloatDType, Tensor};
+use burn::tensor::{Bool, DType, Device, Tensor};
 
 use crate::conv;
+use crate::device::upcast;
 use crate::resnet::{conv1x1, group_norm};
 
 /// Scaled dot-product attention over `[batch, tokens, heads·dim]`.
@@ -49,15 +50,7 @@ pub fn scaled_dot_product(
     context.swap_dims(1, 2).reshape([batch, queries, width])
 }
 
-/// An f16 tensor as f32; f32 tensors as they are.
-pub fn upcast<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {
-    match tensor.dtype() {
-        DType::F32 => tensor,
-        _ => tensor.cast(FloatDType::F32),
-    }
-}
-
-/// `softmax(q·kᵀ)` from queries and keys already in f32 (see [`upcast`]), in the values' type
+/// `softmax(q·kᵀ)` from queries and keys already in f32 ([`upcast`]), in the values' type
 /// `dtype`. In f16 the scores of SD 2.x's attention overflow (diffusers' `upcast_attention`) and
 /// softmax loses its small weights, so both always run in f32; `mask` is true where a query
 /// must not look.
@@ -72,11 +65,7 @@ pub fn attention_weights(
         Some(mask) => scores.mask_fill(mask.clone(), f32::NEG_INFINITY),
         None => scores,
     };
-    let weights = softmax(scores, 3);
-    match dtype {
-        DType::F32 => weights,
-        _ => weights.cast(dtype),
-    }
+    softmax(scores, 3).cast(dtype)
 }
 
 /// Score elements in one slice's `[batch, heads, slice, keys]` tensor, at most: 32 MiB in f32,

@@ -25,8 +25,7 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::attention::upcast;
-use crate::device::weight_dtype;
+use crate::device::{upcast, weight_dtype};
 use crate::error::{EngineError, Result};
 use crate::pipeline::{StableDiffusion, gaussian};
 use crate::prompt::PromptEncoder;

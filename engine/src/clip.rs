@@ -3,7 +3,8 @@
 //! Field names are the checkpoint's key segments, so a parameter's path is its safetensors key
 //! (`encoder.layers.0.self_attn.q_proj.weight`); see `weights.rs` for the loading.
 
-use crate::attention::{attention_weights, upcast};
+use crate::attention::attention_weights;
+use crate::device::upcast;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, sigmoid};

@@ -1,6 +1,6 @@
 //! Choosing where the engine computes.
 
-use burn::tensor::{DType, Device, DeviceKind, FloatDType};
+use burn::tensor::{DType, Device, DeviceKind, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
@@ -120,6 +120,12 @@ pub fn precision_of(device: &Device) -> Precision {
         FloatDType::F16 => Precision::F16,
         _ => Precision::F32,
     }
+}
+
+/// `tensor` in f32 (burn's cast leaves an f32 tensor as it is): the precision-sensitive
+/// islands of an f16 model.
+pub fn upcast<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {
+    tensor.cast(FloatDType::F32)
 }
 
 /// The float type a device's weights are loaded in.

@@ -8,8 +8,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::Deserialize;
 use web_time::Instant;
 
-use crate::attention::upcast;
-use crate::device::weight_dtype;
+use crate::device::{upcast, weight_dtype};
 use crate::embeddings::timestep_features;
 use crate::error::{EngineError, Result};
 use crate::files::ModelFiles;

@@ -22,7 +22,8 @@ pub struct PromptEncoder {
 
 impl PromptEncoder {
     /// Loads `tokenizer/` and `text_encoder/` of a diffusers folder; `variant` picks e.g. the
-    /// `model.fp16.safetensors` weights when present. Weights are converted to f32.
+    /// `model.fp16.safetensors` weights when present. Weights are converted to the device's
+    /// float type (`device::weight_dtype`).
     pub async fn load(
         files: &impl ModelFiles,
         variant: Option<&str>,

@@ -192,7 +192,7 @@ async fn run(
     Ok(json!({
         "backend": device.backend,
         "adapter": device.adapter,
-        // Whether the adapter offers shader-f16; the engine computes in f32 on every adapter.
+        // Whether the adapter offers shader-f16; `precision` is what the engine computes in.
         "f16": device.f16,
         "precision": device.precision.name(),
         "fallback_reason": device.fallback_reason,
