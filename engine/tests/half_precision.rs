@@ -13,7 +13,7 @@ mod common;
 
 use burn::tensor::DType;
 use common::avatar::avatar_errors_against_torch;
-use common::pipeline::pipeline_errors;
+use common::pipeline::assert_pipeline_within;
 use engine::device::{ComputeBackend, Precision, precision_of};
 use engine::files::block_on;
 use engine::pipeline::StableDiffusion;
@@ -55,12 +55,7 @@ fn weights_are_held_in_f16() {
 }
 
 fn assert_f16_pipeline_matches(name: &str) {
-    let (error, difference) = pipeline_errors(name, &f16_device());
-    assert!(error <= 1e-2, "{name}: latents relative L2 error {error}");
-    assert!(
-        difference <= 2.0,
-        "{name}: picture differs by {difference}/255 on average"
-    );
+    assert_pipeline_within(name, &f16_device(), 1e-2, 2.0);
 }
 
 #[test]

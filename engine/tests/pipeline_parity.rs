@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::pipeline::{pipeline_errors, request};
+use common::pipeline::{assert_pipeline_within, request};
 use common::{device, fixtures, model};
 use engine::files::block_on;
 use engine::pipeline::{StableDiffusion, gaussian};
@@ -15,12 +15,7 @@ fn assert_pipeline_matches(name: &str) {
 }
 
 fn assert_pipeline_matches_on(name: &str, device: &burn::tensor::Device) {
-    let (error, difference) = pipeline_errors(name, device);
-    assert!(error <= 1e-3, "{name}: latents relative L2 error {error}");
-    assert!(
-        difference <= 1.0,
-        "{name}: picture differs by {difference}/255 on average"
-    );
+    assert_pipeline_within(name, device, 1e-3, 1.0);
 }
 
 #[test]

@@ -25,9 +25,15 @@ pub fn request(name: &str) -> GenerationRequest {
     }
 }
 
-/// Generates `name`'s golden run on `device` in its float type: the final latents' relative L2
-/// error and the picture's mean absolute difference (of 255) against diffusers'.
-pub fn pipeline_errors(name: &str, device: &burn::tensor::Device) -> (f64, f64) {
+/// Generates `name`'s golden run on `device` in its float type and asserts the final latents
+/// within `latents_l2` relative L2 of diffusers' and the picture within `picture_difference`
+/// (of 255) mean absolute difference.
+pub fn assert_pipeline_within(
+    name: &str,
+    device: &burn::tensor::Device,
+    latents_l2: f64,
+    picture_difference: f64,
+) {
     let model = block_on(StableDiffusion::load(&super::model(name), None, device)).unwrap();
     let generated = block_on(model.generate(&request(name), |_| true)).unwrap();
     let latents = (generated.latent_shape.to_vec(), generated.latents.clone());
@@ -48,5 +54,12 @@ pub fn pipeline_errors(name: &str, device: &burn::tensor::Device) -> (f64, f64) 
     eprintln!(
         "{name}: latents relative L2 {error:e}, picture mean abs difference {difference:.4}/255"
     );
-    (error, difference)
+    assert!(
+        error <= latents_l2,
+        "{name}: latents relative L2 error {error}"
+    );
+    assert!(
+        difference <= picture_difference,
+        "{name}: picture differs by {difference}/255 on average"
+    );
 }
