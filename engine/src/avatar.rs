@@ -451,7 +451,7 @@ fn constant<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {
 }
 
 /// A tensor's values, read back without blocking (WebGPU has no blocking reads).
-async fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+pub(crate) async fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
     tensor
         .into_data_async()
         .await

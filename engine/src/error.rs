@@ -37,6 +37,9 @@ pub enum EngineError {
     #[error("{path}: {problem}")]
     Embedding { path: PathBuf, problem: String },
 
+    #[error("{path}: {problem}")]
+    Lora { path: PathBuf, problem: String },
+
     #[error("{url}: {problem}")]
     Network { url: String, problem: String },
 

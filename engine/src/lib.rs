@@ -16,6 +16,7 @@ pub mod device;
 pub mod embeddings;
 pub mod error;
 pub mod files;
+pub mod lora;
 pub mod photos;
 pub mod pipeline;
 pub mod prompt;

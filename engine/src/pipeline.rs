@@ -12,6 +12,7 @@ use crate::device::{upcast, weight_dtype};
 use crate::embeddings::timestep_features;
 use crate::error::{EngineError, Result};
 use crate::files::ModelFiles;
+use crate::lora::{AdaptableLayers, ScaledLora};
 use crate::prompt::PromptEncoder;
 use crate::schedulers::{Scheduler, SchedulerConfig, SchedulerKind};
 use crate::textual_inversion::TextualInversion;
@@ -65,7 +66,11 @@ pub struct Generated {
 /// A loaded text-to-image model.
 pub struct StableDiffusion {
     pub text: PromptEncoder,
+    /// The UNet as loaded; LoRAs never change it.
     pub unet: UNet2DConditionModel,
+    /// The UNet with LoRAs, when there are any (see [`set_loras`](Self::set_loras)): generation
+    /// uses it instead of `unet`. Avatar training sets it for its previews.
+    pub adapted_unet: Option<UNet2DConditionModel>,
     pub vae: Vae,
     scheduler_config: SchedulerConfig,
     default_scheduler: Option<SchedulerKind>,
@@ -118,6 +123,7 @@ impl StableDiffusion {
             scaling_factor: vae_info.scaling_factor,
             text,
             unet,
+            adapted_unet: None,
             vae,
             device: device.clone(),
         })
@@ -171,6 +177,17 @@ impl StableDiffusion {
         source: &std::path::Path,
     ) -> Result<()> {
         self.text.add_embedding(embedding, source)
+    }
+
+    /// Draws with `loras` (each file at its scale, on the UNet and the text encoder) from now on,
+    /// merged into copies of the adapted weights; an empty list draws without. Any file that
+    /// does not fit the model is refused, and then nothing changes.
+    pub fn set_loras(&mut self, loras: &[ScaledLora]) -> Result<()> {
+        let layers = AdaptableLayers::of_unet(&self.unet);
+        let unet = crate::lora::adapt(&self.unet, &layers, loras, &self.device, true)?;
+        self.text.set_loras(loras)?;
+        self.adapted_unet = unet;
+        Ok(())
     }
 
     /// Runs the recipe; `progress` is called after every step and cancels by returning `false`.
@@ -246,6 +263,7 @@ impl StableDiffusion {
         let mut latents = self.tensor(noise, shape) * scheduler.init_noise_sigma();
 
         // 4. The denoising loop.
+        let unet = self.adapted_unet.as_ref().unwrap_or(&self.unet);
         let steps = scheduler.timesteps().len();
         for (index, &timestep) in scheduler.timesteps().iter().enumerate() {
             let step_started = Instant::now();
@@ -257,11 +275,7 @@ impl StableDiffusion {
             } else {
                 input
             };
-            let prediction =
-                upcast(
-                    self.unet
-                        .forward(input, timestep, &context, condition.clone()),
-                );
+            let prediction = upcast(unet.forward(input, timestep, &context, condition.clone()));
             let prediction = if guided {
                 let mut halves = prediction.chunk(2, 0);
                 let conditioned = halves.pop().expect("two halves");

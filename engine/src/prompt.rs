@@ -7,6 +7,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use crate::clip::{ClipTextConfig, ClipTextModel};
 use crate::error::{EngineError, Result};
 use crate::files::ModelFiles;
+use crate::lora::{AdaptableLayers, ScaledLora};
 use crate::textual_inversion::TextualInversion;
 use crate::tokenizer::{ClipTokenizer, MAX_LENGTH};
 use crate::weights::{WeightFiles, load_into};
@@ -17,6 +18,10 @@ pub struct PromptEncoder {
     /// The rows of tokens added by [`add_placeholder_tokens`](Self::add_placeholder_tokens), when
     /// [`encode`](Self::encode) should use them: an avatar's preview while it trains.
     pub placeholder_vectors: Option<Tensor<2>>,
+    /// The LoRAs that adapt the text encoder, and the encoder with them merged in: prompts are
+    /// encoded with it while there is one; `text_encoder` stays as loaded.
+    loras: Vec<ScaledLora>,
+    adapted: Option<ClipTextModel>,
     device: Device,
 }
 
@@ -63,6 +68,8 @@ impl PromptEncoder {
             tokenizer,
             text_encoder,
             placeholder_vectors: None,
+            loras: Vec::new(),
+            adapted: None,
             device: device.clone(),
         })
     }
@@ -110,7 +117,7 @@ impl PromptEncoder {
         let table = &mut self.text_encoder.embeddings.token_embedding.weight;
         let grown = Tensor::cat(vec![table.val(), new_rows], 0);
         *table = Param::from_tensor(grown);
-        Ok(())
+        self.refresh_loras()
     }
 
     /// diffusers' `maybe_convert_prompt`: a multi-vector token `<t>` becomes `<t> <t>_1 …`.
@@ -162,7 +169,7 @@ impl PromptEncoder {
     /// added by [`add_placeholder_tokens`](Self::add_placeholder_tokens).
     pub fn encode_with_vectors(&self, prompts: &[&str], vectors: Tensor<2>) -> Result<Tensor<3>> {
         Ok(self
-            .text_encoder
+            .encoder()
             .forward_with_extra_rows(self.ids_tensor(prompts)?, Some(vectors)))
     }
 
@@ -180,7 +187,30 @@ impl PromptEncoder {
     /// Last hidden states `[prompts, 77, hidden]`.
     pub fn encode(&self, prompts: &[&str]) -> Result<Tensor<3>> {
         Ok(self
-            .text_encoder
+            .encoder()
             .forward_with_extra_rows(self.ids_tensor(prompts)?, self.placeholder_vectors.clone()))
+    }
+
+    /// The text encoder prompts go through: with the LoRAs when there are any.
+    fn encoder(&self) -> &ClipTextModel {
+        self.adapted.as_ref().unwrap_or(&self.text_encoder)
+    }
+
+    /// Encodes prompts with `loras` (the text-encoder layers of each file, at its scale) from
+    /// now on; an empty list removes them. On error nothing changes.
+    pub fn set_loras(&mut self, loras: &[ScaledLora]) -> Result<()> {
+        let layers = AdaptableLayers::of_text_encoder(&self.text_encoder);
+        self.adapted = crate::lora::adapt(&self.text_encoder, &layers, loras, &self.device, true)?;
+        self.loras = loras.to_vec();
+        Ok(())
+    }
+
+    /// After the token table grew: the adapted encoder is rebuilt from the new table.
+    fn refresh_loras(&mut self) -> Result<()> {
+        if self.loras.is_empty() {
+            return Ok(());
+        }
+        let loras = std::mem::take(&mut self.loras);
+        self.set_loras(&loras)
     }
 }
