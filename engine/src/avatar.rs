@@ -27,6 +27,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::device::{upcast, weight_dtype};
 use crate::error::{EngineError, Result};
+use crate::lora::{LoraFile, LoraWeights, TrainableLora};
 use crate::pipeline::{StableDiffusion, gaussian};
 use crate::prompt::PromptEncoder;
 use crate::schedulers::{
@@ -48,6 +49,13 @@ pub const TEMPLATES: [&str; 6] = [
     "a drawing of {}",
     "a portrait of {}",
 ];
+
+/// The rank of the "stronger likeness" LoRA: diffusers' and the pivotal-tuning scripts'
+/// default; on SD-Turbo its file is 3.3 MB in f32 (see the module docs).
+pub const DEFAULT_LORA_RANK: usize = 4;
+
+/// The LoRA's learning rate (the vectors keep theirs); see the module docs.
+pub const DEFAULT_LORA_LEARNING_RATE: f64 = 1e-4;
 
 /// The trainable vectors, `[n, hidden]`, as a module so burn's optimisers can update them.
 #[derive(Module, Debug)]
@@ -144,6 +152,9 @@ pub struct TrainingConfig {
     /// λ of the regulariser `λ · mean((v − v₀)²)`.
     pub regularization: f64,
     pub seed: u64,
+    /// The rank of the LoRA trained with the vectors (pivotal tuning); 0: the vectors alone.
+    pub lora_rank: usize,
+    pub lora_learning_rate: f64,
 }
 
 impl TrainingConfig {
@@ -156,6 +167,8 @@ impl TrainingConfig {
             learning_rate: 5e-3,
             regularization: 0.01,
             seed: 0,
+            lora_rank: 0,
+            lora_learning_rate: DEFAULT_LORA_LEARNING_RATE,
         }
     }
 
@@ -219,8 +232,12 @@ pub async fn start(
     let evaluation = fresh.evaluation_set(config.seed ^ 0x5eed);
     // The paired figure always compares with the untrained start, resumed or not.
     let eval_loss_before = fresh.evaluate(&Frozen::of(model), &evaluation).await?;
+    let fresh = match config.lora_rank {
+        0 => fresh,
+        rank => fresh.with_lora(TrainableLora::new(&model.unet, rank, config.seed, device)),
+    };
     let training = match checkpoint {
-        Some(checkpoint) => Training::resume(config, checkpoint, latents, device)?,
+        Some(checkpoint) => Training::resume(config, checkpoint, latents, &model.unet, device)?,
         None => fresh,
     };
     Ok(Run {
@@ -229,6 +246,12 @@ pub async fn start(
         eval_loss_before,
     })
 }
+
+/// AdamW's weight decay on the LoRA (the advanced pivotal-tuning script's default).
+const LORA_WEIGHT_DECAY: f32 = 1e-4;
+
+/// The first bytes of a checkpoint that carries a LoRA after its vectors.
+const CHECKPOINT_WITH_LORA: &[u8; 8] = b"TSLORA01";
 
 /// A training run: the vectors, their optimiser and the example stream.
 pub struct Training {
@@ -240,6 +263,9 @@ pub struct Training {
     /// `[1, 4, h, w]` latents of each photo and of its mirror image.
     photos: Vec<Tensor<4>>,
     pub step: usize,
+    /// The UNet LoRA trained with the vectors (pivotal tuning), with its own optimiser.
+    pub lora: Option<TrainableLora>,
+    lora_optimizer: burn::optim::ModuleOptimizer,
 }
 
 impl Training {
@@ -266,9 +292,33 @@ impl Training {
             initial: constant(initial),
             optimizer: AdamWConfig::new().with_weight_decay(0.0).init(),
             rng: StdRng::seed_from_u64(config.seed),
+            lora_optimizer: AdamWConfig::new()
+                .with_weight_decay(LORA_WEIGHT_DECAY)
+                .init(),
             config,
             photos,
             step: 0,
+            lora: None,
+        })
+    }
+
+    /// Trains `lora` with the vectors.
+    pub fn with_lora(mut self, lora: TrainableLora) -> Self {
+        self.lora = Some(lora);
+        self
+    }
+
+    /// `unet` with the LoRA as it is now merged in, out of any gradient graph (evaluation,
+    /// previews); `None` without a LoRA.
+    pub fn merged_unet(&self, unet: &UNet2DConditionModel) -> Option<UNet2DConditionModel> {
+        self.lora.as_ref().map(|lora| lora.merged(unet.clone()))
+    }
+
+    /// The frozen parts with the LoRA as it is now (live, for the gradient, or merged).
+    fn adapted_unet(&self, frozen: &Frozen, live: bool) -> Option<UNet2DConditionModel> {
+        self.lora.as_ref().map(|lora| match live {
+            true => lora.attach(frozen.unet.clone()),
+            false => lora.merged(frozen.unet.clone()),
         })
     }
 
@@ -314,11 +364,23 @@ impl Training {
             ("step".to_owned(), self.step.to_string()),
             ("seed".to_owned(), self.config.seed.to_string()),
         ]);
-        safetensors::serialize(
+        let vectors = safetensors::serialize(
             [("vectors", view(&vectors)?), ("initial", view(&initial)?)],
             Some(metadata),
         )
-        .map_err(|error| EngineError::Usage(error.to_string()))
+        .map_err(|error| EngineError::Usage(error.to_string()))?;
+        match &self.lora {
+            // The LoRA's factors travel as a second safetensors file behind the first, its
+            // length in the first's metadata being awkward to write before serialising.
+            Some(lora) => {
+                let factors = lora.file(std::collections::HashMap::new()).await?;
+                let mut both = (vectors.len() as u64).to_le_bytes().to_vec();
+                both.extend(vectors);
+                both.extend(factors);
+                Ok([CHECKPOINT_WITH_LORA.as_slice(), &both].concat())
+            }
+            None => Ok(vectors),
+        }
     }
 
     /// Continues from a [`checkpoint`](Self::checkpoint) written for the same token and seed.
@@ -326,9 +388,40 @@ impl Training {
         config: TrainingConfig,
         checkpoint: &[u8],
         photos: Vec<Tensor<4>>,
+        unet: &UNet2DConditionModel,
         device: &Device,
     ) -> Result<Self> {
         let invalid = |problem: &str| EngineError::Usage(format!("the checkpoint {problem}"));
+        let (checkpoint, lora) = match checkpoint.strip_prefix(CHECKPOINT_WITH_LORA.as_slice()) {
+            Some(rest) if rest.len() >= 8 => {
+                let length = u64::from_le_bytes(rest[..8].try_into().expect("8 bytes"));
+                let rest = &rest[8..];
+                let length = usize::try_from(length)
+                    .ok()
+                    .filter(|length| *length <= rest.len())
+                    .ok_or_else(|| invalid("is damaged (its LoRA part is cut short)"))?;
+                (&rest[..length], Some(&rest[length..]))
+            }
+            Some(_) => return Err(invalid("is damaged (cut short)")),
+            None => (checkpoint, None),
+        };
+        let lora = match (lora, config.lora_rank) {
+            (None, 0) => None,
+            (Some(bytes), rank) if rank > 0 => {
+                let path = std::path::Path::new("the checkpoint's LoRA");
+                let file = LoraFile::from_safetensors(bytes, path)?;
+                let lora = TrainableLora::from_file(unet, &file, device)?;
+                if lora.rank != rank {
+                    return Err(invalid("was made with another LoRA rank"));
+                }
+                Some(lora)
+            }
+            _ => {
+                return Err(invalid(
+                    "was made with another likeness setting (LoRA or not)",
+                ));
+            }
+        };
         let (_, metadata) = safetensors::SafeTensors::read_metadata(checkpoint)
             .map_err(|error| invalid(&format!("is damaged ({error})")))?;
         let metadata = metadata.metadata().clone().unwrap_or_default();
@@ -366,6 +459,7 @@ impl Training {
                 .require_grad(),
             ),
         };
+        training.lora = lora;
         for _ in 0..step {
             training.draw();
         }
@@ -392,10 +486,25 @@ impl Training {
     pub async fn step(&mut self, frozen: &Frozen<'_>) -> Result<f64> {
         let example = self.draw();
         let vectors = self.parameters.vectors.val();
-        let loss = denoising_loss(frozen, vectors.clone(), &example)?;
+        let adapted = self.adapted_unet(frozen, true);
+        let frozen = Frozen {
+            unet: adapted.as_ref().unwrap_or(frozen.unet),
+            ..*frozen
+        };
+        let loss = denoising_loss(&frozen, vectors.clone(), &example)?;
         let drift = (vectors - self.initial.clone()).powi_scalar(2).mean();
         let total = loss.clone() + drift * self.config.regularization;
-        let gradients = GradientsParams::from_grads(total.backward(), &self.parameters);
+        let mut backward = total.backward();
+        let gradients = GradientsParams::from_module(&mut backward, &self.parameters);
+        if let Some(lora) = &mut self.lora {
+            let lora_gradients = GradientsParams::from_module(&mut backward, &lora.weights);
+            let weights = std::mem::replace(&mut lora.weights, LoraWeights { layers: Vec::new() });
+            let updated =
+                self.lora_optimizer
+                    .step(self.config.lora_learning_rate, weights, lora_gradients);
+            lora.replace_weights(updated);
+        }
+        drop(adapted);
         let parameters = std::mem::replace(
             &mut self.parameters,
             TokenVectors {
@@ -435,6 +544,11 @@ impl Training {
     /// The mean denoising loss over `examples` with the current vectors (no gradients kept).
     pub async fn evaluate(&self, frozen: &Frozen<'_>, examples: &[Example]) -> Result<f64> {
         let vectors = self.current_vectors();
+        let adapted = self.adapted_unet(frozen, false);
+        let frozen = &Frozen {
+            unet: adapted.as_ref().unwrap_or(frozen.unet),
+            ..*frozen
+        };
         let mut sum = 0.0;
         for example in examples {
             sum += scalar(denoising_loss(frozen, vectors.clone(), example)?).await?;

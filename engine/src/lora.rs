@@ -120,6 +120,7 @@ const DOTTED_SUFFIXES: [(&str, bool); 8] = [
 
 /// Key fragments of adapter kinds that are not plain LoRA, with what to call them.
 const OTHER_KINDS: [(&str, &str); 7] = [
+    // Matched against the start of a key's segments (`diff` whole: `diffusion_model` is not one).
     ("hada_", "a LoHa (LyCORIS) adapter"),
     ("lokr_", "a LoKr (LyCORIS) adapter"),
     ("lora_mid", "a LoCon with a Tucker middle factor (LyCORIS)"),
@@ -252,10 +253,12 @@ enum Part {
 /// What a key is: whose layer, which layer, which part. The error names the key.
 fn classify(key: &str) -> std::result::Result<(Component, LayerName, Part), String> {
     let not_understood = |why: &str| format!("tensor `{key}` is not understood: {why}");
-    if let Some((_, kind)) = OTHER_KINDS
-        .iter()
-        .find(|(fragment, _)| key.rsplit('.').any(|part| part.starts_with(fragment)))
-    {
+    if let Some((_, kind)) = OTHER_KINDS.iter().find(|(fragment, _)| {
+        key.split('.').any(|part| match *fragment {
+            "diff" => part == "diff",
+            fragment => part.starts_with(fragment),
+        })
+    }) {
         return Err(not_understood(&format!(
             "it belongs to {kind}, which this app does not read (only plain LoRA)"
         )));
@@ -607,7 +610,12 @@ fn attach<M: Module>(module: M, updates: HashMap<String, LowRankUpdates>, merge:
     let mut attach = Attach(updates);
     let module = module.apply_reparameterization(&mut attach);
     debug_assert!(attach.0.is_empty(), "every adapted weight was found");
-    if merge { module.materialize() } else { module }
+    if merge {
+        // Merged weights keep no gradient, on an autodiff device too (evaluation, previews).
+        module.materialize().no_grad()
+    } else {
+        module
+    }
 }
 
 impl Reparameterizer for &mut Attach {
@@ -925,6 +933,14 @@ impl TrainableLora {
         metadata.insert("alpha".into(), self.alpha.to_string());
         safetensors::serialize(views, Some(metadata))
             .map_err(|error| EngineError::Usage(error.to_string()))
+    }
+
+    /// diffusers' names of the adapted layers, in the order of `weights.layers`.
+    pub fn modules(&self) -> Vec<&str> {
+        self.layers
+            .iter()
+            .map(|layer| layer.module.as_str())
+            .collect()
     }
 
     /// How many values the factors hold.
