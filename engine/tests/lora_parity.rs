@@ -100,3 +100,28 @@ fn a_lora_for_another_model_is_refused_and_changes_nothing() {
     let after = block_on(model.generate(&request("tiny-sd2"), |_| true)).unwrap();
     assert_eq!(before.latents, after.latents);
 }
+
+/// An avatar trained by this engine with its LoRA (`toddler train-avatar --lora-rank 4`, files
+/// committed) draws in diffusers (`load_textual_inversion` + `load_lora_weights`,
+/// models/check_lora_diffusers.py) what it draws here.
+#[test]
+fn an_avatar_trained_here_draws_in_diffusers_as_here() {
+    let mut model = block_on(StableDiffusion::load(&model("tiny-sd2"), None, &device())).unwrap();
+    let avatar = fixtures().join("loras/kid.safetensors");
+    let embedding = engine::textual_inversion::TextualInversion::from_safetensors(
+        &std::fs::read(&avatar).unwrap(),
+        &avatar,
+    )
+    .unwrap();
+    model.add_embedding(&embedding, &avatar).unwrap();
+    model.set_loras(&[lora("kid.lora", 1.0)]).unwrap();
+    let mut request = request("tiny-sd2");
+    request.prompt = "an illustration of <kid> at the beach".into();
+    let generated = block_on(model.generate(&request, |_| true)).unwrap();
+    let error = relative_l2(
+        &(generated.latent_shape.to_vec(), generated.latents),
+        &golden_tensor("loras/kid-diffusers.safetensors", "latents"),
+    );
+    eprintln!("trained avatar + LoRA: latents relative L2 {error:e}");
+    assert!(error <= LATENTS_L2, "{error}");
+}

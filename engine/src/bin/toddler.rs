@@ -33,6 +33,7 @@ mod cli {
     use clap::{Parser, Subcommand};
     use engine::device::{ComputeBackend, Precision};
     use engine::files::{Folder, block_on};
+    use engine::lora::{LoraFile, ScaledLora};
     use engine::pipeline::{GenerationRequest, StableDiffusion};
     use engine::prompt::PromptEncoder;
     use engine::schedulers::SchedulerKind;
@@ -124,6 +125,17 @@ mod cli {
         /// (less device memory, more compute).
         #[arg(long)]
         gradient_checkpointing: bool,
+        /// Trains a LoRA of this rank on the UNet's attention with the vectors (pivotal tuning:
+        /// a stronger likeness); 0, the default, trains the vectors alone.
+        #[arg(long, default_value_t = 0)]
+        lora_rank: usize,
+        /// Where to write the LoRA (diffusers' `pytorch_lora_weights.safetensors` format) when
+        /// `--lora-rank` is above 0; default: beside `--out`, named `<out>.lora.safetensors`.
+        #[arg(long)]
+        lora_out: Option<PathBuf>,
+        /// The LoRA's AdamW learning rate (the vectors keep `--lr`).
+        #[arg(long, default_value_t = engine::avatar::DEFAULT_LORA_LEARNING_RATE)]
+        lora_lr: f64,
     }
 
     #[derive(clap::Args)]
@@ -152,6 +164,12 @@ mod cli {
         noise: Option<PathBuf>,
         #[arg(long = "embedding")]
         embeddings: Vec<PathBuf>,
+        /// A LoRA file (diffusers, peft or kohya/A1111 safetensors); may be given several times.
+        #[arg(long = "lora")]
+        loras: Vec<PathBuf>,
+        /// The strength of every `--lora` (1.0: as trained).
+        #[arg(long, default_value_t = 1.0)]
+        lora_scale: f64,
         /// Overrides the folder's scheduler: euler-ancestral, euler, ddim or lcm.
         #[arg(long)]
         scheduler: Option<String>,
@@ -261,6 +279,17 @@ mod cli {
         for path in &args.embeddings {
             model.add_embedding(&read_embedding(path)?, path)?;
         }
+        let loras = args
+            .loras
+            .iter()
+            .map(|path| {
+                Ok(ScaledLora {
+                    file: LoraFile::from_safetensors(&read_file(path)?, path)?,
+                    scale: args.lora_scale,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        model.set_loras(&loras)?;
         let loaded = started.elapsed();
         if let Some(memory) = device_memory(&device) {
             eprintln!(
@@ -365,6 +394,13 @@ mod cli {
         config.steps = args.steps;
         config.learning_rate = args.lr;
         config.seed = args.seed;
+        config.lora_rank = args.lora_rank;
+        config.lora_learning_rate = args.lora_lr;
+        let lora_out = (args.lora_rank > 0).then(|| {
+            args.lora_out
+                .clone()
+                .unwrap_or_else(|| args.out.with_extension("lora.safetensors"))
+        });
 
         // Each photo and its mirror image, encoded once.
         let mut paths: Vec<PathBuf> = std::fs::read_dir(&args.photos)
@@ -502,6 +538,25 @@ mod cli {
             path: args.out.clone(),
             source,
         })?;
+        if let (Some(lora), Some(path)) = (&training.lora, &lora_out) {
+            let metadata = std::collections::HashMap::from([
+                ("model".to_owned(), info.model.clone()),
+                ("token".to_owned(), config.token.clone()),
+                ("steps".to_owned(), config.steps.to_string()),
+            ]);
+            std::fs::write(path, block_on(lora.file(metadata))?).map_err(|source| {
+                EngineError::Io {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            eprintln!(
+                "LoRA of rank {} ({} values) written to {}",
+                lora.rank,
+                lora.parameter_count(),
+                path.display()
+            );
+        }
         println!(
             "{}",
             serde_json::json!({ "eval_loss_before": before, "eval_loss_after": after })

@@ -116,11 +116,16 @@ pub fn relative_l2(actual: &(Vec<usize>, Vec<f32>), expected: &(Vec<usize>, Vec<
 }
 
 /// Runs the `toddler` CLI; panics with its error output when it fails.
-pub fn run_toddler(args: &[&std::ffi::OsStr]) -> std::process::Output {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_toddler"))
+/// `toddler` with `args`, successful or not.
+pub fn toddler_output(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_toddler"))
         .args(args)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+pub fn run_toddler(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let output = toddler_output(args);
     assert!(
         output.status.success(),
         "toddler failed: {}",
