@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 
-use protocol::store::{AVATAR_FILE, AVATARS_DIR, avatar_folder};
+use protocol::store::{AVATAR_FILE, AVATAR_LORA_FILE, AVATARS_DIR, avatar_folder};
 use protocol::{Backend, Event, ModelSource, Precision, Request};
 use stories::{Avatar, Book};
 
@@ -184,11 +184,20 @@ pub async fn ensure_loaded(avatar: Option<&str>) -> Result<(), String> {
     if LOADED.with(|loaded| loaded.borrow().as_ref() == Some(&wanted)) {
         return Ok(());
     }
+    let mut loras = Vec::new();
     let embeddings = match avatar {
         Some(token) => {
             let path = avatar_path(token, AVATAR_FILE);
             if storage::read(&path).await?.is_none() {
                 return Err("This book's avatar has not finished learning yet. Finish it on the Avatars screen, or pick another avatar.".into());
+            }
+            // The stronger likeness: the avatar's LoRA draws with it, at full strength.
+            let lora = avatar_path(token, AVATAR_LORA_FILE);
+            if storage::size(&lora).await? > 0 {
+                loras.push(protocol::LoraSource {
+                    url: format!("opfs:{lora}"),
+                    scale: 1.0,
+                });
             }
             vec![format!("opfs:{path}")]
         }
@@ -203,6 +212,7 @@ pub async fn ensure_loaded(avatar: Option<&str>) -> Result<(), String> {
         backend: Preferences::read().backend,
         precision: Preferences::read().precision,
         embeddings,
+        loras,
     };
     LOADED.with(|loaded| *loaded.borrow_mut() = None);
     engine.call(id, &request, |_| {}).await?;

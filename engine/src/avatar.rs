@@ -52,7 +52,7 @@ pub const TEMPLATES: [&str; 6] = [
 
 /// The rank of the "stronger likeness" LoRA: diffusers' and the pivotal-tuning scripts'
 /// default; on SD-Turbo its file is 3.3 MB in f32 (see the module docs).
-pub const DEFAULT_LORA_RANK: usize = 4;
+pub const DEFAULT_LORA_RANK: usize = protocol::STRONGER_LIKENESS_RANK;
 
 /// The LoRA's learning rate (the vectors keep theirs); see the module docs.
 pub const DEFAULT_LORA_LEARNING_RATE: f64 = 1e-4;

@@ -86,6 +86,17 @@ pub struct Generate {
     pub return_latents: bool,
 }
 
+/// A LoRA file for [`Request::Load`]: a URL or `opfs:{path}`, and its strength (1: as trained).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoraSource {
+    pub url: String,
+    pub scale: f64,
+}
+
+/// The LoRA rank of an avatar with the "stronger likeness" (pivotal tuning): the rank diffusers'
+/// LoRA scripts default to; 3.3 MB for SD-Turbo (docs/benchmarks.md).
+pub const STRONGER_LIKENESS_RANK: usize = 4;
+
 /// App → worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -105,6 +116,9 @@ pub enum Request {
         /// Textual-inversion embeddings to add: URLs, or `opfs:{path}` in the store.
         #[serde(default)]
         embeddings: Vec<String>,
+        /// LoRA files to draw with (an avatar's, a book style's), each at its scale.
+        #[serde(default)]
+        loras: Vec<LoraSource>,
     },
     Generate {
         id: u32,
@@ -159,6 +173,9 @@ pub struct Training {
     /// where a browser's GPU memory runs short.
     #[serde(default)]
     pub gradient_checkpointing: Option<bool>,
+    /// Train a UNet LoRA of this rank with the vectors (pivotal tuning); 0: the vectors alone.
+    #[serde(default)]
+    pub lora_rank: usize,
 }
 
 impl Training {
@@ -326,6 +343,10 @@ pub enum Event {
         eval_loss_after: f64,
         /// The step this run resumed from (0 for a fresh start).
         resumed_from: usize,
+        /// With a LoRA, the bytes beside this event are the embedding file's first this many
+        /// bytes, then the LoRA file (diffusers' format); `None`: the embedding file alone.
+        #[serde(default)]
+        embedding_bytes: Option<usize>,
     },
     /// Request `id` failed; `message` is written for a parent.
     Failed {
@@ -358,6 +379,10 @@ pub mod store {
     /// The avatar file (diffusers `learned_embeds.safetensors`) in an avatar's folder.
     pub const AVATAR_FILE: &str = "learned_embeds.safetensors";
 
+    /// An avatar's LoRA, when it has the stronger likeness (diffusers'
+    /// `pytorch_lora_weights.safetensors`), beside [`AVATAR_FILE`].
+    pub const AVATAR_LORA_FILE: &str = "pytorch_lora_weights.safetensors";
+
     /// An avatar's folder name, from its token: letters and digits kept, the rest as `_`.
     pub fn avatar_folder(token: &str) -> String {
         token
@@ -382,6 +407,10 @@ mod tests {
             backend: Backend::Cpu,
             precision: Some(Precision::F16),
             embeddings: vec![],
+            loras: vec![LoraSource {
+                url: "opfs:avatars/_mia_/pytorch_lora_weights.safetensors".into(),
+                scale: 1.0,
+            }],
         };
         let text = serde_json::to_string(&request).unwrap();
         assert!(text.contains(r#""type":"load""#), "{text}");

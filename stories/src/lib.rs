@@ -361,6 +361,10 @@ pub struct Avatar {
     #[serde(default)]
     pub eval_loss_after: Option<f64>,
     pub updated: f64,
+    /// The rank of the avatar's LoRA ("stronger likeness", pivotal tuning); 0: its vectors
+    /// alone (every avatar before it existed).
+    #[serde(default)]
+    pub lora_rank: usize,
 }
 
 impl Avatar {
@@ -399,10 +403,15 @@ impl Avatar {
             return "Imported from a file.".to_owned();
         }
         let learned = format!(
-            "Ready: learned from {} photo{} in {} steps.",
+            "Ready: learned from {} photo{} in {} steps{}.",
             self.photos,
             if self.photos == 1 { "" } else { "s" },
-            self.steps
+            self.steps,
+            if self.lora_rank > 0 {
+                ", with the stronger likeness"
+            } else {
+                ""
+            }
         );
         let gain = (before - after) / before;
         let verdict = if gain >= 0.05 {
@@ -585,6 +594,7 @@ mod tests {
             eval_loss_before: ready.then_some(0.2),
             eval_loss_after: ready.then_some(0.19),
             updated,
+            lora_rank: 0,
         }
     }
 

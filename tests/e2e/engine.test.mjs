@@ -86,6 +86,24 @@ test('asked for f16 on a GPU without shader-f16, the worker draws in f32 and sti
   assert.deepEqual(problems, []);
 });
 
+test("a LoRA file loads in the worker and draws what diffusers' load_lora_weights draws", async () => {
+  const loraGolden = await readSafetensors(join(fixturesDir, 'loras', 'lora-golden.safetensors'));
+  const context = trackContext(server, await browser.newContext());
+  const page = await context.newPage();
+  const problems = watchPage(page);
+  const result = await runBench(page, server.origin, {
+    ...benchParams('tiny-sd2', 'webgpu'),
+    lora: `${server.origin}/fixtures/loras/tiny-sd2-peft.safetensors`,
+    lora_scale: '0.5',
+  });
+  await context.close();
+  assert.equal(result.error, undefined, `bench failed: ${result.error}`);
+  const error = relativeL2(result.latents.data, loraGolden['tiny-sd2-peft@0.5'].data);
+  console.log(`LoRA at 0.5 in the worker: relative L2 ${error.toExponential(2)}`);
+  assert.ok(error <= TOLERANCE, `relative L2 ${error}`);
+  assert.deepEqual(problems, []);
+});
+
 test('the page stays responsive while the worker draws, and Cancel stops the drawing', async () => {
   const context = trackContext(server, await browser.newContext());
   const page = await context.newPage();
@@ -196,7 +214,31 @@ test('avatar training in the worker checkpoints, previews, and after a reload re
   assert.deepEqual(result.previews, [4]);
   assert.ok(result.steps.every((step) => Number.isFinite(step.loss)));
   assert.ok(result.embedding_bytes > 0);
+  assert.equal(result.lora_bytes, 0, 'no LoRA unless asked');
   // The photos were read from the app's own origin only.
   assert.deepEqual(server.foreignAppRequests(), []);
+  assert.deepEqual(problems, []);
+});
+
+test('pivotal tuning in the worker: the vectors and a LoRA learn together, and the LoRA comes back', async () => {
+  const context = trackContext(server, await browser.newContext());
+  const page = await context.newPage();
+  const problems = watchPage(page);
+  const params = new URLSearchParams({
+    model: `${server.origin}/hub/tiny/sd2/resolve/main`,
+    photos: `${server.origin}/fixtures/photos/toddler-1.jpg,${server.origin}/fixtures/photos/toddler-2.png`,
+    token: '<kid>', steps: '3', checkpoint_every: '2', preview_every: '3', resolution: '32', lr: '0.05', seed: '0',
+    backend: 'cpu', lora_rank: '4',
+  }).toString();
+  await page.goto(`${server.origin}/bench?${params}`);
+  await page.waitForFunction(() => document.getElementById('result')?.textContent.trim().length > 0, null, { timeout: 300_000 });
+  const result = JSON.parse(await page.locator('#result').textContent());
+  await context.close();
+  assert.equal(result.error, undefined, result.error);
+  console.log(`pivotal tuning in the worker: eval loss ${result.eval_loss_before} → ${result.eval_loss_after}, LoRA ${result.lora_bytes} bytes`);
+  assert.deepEqual(result.steps.map((step) => step.step), [1, 2, 3]);
+  assert.deepEqual(result.previews, [3], 'the preview draws with the LoRA as it is');
+  assert.ok(result.embedding_bytes > 0);
+  assert.ok(result.lora_bytes > 10_000, `${result.lora_bytes} bytes of LoRA`);
   assert.deepEqual(problems, []);
 });

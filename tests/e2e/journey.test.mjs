@@ -73,7 +73,7 @@ async function engineRequests(type) {
 }
 
 /** Makes an avatar called `name` from the fixture photos, leaving the screen while it learns. */
-async function makeAvatar(name, { checkAdvice = false } = {}) {
+async function makeAvatar(name, { checkAdvice = false, strongerLikeness = false } = {}) {
   await nav('Avatars').click();
   await page.getByRole('heading', { level: 1, name: 'Avatars' }).waitFor();
   const photos = (await readdir(PHOTOS)).map((file) => join(PHOTOS, file));
@@ -111,6 +111,11 @@ async function makeAvatar(name, { checkAdvice = false } = {}) {
   assert.equal(await page.getByTestId('chosen-photo').count(), photos.length);
   assert.equal(await page.getByTestId('photo-advice').count(), 0, 'the fixture photos are clear');
   assert.equal(await page.getByTestId('slow-device').count(), 0, 'WebGPU is here: no slow-device note');
+  if (strongerLikeness) {
+    // Its cost is said beside the choice, in time and storage.
+    await page.getByText(/longer, and the avatar keeps about [\d.]+ MB/).waitFor();
+    await page.getByRole('checkbox', { name: 'Stronger likeness' }).check();
+  }
   await checkScreen(page, problems, `journey-${name}-03-photos`);
   await button('Start learning').click();
   const training = page.getByRole('heading', { name: `Learning what ${name} looks like` });
@@ -122,7 +127,10 @@ async function makeAvatar(name, { checkAdvice = false } = {}) {
   await checkScreen(page, problems, `journey-${name}-04-shelf-while-learning`);
   await nav('Avatars').click();
   const card = page.getByRole('listitem').filter({ has: page.getByRole('heading', { name, exact: true }) });
-  await card.getByText('Ready: learned from 4 photos in 3 steps.').waitFor({ timeout: 300_000 });
+  const ready = strongerLikeness
+    ? 'Ready: learned from 4 photos in 3 steps, with the stronger likeness.'
+    : 'Ready: learned from 4 photos in 3 steps.';
+  await card.getByText(ready).waitFor({ timeout: 300_000 });
   await training.waitFor({ state: 'detached' });
   await card.getByAltText(`Preview of ${name}`).waitFor();
   // How it went, in words; no percentages.
@@ -310,7 +318,9 @@ test('the whole journey: model, avatar, story, pictures, reading from the cover,
 test('again in the same browser: a second child, a book made without choosing the avatar, finest pictures from Settings', { timeout: 900_000 }, async () => {
   await page.goto(server.origin);
   await waitForApp(page);
-  await makeAvatar('Noah');
+  const noahCard = await makeAvatar('Noah', { strongerLikeness: true });
+  const [noahTraining] = (await engineRequests('train_avatar')).slice(-1);
+  assert.equal(noahTraining.training.lora_rank, 4, 'the stronger likeness trains a LoRA');
 
   // A story started from the bookshelf, the avatar never touched: the newest avatar is the one
   // meant, and the child's name follows the avatar named like it.
@@ -342,6 +352,29 @@ test('again in the same browser: a second child, a book made without choosing th
   assert.ok(drawn.every((request) => request.request.prompt.includes('<noah>')), 'every prompt names <noah>');
   const lastLoad = (await engineRequests('load')).at(-1);
   assert.deepEqual(lastLoad.embeddings, ['opfs:avatars/_noah_/learned_embeds.safetensors']);
+  // Drawn with Noah's LoRA too, at full strength.
+  assert.deepEqual(lastLoad.loras, [{ url: 'opfs:avatars/_noah_/pytorch_lora_weights.safetensors', scale: 1 }]);
+
+  // Export: with its LoRA the avatar is one zip of diffusers' two files. Deleted and imported
+  // again, it draws as before, LoRA and all.
+  await nav('Avatars').click();
+  const exported = page.waitForEvent('download');
+  await button('Export', noahCard).click();
+  const download = await exported;
+  assert.equal(download.suggestedFilename(), 'Noah.zip');
+  const zip = await readFile(await download.path());
+  assert.ok(zip.includes(Buffer.from('learned_embeds.safetensors')) && zip.includes(Buffer.from('pytorch_lora_weights.safetensors')));
+  await button('Delete', noahCard).click();
+  await noahCard.waitFor({ state: 'detached' });
+  await page.getByLabel('Import an avatar file…').setInputFiles({ name: 'Noah.zip', mimeType: 'application/zip', buffer: zip });
+  const imported = page.getByRole('listitem').filter({ has: page.getByRole('heading', { name: 'Noah', exact: true }) });
+  await imported.getByText('Imported from a file.').waitFor();
+  await checkScreen(page, problems, 'journey-second-imported-avatar');
+  // A damaged zip: said plainly, and the avatars stay as they were.
+  await page.getByLabel('Import an avatar file…').setInputFiles({ name: 'Broken.zip', mimeType: 'application/zip', buffer: zip.subarray(0, 200) });
+  await page.getByRole('alert').filter({ hasText: 'Broken.zip: the zip file is damaged' }).waitFor();
+  await button('OK').click();
+  assert.equal(await page.getByTestId('avatar-card').count(), 2);
 
   // Finest pictures: the model's full decoder from then on.
   await nav('Settings').click();
@@ -350,7 +383,9 @@ test('again in the same browser: a second child, a book made without choosing th
   const lastPage = page.getByRole('listitem').filter({ has: page.getByRole('heading', { level: 2, name: `Page ${pages}` }) });
   await button('Draw new choices', lastPage).click();
   await button('Stop').waitFor({ state: 'detached', timeout: 300_000 });
-  assert.equal((await engineRequests('load')).at(-1).decoder, null);
+  const finestLoad = (await engineRequests('load')).at(-1);
+  assert.equal(finestLoad.decoder, null);
+  assert.deepEqual(finestLoad.loras, [{ url: 'opfs:avatars/_noah_/pytorch_lora_weights.safetensors', scale: 1 }], 'the imported LoRA draws');
   await checkScreen(page, problems, 'journey-second-finest');
 
   // Read it: the Next button turns the pages.

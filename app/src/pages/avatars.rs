@@ -2,7 +2,7 @@
 //! photos. The photos are copied into the app's private storage and never leave the device.
 
 use leptos::prelude::*;
-use protocol::store::{AVATAR_FILE, AVATARS_DIR, avatar_folder};
+use protocol::store::{AVATAR_FILE, AVATAR_LORA_FILE, AVATARS_DIR, avatar_folder};
 use protocol::{Event, ModelSource, PhotoCrop, Request};
 use std::collections::BTreeMap;
 use stories::Avatar;
@@ -22,6 +22,10 @@ const PHOTOS: &str = "photos";
 /// The parent's squares, by photo file name (`BTreeMap<String, PhotoCrop>` as JSON).
 const CROPS: &str = "crops.json";
 const MAX_PHOTOS: usize = 10;
+/// What the stronger likeness costs, measured (docs/benchmarks.md, "Pivotal tuning"): the extra
+/// training time per step, and its LoRA file for SD-Turbo at rank 4.
+const LIKENESS_TIME: &str = "a tenth";
+const LIKENESS_STORAGE: &str = "3.3 MB";
 
 /// "Looks like a …": the class words the avatar starts from.
 const KINDS: [(&str, &str); 5] = [
@@ -129,7 +133,7 @@ pub fn Avatars() -> impl IntoView {
             </Suspense>
             <label class="button">
                 "Import an avatar file…"
-                <input type="file" class="visually-hidden" accept=".safetensors" data-testid="import-avatar" on:change=import />
+                <input type="file" class="visually-hidden" accept=".safetensors,.zip" data-testid="import-avatar" on:change=import />
             </label>
         </section>
     }
@@ -154,6 +158,7 @@ fn NewAvatar(work: AvatarTraining, error: RwSignal<Option<String>>) -> impl Into
     let training = work.state;
     let name = RwSignal::new(String::new());
     let kind = RwSignal::new("toddler".to_owned());
+    let stronger = RwSignal::new(false);
     let photos = RwSignal::new(Vec::<ChosenPhoto>::new());
     let next_key = StoredValue::new(0u32);
     let resolution = Preferences::read().avatar_resolution;
@@ -233,8 +238,12 @@ fn NewAvatar(work: AvatarTraining, error: RwSignal<Option<String>>) -> impl Into
         }
         error.set(None);
         let kind_now = kind.get_untracked();
+        let lora_rank = match stronger.get_untracked() {
+            true => protocol::STRONGER_LIKENESS_RANK,
+            false => 0,
+        };
         leptos::task::spawn_local(async move {
-            match create_avatar(&name_now, &chosen).await {
+            match create_avatar(&name_now, &chosen, lora_rank).await {
                 Ok(avatar) => {
                     // The form may be gone by now (the parent moved on): `try_`.
                     name.try_set(String::new());
@@ -265,6 +274,19 @@ fn NewAvatar(work: AvatarTraining, error: RwSignal<Option<String>>) -> impl Into
                         {KINDS.iter().map(|(words, label)| view! { <option value=*words>{*label}</option> }).collect_view()}
                     </select>
                 </label>
+                <div class="choice">
+                    <label>
+                        <input type="checkbox" data-testid="stronger-likeness" prop:checked=stronger
+                            on:change=move |event| stronger.set(event_target_checked(&event)) />
+                        " Stronger likeness"
+                    </label>
+                    <p class="muted">
+                        "Also teaches the picture model itself a little about your child's face (a small add-on, "
+                        "called a LoRA), so the face changes less from page to page. Learning takes about "
+                        {LIKENESS_TIME}" longer, and the avatar keeps about "{LIKENESS_STORAGE}" on this device "
+                        "instead of a few kilobytes."
+                    </p>
+                </div>
                 <p class="field-label">"Photos: 3 to 10 in all (JPEG, PNG or WebP)"</p>
                 <p class="muted" data-testid="photo-count">
                     {move || match photos.get().len() {
@@ -381,10 +403,25 @@ fn AvatarCard(
         leptos::task::spawn_local(async move {
             match storage::read(&avatar_path(&avatar.token, AVATAR_FILE)).await {
                 Ok(Some(bytes)) => {
-                    let name = format!("{}.safetensors", avatar.name.replace(['/', '\\'], "-"));
-                    if let Err(message) =
-                        storage::download(&bytes, &name, "application/octet-stream")
-                    {
+                    let stem = avatar.name.replace(['/', '\\'], "-");
+                    let lora = storage::read(&avatar_path(&avatar.token, AVATAR_LORA_FILE)).await;
+                    // With its LoRA the avatar is two files (diffusers' own names), in one zip.
+                    let saved = match lora {
+                        Ok(Some(lora)) => {
+                            let archive = crate::zip::stored(&[
+                                (AVATAR_FILE.to_owned(), bytes),
+                                (AVATAR_LORA_FILE.to_owned(), lora),
+                            ]);
+                            storage::download(&archive, &format!("{stem}.zip"), "application/zip")
+                        }
+                        Ok(None) => storage::download(
+                            &bytes,
+                            &format!("{stem}.safetensors"),
+                            "application/octet-stream",
+                        ),
+                        Err(message) => Err(message),
+                    };
+                    if let Err(message) = saved {
                         error.try_set(Some(message));
                     }
                 }
@@ -437,7 +474,11 @@ fn AvatarCard(
 }
 
 /// Stores the photos and the avatar's record; training starts after.
-async fn create_avatar(name: &str, photos: &[ChosenPhoto]) -> Result<Avatar, String> {
+async fn create_avatar(
+    name: &str,
+    photos: &[ChosenPhoto],
+    lora_rank: usize,
+) -> Result<Avatar, String> {
     let taken: Vec<String> = studio::avatars()
         .await?
         .into_iter()
@@ -453,6 +494,7 @@ async fn create_avatar(name: &str, photos: &[ChosenPhoto]) -> Result<Avatar, Str
         eval_loss_before: None,
         eval_loss_after: None,
         updated: storage::now(),
+        lora_rank,
     };
     if let Err(message) = store_avatar(&avatar, photos).await {
         // Half an avatar (storage filled up midway) would only take space. The chosen photos
@@ -551,6 +593,7 @@ async fn train(
             preview_every: (avatar.steps / 5).max(1),
             crops,
             gradient_checkpointing: None,
+            lora_rank: avatar.lora_rank,
         },
     };
     let mut events = engine.send(id, &request);
@@ -588,10 +631,15 @@ async fn train(
             Event::AvatarTrained {
                 eval_loss_before,
                 eval_loss_after,
+                embedding_bytes,
                 ..
             } => {
                 let file = bytes.ok_or("the engine sent no avatar file")?;
-                storage::write(&avatar_path(&avatar.token, AVATAR_FILE), &file).await?;
+                let (embedding, lora) = file.split_at(embedding_bytes.unwrap_or(file.len()));
+                if !lora.is_empty() {
+                    storage::write(&avatar_path(&avatar.token, AVATAR_LORA_FILE), lora).await?;
+                }
+                storage::write(&avatar_path(&avatar.token, AVATAR_FILE), embedding).await?;
                 avatar.eval_loss_before = Some(eval_loss_before);
                 avatar.eval_loss_after = Some(eval_loss_after);
                 avatar.updated = storage::now();
@@ -619,10 +667,33 @@ async fn import_avatar(file: &web_sys::File) -> Result<(), String> {
     let bytes = storage::file_bytes(file).await?;
     let not_avatar = || {
         format!(
-            "{} is not an avatar file. Avatar files end in .safetensors and come from the Export button.",
+            "{} is not an avatar file. Avatar files end in .safetensors or .zip and come from the Export button.",
             file.name()
         )
     };
+    // A zip: an avatar with its LoRA (the stronger likeness), as Export writes it.
+    let (bytes, lora) = if bytes.starts_with(b"PK") {
+        let mut entries = crate::zip::read_stored(&bytes)
+            .map_err(|problem| format!("{}: {problem}.", file.name()))?;
+        let mut take = |name: &str| {
+            entries
+                .iter()
+                .position(|(entry, _)| entry == name)
+                .map(|index| entries.swap_remove(index).1)
+        };
+        let embedding = take(AVATAR_FILE).ok_or_else(not_avatar)?;
+        (embedding, take(AVATAR_LORA_FILE))
+    } else {
+        (bytes, None)
+    };
+    if let Some(lora) = &lora
+        && !looks_like_lora(lora)
+    {
+        return Err(format!(
+            "{}: its {AVATAR_LORA_FILE} is not a LoRA file this app can read.",
+            file.name()
+        ));
+    }
     let (token, metadata) = read_avatar_file(&bytes).ok_or_else(not_avatar)?;
     let taken: Vec<String> = studio::avatars()
         .await?
@@ -634,7 +705,11 @@ async fn import_avatar(file: &web_sys::File) -> Result<(), String> {
             "An avatar with the token {token} is already here; delete it first to replace it."
         ));
     }
-    let name = file.name().trim_end_matches(".safetensors").to_owned();
+    let name = file
+        .name()
+        .trim_end_matches(".safetensors")
+        .trim_end_matches(".zip")
+        .to_owned();
     let number = |key: &str| {
         metadata
             .get(key)
@@ -651,16 +726,48 @@ async fn import_avatar(file: &web_sys::File) -> Result<(), String> {
         eval_loss_before: Some(0.0),
         eval_loss_after: Some(0.0),
         updated: storage::now(),
+        lora_rank: lora.as_deref().map_or(0, lora_rank),
     };
+    if let Some(lora) = &lora {
+        storage::write(&avatar_path(&token, AVATAR_LORA_FILE), lora).await?;
+    }
     storage::write(&avatar_path(&token, AVATAR_FILE), &bytes).await?;
     studio::save_avatar(&avatar).await
 }
 
+/// Whether `bytes` is a safetensors file whose tensors are LoRA factors (the engine checks the
+/// rest when it loads it).
+fn looks_like_lora(bytes: &[u8]) -> bool {
+    safetensors_header(bytes).is_some_and(|header| {
+        header.keys().any(|key| {
+            key.contains("lora_A") || key.contains("lora_down") || key.contains(".lora.")
+        })
+    })
+}
+
+/// The rank a LoRA file gives in its metadata (this engine writes it), else the stronger
+/// likeness's.
+fn lora_rank(bytes: &[u8]) -> usize {
+    safetensors_header(bytes)
+        .and_then(|header| {
+            header
+                .get("__metadata__")?
+                .get("rank")?
+                .as_str()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(protocol::STRONGER_LIKENESS_RANK)
+}
+
+fn safetensors_header(bytes: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let length = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
+    serde_json::from_slice(bytes.get(8..8usize.checked_add(length)?)?).ok()
+}
+
 /// The token (the first tensor's name, as diffusers writes it) and metadata of an avatar file.
 fn read_avatar_file(bytes: &[u8]) -> Option<(String, serde_json::Map<String, serde_json::Value>)> {
-    let length = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
-    let header: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(bytes.get(8..8usize.checked_add(length)?)?).ok()?;
+    let header = safetensors_header(bytes)?;
     let metadata = header
         .get("__metadata__")
         .and_then(|metadata| metadata.as_object())

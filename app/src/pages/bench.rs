@@ -112,6 +112,13 @@ async fn run(
         backend,
         precision,
         embeddings: text("embedding").into_iter().collect(),
+        loras: match text("lora") {
+            Some(url) => vec![protocol::LoraSource {
+                url,
+                scale: number("lora_scale", 1.0)?,
+            }],
+            None => Vec::new(),
+        },
     };
     let (loaded, _) = engine
         .call(load_id, &load, |event| {
@@ -252,6 +259,7 @@ async fn train(
         gradient_checkpointing: params
             .get("gradient_checkpointing")
             .map(|value| value == "true"),
+        lora_rank: number("lora_rank", 0.0)? as usize,
     };
     let id = engine.next_id();
     set_drawing.set(Some(id));
@@ -291,6 +299,7 @@ async fn train(
         eval_loss_before,
         eval_loss_after,
         resumed_from,
+        embedding_bytes,
         ..
     } = done
     else {
@@ -310,7 +319,8 @@ async fn train(
         "resumed_from": resumed_from,
         "eval_loss_before": eval_loss_before,
         "eval_loss_after": eval_loss_after,
-        "embedding_bytes": file.map_or(0, |file| file.len()),
+        "embedding_bytes": embedding_bytes.or(file.as_ref().map(Vec::len)).unwrap_or(0),
+        "lora_bytes": embedding_bytes.map_or(0, |length| file.map_or(0, |file| file.len() - length)),
     }))
 }
 

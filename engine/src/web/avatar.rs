@@ -51,6 +51,7 @@ pub(crate) async fn train(
     config.steps = settings.steps;
     config.learning_rate = settings.learning_rate;
     config.seed = settings.seed;
+    config.lora_rank = settings.lora_rank;
     let mut latents = Vec::new();
     for (index, photo) in settings.photos.iter().enumerate() {
         let picture = decode(&read_source(photo).await?, Path::new(photo))?;
@@ -121,6 +122,7 @@ pub(crate) async fn train(
         if settings.preview_every > 0 && training.step.is_multiple_of(settings.preview_every) {
             // The avatar as it is now, drawn the way a book page will draw it.
             model.text.placeholder_vectors = Some(training.current_vectors());
+            model.adapted_unet = training.merged_unet(&model.unet);
             let request = GenerationRequest {
                 prompt: format!("an illustration of {}", config.token),
                 negative_prompt: String::new(),
@@ -134,6 +136,7 @@ pub(crate) async fn train(
             };
             let preview = model.generate(&request, |_| true).await;
             model.text.placeholder_vectors = None;
+            model.adapted_unet = None;
             let preview = preview?;
             let png = encode_png(&preview.rgb, preview.width, preview.height)?;
             post(
@@ -150,7 +153,7 @@ pub(crate) async fn train(
         }
     }
     let after = training.evaluate(&Frozen::of(&model), &evaluation).await?;
-    let file = embedding_file(
+    let mut file = embedding_file(
         &config.token,
         &training.vectors().await?,
         &AvatarInfo {
@@ -162,6 +165,18 @@ pub(crate) async fn train(
             resolution: settings.resolution,
         },
     )?;
+    let embedding_bytes = match &training.lora {
+        Some(lora) => {
+            let length = file.len();
+            let metadata = std::collections::HashMap::from([
+                ("token".to_owned(), config.token.clone()),
+                ("steps".to_owned(), config.steps.to_string()),
+            ]);
+            file.extend(lora.file(metadata).await?);
+            Some(length)
+        }
+        None => None,
+    };
     // Done: the app keeps the avatar file; the checkpoint has served its purpose.
     store_remove(&folder, CHECKPOINT).await?;
     Ok((
@@ -171,6 +186,7 @@ pub(crate) async fn train(
             eval_loss_before: before,
             eval_loss_after: after,
             resumed_from,
+            embedding_bytes,
         },
         file,
     ))

@@ -69,20 +69,28 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
             backend,
             precision,
             embeddings,
+            loras,
         } => {
             let started = Instant::now();
             let device = device(&state, backend, precision).await;
-            let loaded = load(&state, id, &source, decoder.as_ref(), device, &embeddings)
-                .await
-                .map(|device| {
-                    let event = Event::Loaded {
-                        id,
-                        device,
-                        load_ms: elapsed_ms(started),
-                        wasm_heap_bytes: wasm_heap_bytes(),
-                    };
-                    (event, None)
-                });
+            let loaded = load(
+                &state,
+                id,
+                &source,
+                decoder.as_ref(),
+                device,
+                (&embeddings, &loras),
+            )
+            .await
+            .map(|device| {
+                let event = Event::Loaded {
+                    id,
+                    device,
+                    load_ms: elapsed_ms(started),
+                    wasm_heap_bytes: wasm_heap_bytes(),
+                };
+                (event, None)
+            });
             answer(id, loaded);
         }
         Request::Generate { id, request } => {
@@ -137,7 +145,7 @@ async fn load(
     source: &ModelSource,
     decoder: Option<&ModelSource>,
     (device, info): (Device, DeviceInfo),
-    embeddings: &[String],
+    (embeddings, loras): (&[String], &[protocol::LoraSource]),
 ) -> Result<DeviceInfo> {
     // Free the old model's memory before the new one streams in.
     state.borrow_mut().model = None;
@@ -157,6 +165,17 @@ async fn load(
         let embedding = TextualInversion::from_safetensors(&bytes, Path::new(url))?;
         model.add_embedding(&embedding, Path::new(url))?;
     }
+    let mut scaled = Vec::new();
+    for lora in loras {
+        let bytes = super::files::read_source(&lora.url).await.map_err(|_| {
+            EngineError::Usage(format!("{}: the LoRA file was not found", lora.url))
+        })?;
+        scaled.push(crate::lora::ScaledLora {
+            file: crate::lora::LoraFile::from_safetensors(&bytes, Path::new(&lora.url))?,
+            scale: lora.scale,
+        });
+    }
+    model.set_loras(&scaled)?;
     state.borrow_mut().model = Some(Rc::new(model));
     Ok(info)
 }
