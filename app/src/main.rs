@@ -7,6 +7,7 @@ mod engine;
 mod gpu;
 mod model_store;
 mod pages;
+mod safetensors;
 mod service_worker;
 mod storage;
 mod studio;

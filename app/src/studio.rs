@@ -168,19 +168,33 @@ pub async fn picture_url(path: &str) -> Option<String> {
     storage::object_url(&bytes, "image/png")
 }
 
-/// What the worker holds: the model folder, its decoder and the avatar.
-type Loaded = (String, Option<ModelSource>, Option<String>);
+/// What the worker holds: the model folder, its decoder, the avatar and the style LoRA.
+type Loaded = (
+    String,
+    Option<ModelSource>,
+    Option<String>,
+    Option<protocol::LoraSource>,
+);
 
 thread_local! {
     /// What the worker holds now, so pages don't reload it.
     static LOADED: RefCell<Option<Loaded>> = const { RefCell::new(None) };
 }
 
-/// Loads the model with `avatar`'s file, unless the worker already has exactly that.
-pub async fn ensure_loaded(avatar: Option<&str>) -> Result<(), String> {
+/// Loads the model with `avatar`'s file (and its LoRA) and a book's `style` LoRA, unless the
+/// worker already has exactly that.
+pub async fn ensure_loaded(
+    avatar: Option<&str>,
+    style: Option<protocol::LoraSource>,
+) -> Result<(), String> {
     let folder = model_ready().await?;
     let decoder = decoder().await;
-    let wanted = (folder.clone(), decoder.clone(), avatar.map(str::to_owned));
+    let wanted = (
+        folder.clone(),
+        decoder.clone(),
+        avatar.map(str::to_owned),
+        style.clone(),
+    );
     if LOADED.with(|loaded| loaded.borrow().as_ref() == Some(&wanted)) {
         return Ok(());
     }
@@ -203,6 +217,7 @@ pub async fn ensure_loaded(avatar: Option<&str>) -> Result<(), String> {
         }
         None => Vec::new(),
     };
+    loras.extend(style.clone());
     let engine = EngineWorker::get()?;
     let id = engine.next_id();
     let request = Request::Load {
@@ -215,7 +230,16 @@ pub async fn ensure_loaded(avatar: Option<&str>) -> Result<(), String> {
         loras,
     };
     LOADED.with(|loaded| *loaded.borrow_mut() = None);
-    engine.call(id, &request, |_| {}).await?;
+    engine
+        .call(id, &request, |_| {})
+        .await
+        .map_err(|message| match &style {
+            // The engine names the file; the parent knows it as the book's style.
+            Some(style) if message.contains(&style.url) => format!(
+                "The book's picture style add-on does not fit this picture model, so nothing was drawn. Remove it (or add one made for this model) and draw again. ({message})"
+            ),
+            _ => message,
+        })?;
     LOADED.with(|loaded| *loaded.borrow_mut() = Some(wanted));
     Ok(())
 }
@@ -233,7 +257,11 @@ pub async fn draw_page(
     variant: usize,
     on_start: impl FnOnce(u32),
 ) -> Result<Option<String>, String> {
-    ensure_loaded(book.avatar.as_deref()).await?;
+    let style = book.style_lora.as_ref().map(|style| protocol::LoraSource {
+        url: format!("opfs:{}", book_path(&book.id, Book::STYLE_LORA_FILE)),
+        scale: style.scale,
+    });
+    ensure_loaded(book.avatar.as_deref(), style).await?;
     let engine = EngineWorker::get()?;
     let id = engine.next_id();
     on_start(id);

@@ -18,6 +18,23 @@
 //!   their few-step schedules, so training samples uniformly from the trailing 4-step schedule
 //!   {999, 749, 499, 249}: the noise levels the avatar will be drawn at, including 999 (1 step).
 //! - **Templates**: photo and illustration phrasings, since books are illustrated, not photos.
+//!
+//! **Stronger likeness (pivotal tuning)**: with `lora_rank > 0` a LoRA on the UNet trains with
+//! the vectors, as diffusers' advanced DreamBooth-LoRA script does with `--train_text_encoder_ti`
+//! (the token's vectors are the text side, so the text encoder gets no LoRA). Choices:
+//! - **Layers**: every attention projection of the UNet, self- and cross-attention (`to_q`,
+//!   `to_k`, `to_v`, `to_out.0`: `train_dreambooth_lora`'s targets). The feed-forward and the
+//!   convolutions would triple the file for a face, which the attention carries.
+//! - **Rank 4, alpha = rank** (scale 1): the scripts' default; 3.3 MB for SD-Turbo in f32, inside
+//!   the 6 MB a child may take (rank 8 would be 6.6 MB). alpha = rank is what diffusers'
+//!   `load_lora_weights` assumes for a file that states none, so the file needs no metadata.
+//! - **Initialisation**: peft's (`down` Kaiming-uniform, `up` zero): training starts from the
+//!   textual-inversion model exactly, so the paired evaluation loss starts equal.
+//! - **Learning rates**: the vectors keep theirs (5e-3); the LoRA has its own AdamW
+//!   ([`DEFAULT_LORA_LEARNING_RATE`], weight decay 1e-4 as the advanced script), chosen from the
+//!   paired evaluation in docs/benchmarks.md ("Pivotal tuning").
+//! - **Steps**: the same run as the vectors alone (300 by default); gradient checkpointing, f16,
+//!   checkpoints (the factors ride behind the vectors), resume and previews work as without.
 
 use burn::module::{Module, Param};
 use burn::optim::{AdamWConfig, GradientsParams};

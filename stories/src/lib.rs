@@ -246,6 +246,18 @@ pub struct Book {
     pub pages: Vec<Page>,
     /// Milliseconds since 1970, for sorting the shelf.
     pub updated: f64,
+    /// A picture-style LoRA the parent added (a watercolour look), stored beside the book as
+    /// [`Book::STYLE_LORA_FILE`]; every page is drawn with it.
+    #[serde(default)]
+    pub style_lora: Option<StyleLora>,
+}
+
+/// A book's style LoRA: what the parent's file was called, and how strongly it draws.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StyleLora {
+    pub name: String,
+    /// 1: as its maker trained it.
+    pub scale: f64,
 }
 
 /// What the parent chooses once per book.
@@ -259,6 +271,9 @@ pub struct BookSetup {
 }
 
 impl Book {
+    /// The style LoRA's file in the book's folder.
+    pub const STYLE_LORA_FILE: &str = "style-lora.safetensors";
+
     /// A new book from `template` (placeholders filled), or a blank one with a single page.
     pub fn new(id: String, template: Option<&Template>, setup: BookSetup, now: f64) -> Book {
         let BookSetup {
@@ -297,6 +312,7 @@ impl Book {
             drawing,
             pages,
             updated: now,
+            style_lora: None,
         }
     }
 

@@ -381,11 +381,26 @@ test('again in the same browser: a second child, a book made without choosing th
   await page.getByRole('combobox', { name: 'Picture quality' }).selectOption('full');
   await openBook(title);
   const lastPage = page.getByRole('listitem').filter({ has: page.getByRole('heading', { level: 2, name: `Page ${pages}` }) });
+  // A picture-style LoRA made for another model: said plainly, nothing drawn; removed, and one
+  // made for this model added instead.
+  const styleInput = page.getByLabel('Add a style LoRA…');
+  await styleInput.setInputFiles(join(fixturesDir, 'loras', 'tiny-sd1-kohya.safetensors'));
+  await page.getByText('Drawn in the style “tiny-sd1-kohya”.').waitFor();
+  await button('Draw new choices', lastPage).click();
+  await page.getByRole('alert').filter({ hasText: 'style add-on does not fit this picture model' }).waitFor({ timeout: 300_000 });
+  await checkScreen(page, problems, 'journey-second-style-refused');
+  await button('OK').click();
+  await button('Remove the style').click();
+  await styleInput.setInputFiles(join(fixturesDir, 'loras', 'tiny-sd2-peft.safetensors'));
+  await page.getByText('Drawn in the style “tiny-sd2-peft”.').waitFor();
   await button('Draw new choices', lastPage).click();
   await button('Stop').waitFor({ state: 'detached', timeout: 300_000 });
   const finestLoad = (await engineRequests('load')).at(-1);
   assert.equal(finestLoad.decoder, null);
-  assert.deepEqual(finestLoad.loras, [{ url: 'opfs:avatars/_noah_/pytorch_lora_weights.safetensors', scale: 1 }], 'the imported LoRA draws');
+  assert.equal(finestLoad.loras.length, 2, 'the avatar\'s LoRA and the style');
+  assert.deepEqual(finestLoad.loras[0], { url: 'opfs:avatars/_noah_/pytorch_lora_weights.safetensors', scale: 1 }, 'the imported LoRA draws');
+  assert.match(finestLoad.loras[1].url, /^opfs:books\/[^/]+\/style-lora\.safetensors$/);
+  await checkScreen(page, problems, 'journey-second-style');
   await checkScreen(page, problems, 'journey-second-finest');
 
   // Read it: the Next button turns the pages.

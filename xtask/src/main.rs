@@ -28,6 +28,10 @@ cargo xtask <command>
                     next to diffusers/PyTorch on the CPU (models/.venv) in the same run
   bench avatar DIR [RES]  time per avatar-training step at RES² (default 256): engine on the
                   CPU beside PyTorch on the CPU (models/.venv), fixture photos
+  bench pivotal DIR RES STEPS [ARGS...]  textual inversion alone beside pivotal tuning (vectors
+                  + a rank-4 LoRA) on the same photos, seed and steps: the paired evaluation loss,
+                  time and memory per step, the LoRA file's size (ARGS go to both train-avatar
+                  runs, e.g. --backend gpu)
   bench browser DIR [key=value...]  one run of the bench page (release build, WebGPU on
                   SwiftShader) on model DIR: per-stage timings, wasm heap; key=value are its
                   URL parameters (noise=FILE is looked up in models/fixtures)
@@ -59,6 +63,9 @@ fn main() -> ExitCode {
         ["bench", "generate", folder, size] => bench_generate(folder, size),
         ["bench", "avatar", folder] => bench_avatar(folder, "256"),
         ["bench", "avatar", folder, resolution] => bench_avatar(folder, resolution),
+        ["bench", "pivotal", folder, resolution, steps, rest @ ..] => {
+            bench_pivotal(folder, resolution, steps, rest)
+        }
         ["bench", "heap", folder] => bench_browser(folder, &["load_only=1"]),
         ["bench", "browser", folder, params @ ..] => bench_browser(folder, params),
         ["bench", "ort", folder] => bench_ort(folder, "8"),
@@ -368,6 +375,100 @@ fn bench_avatar(folder: &str, resolution: &str) -> Result {
         theirs.map_or("–".into(), |theirs| format!("{theirs:.0} ms")),
         theirs.map_or("–".into(), |theirs| format!("{:.2}×", ours / theirs))
     );
+    Ok(())
+}
+
+/// `train-avatar` without and with a LoRA, side by side (see the usage text).
+fn bench_pivotal(folder: &str, resolution: &str, steps: &str, extra: &[&str]) -> Result {
+    let binary = release_toddler()?;
+    let photos = root().join("models/fixtures/photos");
+    let mut rows = Vec::new();
+    for rank in ["0", "4"] {
+        let out = env::temp_dir().join(format!("toddler-pivotal-{rank}.safetensors"));
+        let lora = env::temp_dir().join(format!("toddler-pivotal-{rank}.lora.safetensors"));
+        let output = Command::new(&binary)
+            .args(["train-avatar", "--model", folder, "--photos"])
+            .arg(&photos)
+            .args([
+                "--token",
+                "<kid>",
+                "--resolution",
+                resolution,
+                "--steps",
+                steps,
+            ])
+            .args(["--lora-rank", rank, "--out"])
+            .arg(&out)
+            .arg("--lora-out")
+            .arg(&lora)
+            .args(extra)
+            .output()
+            .map_err(|error| error.to_string())?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            return Err(format!("train-avatar failed: {stderr}"));
+        }
+        let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .chain(stderr.lines())
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect();
+        let seconds: Vec<f64> = lines
+            .iter()
+            .filter_map(|line| line["seconds"].as_f64())
+            .collect();
+        let mut step_ms: Vec<f64> = seconds
+            .windows(2)
+            .map(|pair| (pair[1] - pair[0]) * 1e3)
+            .collect();
+        step_ms.sort_by(f64::total_cmp);
+        let find = |key: &str| {
+            lines
+                .iter()
+                .find(|line| !line[key].is_null())
+                .map(|line| line[key].clone())
+        };
+        let losses = find("eval_loss_after").ok_or("no evaluation line")?;
+        // The CPU reports the process's peak, a GPU its allocator's.
+        let memory = find("process_memory")
+            .and_then(|memory| memory["peak_bytes"].as_f64())
+            .or_else(|| {
+                find("device_memory").and_then(|memory| memory["training_peak_bytes"].as_f64())
+            })
+            .unwrap_or(0.0);
+        let lora_bytes = std::fs::metadata(&lora).map_or(0, |file| file.len());
+        rows.push((
+            rank,
+            step_ms.get(step_ms.len() / 2).copied().unwrap_or(0.0),
+            memory,
+            losses,
+            lora_bytes,
+        ));
+    }
+    println!(
+        "| {resolution}², {steps} steps | step (median) | peak memory | eval loss before | eval loss after | LoRA file |\n|---|---:|---:|---:|---:|---:|"
+    );
+    for (rank, step, memory, losses, lora_bytes) in &rows {
+        println!(
+            "| {} | {step:.0} ms | {:.2} GB | {:.5} | {:.5} | {} |",
+            if *rank == "0" {
+                "vectors alone".to_owned()
+            } else {
+                format!("vectors + LoRA rank {rank}")
+            },
+            memory / 1e9,
+            losses["eval_loss_before"].as_f64().unwrap_or(f64::NAN),
+            losses["eval_loss_after"].as_f64().unwrap_or(f64::NAN),
+            if *lora_bytes == 0 {
+                "–".to_owned()
+            } else {
+                format!("{:.2} MB", *lora_bytes as f64 / 1e6)
+            },
+        );
+    }
+    if let [(_, alone, ..), (_, with, ..)] = rows.as_slice() {
+        println!("\nstep time with LoRA / without: {:.2}×", with / alone);
+    }
     Ok(())
 }
 

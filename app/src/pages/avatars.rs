@@ -687,7 +687,7 @@ async fn import_avatar(file: &web_sys::File) -> Result<(), String> {
         (bytes, None)
     };
     if let Some(lora) = &lora
-        && !looks_like_lora(lora)
+        && !crate::safetensors::looks_like_lora(lora)
     {
         return Err(format!(
             "{}: its {AVATAR_LORA_FILE} is not a LoRA file this app can read.",
@@ -726,7 +726,7 @@ async fn import_avatar(file: &web_sys::File) -> Result<(), String> {
         eval_loss_before: Some(0.0),
         eval_loss_after: Some(0.0),
         updated: storage::now(),
-        lora_rank: lora.as_deref().map_or(0, lora_rank),
+        lora_rank: lora.as_deref().map_or(0, crate::safetensors::lora_rank),
     };
     if let Some(lora) = &lora {
         storage::write(&avatar_path(&token, AVATAR_LORA_FILE), lora).await?;
@@ -735,39 +735,9 @@ async fn import_avatar(file: &web_sys::File) -> Result<(), String> {
     studio::save_avatar(&avatar).await
 }
 
-/// Whether `bytes` is a safetensors file whose tensors are LoRA factors (the engine checks the
-/// rest when it loads it).
-fn looks_like_lora(bytes: &[u8]) -> bool {
-    safetensors_header(bytes).is_some_and(|header| {
-        header.keys().any(|key| {
-            key.contains("lora_A") || key.contains("lora_down") || key.contains(".lora.")
-        })
-    })
-}
-
-/// The rank a LoRA file gives in its metadata (this engine writes it), else the stronger
-/// likeness's.
-fn lora_rank(bytes: &[u8]) -> usize {
-    safetensors_header(bytes)
-        .and_then(|header| {
-            header
-                .get("__metadata__")?
-                .get("rank")?
-                .as_str()?
-                .parse()
-                .ok()
-        })
-        .unwrap_or(protocol::STRONGER_LIKENESS_RANK)
-}
-
-fn safetensors_header(bytes: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
-    let length = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
-    serde_json::from_slice(bytes.get(8..8usize.checked_add(length)?)?).ok()
-}
-
 /// The token (the first tensor's name, as diffusers writes it) and metadata of an avatar file.
 fn read_avatar_file(bytes: &[u8]) -> Option<(String, serde_json::Map<String, serde_json::Value>)> {
-    let header = safetensors_header(bytes)?;
+    let header = crate::safetensors::header(bytes)?;
     let metadata = header
         .get("__metadata__")
         .and_then(|metadata| metadata.as_object())
