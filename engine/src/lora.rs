@@ -181,7 +181,11 @@ impl LoraFile {
                 values,
             };
             match part {
-                Part::Down => layer.down = Some(factor),
+                Part::Down => {
+                    // Errors name the down factor, the layer's first weight.
+                    layer.key = key.clone();
+                    layer.down = Some(factor);
+                }
                 Part::Up => layer.up = Some(factor),
                 Part::Alpha => {
                     if factor.values.len() != 1 {

@@ -274,19 +274,6 @@ fn NewAvatar(work: AvatarTraining, error: RwSignal<Option<String>>) -> impl Into
                         {KINDS.iter().map(|(words, label)| view! { <option value=*words>{*label}</option> }).collect_view()}
                     </select>
                 </label>
-                <div class="choice">
-                    <label>
-                        <input type="checkbox" data-testid="stronger-likeness" prop:checked=stronger
-                            on:change=move |event| stronger.set(event_target_checked(&event)) />
-                        " Stronger likeness"
-                    </label>
-                    <p class="muted">
-                        "Also teaches the picture model itself a little about your child's face (a small add-on, "
-                        "called a LoRA), so the face changes less from page to page. Learning takes about "
-                        {LIKENESS_TIME}" longer, and the avatar keeps about "{LIKENESS_STORAGE}" on this device "
-                        "instead of a few kilobytes."
-                    </p>
-                </div>
                 <p class="field-label">"Photos: 3 to 10 in all (JPEG, PNG or WebP)"</p>
                 <p class="muted" data-testid="photo-count">
                     {move || match photos.get().len() {
@@ -307,6 +294,19 @@ fn NewAvatar(work: AvatarTraining, error: RwSignal<Option<String>>) -> impl Into
                     <input type="file" multiple accept="image/jpeg,image/png,image/webp" class="visually-hidden"
                         data-testid="avatar-photos" on:change=add />
                 </label>
+                <div class="choice">
+                    <label class="check">
+                        <input type="checkbox" data-testid="stronger-likeness" prop:checked=stronger
+                            on:change=move |event| stronger.set(event_target_checked(&event)) />
+                        "Stronger likeness"
+                    </label>
+                    <p class="muted">
+                        "Also teaches the picture model itself a little about your child's face (a small add-on, "
+                        "called a LoRA), so the face changes less from page to page. Learning takes about "
+                        {LIKENESS_TIME}" longer, and the avatar keeps about "{LIKENESS_STORAGE}" on this device "
+                        "instead of a few kilobytes."
+                    </p>
+                </div>
                 <button type="submit" class="button primary" data-testid="start-training" disabled=busy>
                     "Start learning"
                 </button>
