@@ -428,7 +428,11 @@ fn bench_pivotal(folder: &str, resolution: &str, steps: &str, extra: &[&str]) ->
                 .find(|line| !line[key].is_null())
                 .map(|line| line[key].clone())
         };
-        let losses = find("eval_loss_after").ok_or("no evaluation line")?;
+        let losses = lines
+            .iter()
+            .find(|line| !line["eval_loss_after"].is_null())
+            .cloned()
+            .ok_or("no evaluation line")?;
         // The CPU reports the process's peak, a GPU its allocator's.
         let memory = find("process_memory")
             .and_then(|memory| memory["peak_bytes"].as_f64())

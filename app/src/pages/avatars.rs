@@ -24,7 +24,7 @@ const CROPS: &str = "crops.json";
 const MAX_PHOTOS: usize = 10;
 /// What the stronger likeness costs, measured (docs/benchmarks.md, "Pivotal tuning"): the extra
 /// training time per step, and its LoRA file for SD-Turbo at rank 4.
-const LIKENESS_TIME: &str = "a tenth";
+const LIKENESS_TIME: &str = "a fifth";
 const LIKENESS_STORAGE: &str = "3.3 MB";
 
 /// "Looks like a …": the class words the avatar starts from.
