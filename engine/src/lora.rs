@@ -589,10 +589,10 @@ impl Reparameterization for LowRankUpdates {
     }
 }
 
-/// Attaches `updates` (keyed by mapper path) to a module's weights.
-struct Attach(HashMap<String, LowRankUpdates>);
+/// Attaches the updates (keyed by mapper path) to a module's weights, taking each it uses.
+struct Attach<'a>(&'a mut HashMap<String, LowRankUpdates>);
 
-impl Reparameterizer for Attach {
+impl Reparameterizer for Attach<'_> {
     type Reparam = LowRankUpdates;
 
     fn reparameterize<const D: usize>(
@@ -607,30 +607,17 @@ impl Reparameterizer for Attach {
 
 /// Adds `updates` to `module`'s weights. `merge` folds them in for generation (and frees the
 /// factors); otherwise they stay live, for training.
-fn attach<M: Module>(module: M, updates: HashMap<String, LowRankUpdates>, merge: bool) -> M {
+fn attach<M: Module>(module: M, mut updates: HashMap<String, LowRankUpdates>, merge: bool) -> M {
     if updates.is_empty() {
         return module;
     }
-    let mut attach = Attach(updates);
-    let module = module.apply_reparameterization(&mut attach);
-    debug_assert!(attach.0.is_empty(), "every adapted weight was found");
+    let module = module.apply_reparameterization(Attach(&mut updates));
+    debug_assert!(updates.is_empty(), "every adapted weight was found");
     if merge {
         // Merged weights keep no gradient, on an autodiff device too (evaluation, previews).
         module.materialize().no_grad()
     } else {
         module
-    }
-}
-
-impl Reparameterizer for &mut Attach {
-    type Reparam = LowRankUpdates;
-
-    fn reparameterize<const D: usize>(
-        &mut self,
-        path: &str,
-        param: Param<Tensor<D>>,
-    ) -> (Param<Tensor<D>>, Option<LowRankUpdates>) {
-        (**self).reparameterize(path, param)
     }
 }
 

@@ -6,16 +6,11 @@
 
 mod common;
 
-use burn::module::Module;
 use burn::tensor::{DType, Tensor, TensorData};
-use common::{fixtures, golden_tensor, model, relative_l2};
+use common::{fixtures, golden_tensor, relative_l2};
 use engine::avatar::{Example, Frozen, denoising_loss};
 use engine::device::ComputeBackend;
-use engine::files::block_on;
 use engine::lora::{LoraFile, TrainableLora};
-use engine::prompt::PromptEncoder;
-use engine::schedulers::SchedulerConfig;
-use engine::unet_2d::UNet2DConditionModel;
 
 const GOLDEN: &str = "loras/avatar-lora-golden.safetensors";
 const START: &str = "avatar-golden.safetensors";
@@ -37,26 +32,7 @@ fn gradient_checkpointing_gives_the_same_lora_gradients() {
 }
 
 fn check(device: burn::tensor::Device) {
-    let files = model("tiny-sd2");
-    let mut text = block_on(PromptEncoder::load(&files, None, &device)).unwrap();
-    text.text_encoder = text.text_encoder.no_grad();
-    let (unet, _) = block_on(UNet2DConditionModel::load(
-        &files,
-        None,
-        &device,
-        DType::F32,
-    ))
-    .unwrap();
-    let unet = unet.no_grad();
-    let scheduler: SchedulerConfig = serde_json::from_slice(
-        &std::fs::read(fixtures().join("tiny-sd2/scheduler/scheduler_config.json")).unwrap(),
-    )
-    .unwrap();
-    let golden: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("avatar-golden.json")).unwrap())
-            .unwrap();
-    let tokens: Vec<String> = serde_json::from_value(golden["tokens"].clone()).unwrap();
-    text.add_placeholder_tokens(&tokens).unwrap();
+    let (text, unet, scheduler, golden) = common::avatar::golden_case(&device);
 
     let start = fixtures().join("loras/avatar-lora-start.safetensors");
     let file = LoraFile::from_safetensors(&std::fs::read(&start).unwrap(), &start).unwrap();

@@ -12,20 +12,26 @@ use super::{fixtures, golden_tensor, model, relative_l2};
 
 const GOLDEN: &str = "avatar-golden.safetensors";
 
-/// The loss's and the vectors' gradient's relative errors against torch autograd, for each
-/// golden case, with the model loaded on `device` (an autodiff device) in its float type.
-pub fn avatar_errors_against_torch(device: burn::tensor::Device) -> Vec<(f32, f64)> {
+/// The golden avatar case's model parts, frozen, on `device` in its float type: the text side
+/// with the case's tokens added, the UNet, the scheduler, and avatar-golden.json.
+pub fn golden_case(
+    device: &burn::tensor::Device,
+) -> (
+    PromptEncoder,
+    UNet2DConditionModel,
+    SchedulerConfig,
+    serde_json::Value,
+) {
     let files = model("tiny-sd2");
-    let mut text = block_on(PromptEncoder::load(&files, None, &device)).unwrap();
+    let mut text = block_on(PromptEncoder::load(&files, None, device)).unwrap();
     text.text_encoder = text.text_encoder.no_grad();
     let (unet, _) = block_on(UNet2DConditionModel::load(
         &files,
         None,
-        &device,
-        engine::device::weight_dtype(&device),
+        device,
+        engine::device::weight_dtype(device),
     ))
     .unwrap();
-    let unet = unet.no_grad();
     let scheduler: SchedulerConfig = serde_json::from_slice(
         &std::fs::read(fixtures().join("tiny-sd2/scheduler/scheduler_config.json")).unwrap(),
     )
@@ -35,6 +41,13 @@ pub fn avatar_errors_against_torch(device: burn::tensor::Device) -> Vec<(f32, f6
             .unwrap();
     let tokens: Vec<String> = serde_json::from_value(golden["tokens"].clone()).unwrap();
     text.add_placeholder_tokens(&tokens).unwrap();
+    (text, unet.no_grad(), scheduler, golden)
+}
+
+/// The loss's and the vectors' gradient's relative errors against torch autograd, for each
+/// golden case, with the model loaded on `device` (an autodiff device) in its float type.
+pub fn avatar_errors_against_torch(device: burn::tensor::Device) -> Vec<(f32, f64)> {
+    let (text, unet, scheduler, golden) = golden_case(&device);
     // The engine expands `<kid>` to both vectors, as diffusers' maybe_convert_prompt does.
     let prompt = "a photo of <kid>";
     let expected_ids: Vec<u32> = serde_json::from_value(golden["input_ids"].clone()).unwrap();
