@@ -1,9 +1,10 @@
 //! The avatar-gradient check against torch autograd, shared by the f32 and f16 suites.
 
 use burn::module::Module;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use engine::avatar::{Example, Frozen, denoising_loss};
 use engine::files::block_on;
+use engine::lora::{LoraFile, TrainableLora};
 use engine::prompt::PromptEncoder;
 use engine::schedulers::SchedulerConfig;
 use engine::unet_2d::UNet2DConditionModel;
@@ -110,4 +111,105 @@ pub fn avatar_errors_against_torch(device: burn::tensor::Device) -> Vec<(f32, f6
         errors.push((loss_error, error));
     }
     errors
+}
+
+const LORA_GOLDEN: &str = "loras/avatar-lora-golden.safetensors";
+
+/// Pivotal tuning's errors against peft + torch autograd for one golden case.
+pub struct LoraErrors {
+    pub loss: f64,
+    pub vectors: f64,
+    /// Relative L2 over every factor's gradient together.
+    pub factors: f64,
+    /// The worst single factor's, with its name.
+    pub worst: (f64, String),
+}
+
+/// [`LoraErrors`] for each golden case, on `device` (an autodiff device).
+pub fn lora_errors_against_peft(device: burn::tensor::Device) -> Vec<LoraErrors> {
+    let mut errors = Vec::new();
+    let (text, unet, scheduler, golden) = golden_case(&device);
+
+    let start = fixtures().join("loras/avatar-lora-start.safetensors");
+    let file = LoraFile::from_safetensors(&std::fs::read(&start).unwrap(), &start).unwrap();
+    let lora = TrainableLora::from_file(&unet, &file, &device).unwrap();
+    assert_eq!(lora.rank, 2);
+    let adapted = lora.attach(unet.clone());
+    let frozen = Frozen {
+        text: &text,
+        unet: &adapted,
+        scheduler: &scheduler,
+    };
+    let tensor4 = |name: &str| {
+        let (shape, values) = golden_tensor(GOLDEN, name);
+        Tensor::<4>::from_data(TensorData::new(values, shape), (&device, DType::F32))
+    };
+    for case in golden["cases"].as_array().unwrap() {
+        let timestep = case["timestep"].as_u64().unwrap() as usize;
+        let (shape, values) = golden_tensor(GOLDEN, "vectors");
+        let vectors = Tensor::<2>::from_data(TensorData::new(values, shape), (&device, DType::F32))
+            .require_grad();
+        let example = Example {
+            latents: tensor4("latents"),
+            noise: tensor4("noise"),
+            timestep,
+            prompt: "a photo of <kid>".into(),
+        };
+        let loss = denoising_loss(&frozen, vectors.clone(), &example).unwrap();
+        let gradients = loss.backward();
+        let loss = super::values(loss).1[0];
+        let expected = golden_tensor(LORA_GOLDEN, &format!("t{timestep}.loss")).1[0];
+        let loss_error = f64::from(((loss - expected) / expected).abs());
+        let vector_error = relative_l2(
+            &super::values(vectors.grad(&gradients).unwrap()),
+            &golden_tensor(LORA_GOLDEN, &format!("t{timestep}.vectors.grad")),
+        );
+        let mut worst = (0.0, String::new());
+        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        for (module, pair) in lora.modules().iter().zip(&lora.weights.layers) {
+            for (factor, param) in [("lora_A", &pair.down), ("lora_B", &pair.up)] {
+                let gradient = param.val().grad(&gradients).expect("a factor's gradient");
+                let (shape, values) = golden_tensor(
+                    LORA_GOLDEN,
+                    &format!("t{timestep}.{module}.{factor}.weight.grad"),
+                );
+                let gradient = super::values(gradient);
+                let error = relative_l2(&gradient, &(shape.clone(), values.clone()));
+                ours.extend(gradient.1);
+                theirs.extend(values);
+                if error > worst.0 {
+                    worst = (error, format!("{module}.{factor}"));
+                }
+            }
+        }
+        eprintln!(
+            "t={timestep}: loss {loss_error:e}, vectors {vector_error:e}, worst of {} factors {:e} ({})",
+            2 * lora.weights.layers.len(),
+            worst.0,
+            worst.1
+        );
+        let factors = relative_l2(&(vec![ours.len()], ours), &(vec![theirs.len()], theirs));
+        eprintln!("t={timestep}: every factor together {factors:e}");
+        errors.push(LoraErrors {
+            loss: loss_error,
+            vectors: vector_error,
+            factors,
+            worst,
+        });
+    }
+    assert_eq!(lora.parameter_count(), unet_factor_count(&file));
+    errors
+}
+
+/// Values in the file's factors.
+fn unet_factor_count(file: &LoraFile) -> usize {
+    assert_eq!(file.layer_count(), 32);
+    let start = fixtures().join("loras/avatar-lora-start.safetensors");
+    let bytes = std::fs::read(start).unwrap();
+    let tensors = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    tensors
+        .tensors()
+        .iter()
+        .map(|(_, view)| view.shape().iter().product::<usize>())
+        .sum()
 }
