@@ -22,7 +22,7 @@ class AvatarStep:
     encoder and UNet frozen, one random photo latent, noise at a training timestep, MSE, AdamW.
     `load` are extra `from_pretrained` options (a variant, a dtype)."""
 
-    def __init__(self, folder, resolution, device="cpu", load=None, checkpointing=False):
+    def __init__(self, folder, resolution, device="cpu", load=None, checkpointing=False, lora_rank=0):
         load = load or {}
         self.tokenizer = CLIPTokenizer.from_pretrained(f"{folder}/tokenizer")
         self.text_encoder = CLIPTextModel.from_pretrained(f"{folder}/text_encoder", **load)
@@ -41,7 +41,17 @@ class AvatarStep:
             parameter.requires_grad_(False)
         self.table = self.text_encoder.get_input_embeddings().weight
         self.table.requires_grad_(True)
-        self.optimizer = torch.optim.AdamW([self.table], lr=5e-3, weight_decay=0.0)
+        groups = [{"params": [self.table], "lr": 5e-3, "weight_decay": 0.0}]
+        if lora_rank > 0:
+            # Pivotal tuning as the engine trains it (issue 15): a peft LoRA on the UNet's
+            # attention projections, alpha = rank, its own AdamW rate and weight decay.
+            from peft import LoraConfig
+
+            self.unet.add_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_rank,
+                                             target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+            factors = [parameter for name, parameter in self.unet.named_parameters() if "lora_" in name]
+            groups.append({"params": factors, "lr": 1e-4, "weight_decay": 1e-4})
+        self.optimizer = torch.optim.AdamW(groups)
         self.input_ids = self.tokenizer(
             "a photo of <kid> <kid>_1", padding="max_length", max_length=77, return_tensors="pt"
         ).input_ids.to(device)

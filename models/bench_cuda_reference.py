@@ -51,16 +51,17 @@ def generation(folder, resolution, dtype):
     torch.cuda.empty_cache()
 
 
-def training(folder, resolution, checkpointing, steps=10):
+def training(folder, resolution, checkpointing, steps=10, lora_rank=0):
     before = torch.cuda.memory_allocated()
     step = AvatarStep(folder, resolution, device=CUDA, checkpointing=checkpointing,
-                      load={"variant": "fp16", "torch_dtype": torch.float32})
+                      load={"variant": "fp16", "torch_dtype": torch.float32}, lora_rank=lora_rank)
     weights = torch.cuda.memory_allocated() - before
     torch.cuda.reset_peak_memory_stats()
 
     step(0)
     times = sorted(timed(lambda i=i: step(i)) for i in range(1, steps + 1))
-    print(json.dumps({"figure": "train", "checkpointing": checkpointing, "resolution": resolution,
+    print(json.dumps({"figure": "train", "checkpointing": checkpointing, "lora_rank": lora_rank,
+                      "resolution": resolution,
                       "step_ms": times[len(times) // 2], "weights_bytes": weights,
                       "peak_allocated_bytes": torch.cuda.max_memory_allocated(),
                       "peak_reserved_bytes": torch.cuda.max_memory_reserved()}), flush=True)
@@ -74,6 +75,7 @@ def main(folder, resolution):
     print(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__}), flush=True)
     training(folder, resolution, checkpointing=False)
     training(folder, resolution, checkpointing=True)
+    training(folder, resolution, checkpointing=True, lora_rank=4)
     generation(folder, resolution, torch.float32)
     generation(folder, resolution, torch.float16)
 

@@ -2,7 +2,7 @@
 # GPU figures on a lent machine (docs/benchmarks.md): the engine (native burn-wgpu on Vulkan)
 # beside PyTorch CUDA, on the full-size SD-Turbo shape with random weights, at 512².
 #
-# Carried from the development machine: .gl/ (Vulkan loader debs), .whl/ (diffusers and
+# Carried from the development machine: .gl/ (Vulkan loader debs), .whl/ (diffusers, peft and
 # importlib_metadata wheels), .bin/toddler.xz (the release CLI, stripped). Every figure is
 # appended to $OUT/log as it comes, so a run cut short still reports what it measured.
 set -u
@@ -37,6 +37,11 @@ for dtype in f16 f32; do
       --out /tmp/kid.safetensors $mode 2>&1 | log
     echo "== done $(date +%T)" | log
   done
+  # Pivotal tuning (issue 15): the same checkpointed step with a rank-4 LoRA.
+  echo "== engine train-avatar $dtype $RES² 10 steps --gradient-checkpointing --lora-rank 4 $(date +%T)" | log
+  timeout 110 /tmp/toddler train-avatar --backend gpu --dtype $dtype --model $MODEL \
+    --photos models/fixtures/photos --token "<kid>" --steps 10 --resolution $RES \
+    --out /tmp/kid.safetensors --gradient-checkpointing --lora-rank 4 2>&1 | log
 done
 
 echo "== PyTorch CUDA" | log
