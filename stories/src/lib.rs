@@ -416,7 +416,10 @@ impl Avatar {
             return "Not finished learning yet.".to_owned();
         };
         if before <= 0.0 {
-            return "Imported from a file.".to_owned();
+            return match self.lora_rank {
+                0 => "Imported from a file.".to_owned(),
+                _ => "Imported from a file, with the stronger likeness.".to_owned(),
+            };
         }
         let learned = format!(
             "Ready: learned from {} photo{} in {} steps{}.",
@@ -656,6 +659,12 @@ mod tests {
         }
         mia.eval_loss_before = Some(0.0);
         assert_eq!(mia.progress_words(), "Imported from a file.");
+        mia.lora_rank = 4;
+        assert_eq!(
+            mia.progress_words(),
+            "Imported from a file, with the stronger likeness."
+        );
+        mia.lora_rank = 0;
         mia.eval_loss_after = None;
         assert_eq!(mia.progress_words(), "Not finished learning yet.");
     }

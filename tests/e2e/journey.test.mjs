@@ -368,7 +368,7 @@ test('again in the same browser: a second child, a book made without choosing th
   await noahCard.waitFor({ state: 'detached' });
   await page.getByLabel('Import an avatar file…').setInputFiles({ name: 'Noah.zip', mimeType: 'application/zip', buffer: zip });
   const imported = page.getByRole('listitem').filter({ has: page.getByRole('heading', { name: 'Noah', exact: true }) });
-  await imported.getByText('Imported from a file.').waitFor();
+  await imported.getByText('Imported from a file, with the stronger likeness.').waitFor();
   await checkScreen(page, problems, 'journey-second-imported-avatar');
   // A damaged zip: said plainly, and the avatars stay as they were.
   await page.getByLabel('Import an avatar file…').setInputFiles({ name: 'Broken.zip', mimeType: 'application/zip', buffer: zip.subarray(0, 200) });
