@@ -168,11 +168,11 @@ pub async fn picture_url(path: &str) -> Option<String> {
     storage::object_url(&bytes, "image/png")
 }
 
-/// What the worker holds: the model folder, its decoder, the avatar and the style LoRA.
+/// What the worker holds: the model folder, its decoder, the avatars and the style LoRA.
 type Loaded = (
     String,
     Option<ModelSource>,
-    Option<String>,
+    Vec<String>,
     Option<protocol::LoraSource>,
 );
 
@@ -181,10 +181,10 @@ thread_local! {
     static LOADED: RefCell<Option<Loaded>> = const { RefCell::new(None) };
 }
 
-/// Loads the model with `avatar`'s file (and its LoRA) and a book's `style` LoRA, unless the
-/// worker already has exactly that.
+/// Loads the model with every one of `avatars`' files (and their LoRAs) and a book's `style`
+/// LoRA, unless the worker already has exactly that.
 pub async fn ensure_loaded(
-    avatar: Option<&str>,
+    avatars: &[String],
     style: Option<protocol::LoraSource>,
 ) -> Result<(), String> {
     let folder = model_ready().await?;
@@ -192,31 +192,29 @@ pub async fn ensure_loaded(
     let wanted = (
         folder.clone(),
         decoder.clone(),
-        avatar.map(str::to_owned),
+        avatars.to_vec(),
         style.clone(),
     );
     if LOADED.with(|loaded| loaded.borrow().as_ref() == Some(&wanted)) {
         return Ok(());
     }
     let mut loras = Vec::new();
-    let embeddings = match avatar {
-        Some(token) => {
-            let path = avatar_path(token, AVATAR_FILE);
-            if storage::read(&path).await?.is_none() {
-                return Err("This book's avatar has not finished learning yet. Finish it on the Avatars screen, or pick another avatar.".into());
-            }
-            // The stronger likeness: the avatar's LoRA draws with it, at full strength.
-            let lora = avatar_path(token, AVATAR_LORA_FILE);
-            if storage::size(&lora).await? > 0 {
-                loras.push(protocol::LoraSource {
-                    url: format!("opfs:{lora}"),
-                    scale: 1.0,
-                });
-            }
-            vec![format!("opfs:{path}")]
+    let mut embeddings = Vec::new();
+    for token in avatars {
+        let path = avatar_path(token, AVATAR_FILE);
+        if storage::read(&path).await?.is_none() {
+            return Err("An avatar of this book has not finished learning yet. Finish it on the Avatars screen, or pick another avatar.".into());
         }
-        None => Vec::new(),
-    };
+        // The stronger likeness: the avatar's LoRA draws with it, at full strength.
+        let lora = avatar_path(token, AVATAR_LORA_FILE);
+        if storage::size(&lora).await? > 0 {
+            loras.push(protocol::LoraSource {
+                url: format!("opfs:{lora}"),
+                scale: 1.0,
+            });
+        }
+        embeddings.push(format!("opfs:{path}"));
+    }
     loras.extend(style.clone());
     let engine = EngineWorker::get()?;
     let id = engine.next_id();
@@ -261,7 +259,7 @@ pub async fn draw_page(
         url: format!("opfs:{}", book_path(&book.id, Book::STYLE_LORA_FILE)),
         scale: style.scale,
     });
-    ensure_loaded(book.avatar.as_deref(), style).await?;
+    ensure_loaded(&book.avatars(), style).await?;
     let engine = EngineWorker::get()?;
     let id = engine.next_id();
     on_start(id);

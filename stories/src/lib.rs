@@ -207,6 +207,65 @@ pub struct Page {
     /// A locked page keeps its picture when the book is illustrated again.
     #[serde(default)]
     pub locked: bool,
+    /// Which of the book's [`Book::cast`] are in this picture (indices), besides the child, who
+    /// is in every one; `None`: the whole cast, up to [`MAX_ON_A_PAGE`] characters.
+    #[serde(default)]
+    pub cast: Option<Vec<usize>>,
+}
+
+/// At most this many characters in one picture, the child included: distilled models lose
+/// who is who beyond that.
+pub const MAX_ON_A_PAGE: usize = 3;
+
+/// Who a cast member is to the child.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Sibling,
+    Friend,
+    Pet,
+}
+
+impl Role {
+    /// The class word a prompt names them by, after their token.
+    pub fn word(self) -> &'static str {
+        match self {
+            Role::Sibling => "child",
+            Role::Friend => "child",
+            Role::Pet => "dog",
+        }
+    }
+}
+
+/// Someone besides the child in a book: a big sister, a friend, the family dog. With an avatar
+/// they are drawn from it (its token); without one, from their card alone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CastMember {
+    pub name: String,
+    pub role: Role,
+    /// Their avatar's token, e.g. `<leo>`.
+    #[serde(default)]
+    pub avatar: Option<String>,
+    /// Their character card: hair, clothes, fur — the same words on every page.
+    #[serde(default)]
+    pub card: String,
+}
+
+impl CastMember {
+    /// How a prompt names them: token and class word (or their name), then their card.
+    fn subject(&self) -> String {
+        let who = match &self.avatar {
+            Some(token) => format!("{token} {}", self.role.word()),
+            None => match self.role {
+                Role::Pet => format!("a {}", self.role.word()),
+                _ => "a child".to_owned(),
+            },
+        };
+        match self.card.trim() {
+            "" => who,
+            card => format!("{who} ({card})"),
+        }
+    }
 }
 
 impl Page {
@@ -250,6 +309,9 @@ pub struct Book {
     /// [`Book::STYLE_LORA_FILE`]; every page is drawn with it.
     #[serde(default)]
     pub style_lora: Option<StyleLora>,
+    /// Who else is in the book besides the child (books before casts have none).
+    #[serde(default)]
+    pub cast: Vec<CastMember>,
 }
 
 /// A book's style LoRA: what the parent's file was called, and how strongly it draws.
@@ -313,7 +375,36 @@ impl Book {
             pages,
             updated: now,
             style_lora: None,
+            cast: Vec::new(),
         }
+    }
+
+    /// The cast members in page `index`'s picture: the page's choice (or the whole cast), in
+    /// cast order, at most [`MAX_ON_A_PAGE`] − 1 beside the child.
+    pub fn cast_on_page(&self, index: usize) -> Vec<&CastMember> {
+        let chosen = self.pages.get(index).and_then(|page| page.cast.as_ref());
+        let mut members: Vec<&CastMember> = match chosen {
+            Some(indices) => {
+                let mut indices = indices.clone();
+                indices.sort_unstable();
+                indices.dedup();
+                indices.iter().filter_map(|&i| self.cast.get(i)).collect()
+            }
+            None => self.cast.iter().collect(),
+        };
+        members.truncate(MAX_ON_A_PAGE - 1);
+        members
+    }
+
+    /// Every avatar token the book draws with: the child's, then the cast's, once each.
+    pub fn avatars(&self) -> Vec<String> {
+        let mut tokens: Vec<String> = self.avatar.iter().cloned().collect();
+        for token in self.cast.iter().filter_map(|member| member.avatar.clone()) {
+            if !tokens.contains(&token) {
+                tokens.push(token);
+            }
+        }
+        tokens
     }
 
     /// Page `index`'s picture prompt: style, the avatar token with the character card, the scene.
@@ -325,9 +416,21 @@ impl Book {
         };
         let character = self.character.trim();
         let scene = self.pages.get(index).map_or("", |page| page.scene.trim());
+        // The others follow the child and the child's card, each with their own card.
+        let others: Vec<String> = self
+            .cast_on_page(index)
+            .into_iter()
+            .map(CastMember::subject)
+            .collect();
+        let others = match others.as_slice() {
+            [] => String::new(),
+            [one] => format!("with {one}"),
+            [first @ .., last] => format!("with {} and {last}", first.join(", ")),
+        };
         [
             format!("{before} {subject}"),
             character.to_owned(),
+            others,
             scene.to_owned(),
             after.to_owned(),
         ]
@@ -567,6 +670,88 @@ mod tests {
             assert!(prompt.contains(book.pages[index].scene.as_str()));
         }
         assert_eq!(book.seed(2, 1), 7 + 2001);
+    }
+
+    fn leo() -> CastMember {
+        CastMember {
+            name: "Leo".into(),
+            role: Role::Sibling,
+            avatar: Some("<leo>".into()),
+            card: "short blond hair, red jumper".into(),
+        }
+    }
+
+    #[test]
+    fn a_page_names_each_character_with_token_and_card() {
+        let mut book = Book::new(
+            "b".into(),
+            Some(&templates()[0]),
+            setup(
+                mia(),
+                Some("<mia>".into()),
+                "curly brown hair".into(),
+                Style::Watercolour,
+            ),
+            0.0,
+        );
+        let dog = CastMember {
+            name: "Biscuit".into(),
+            role: Role::Pet,
+            avatar: None,
+            card: "small brown spaniel".into(),
+        };
+        let extra = CastMember {
+            name: "Ava".into(),
+            role: Role::Friend,
+            avatar: Some("<ava>".into()),
+            card: String::new(),
+        };
+        book.cast = vec![leo(), dog, extra];
+        book.pages[1].cast = Some(vec![1]);
+        book.pages[2].cast = Some(vec![]);
+        // The whole cast by default, but never more than three in a picture.
+        assert!(
+            book.prompt(0).starts_with(
+                "a children's picture book watercolour illustration of <mia> toddler, curly brown hair, \
+                 with <leo> child (short blond hair, red jumper) and a dog (small brown spaniel), "
+            ),
+            "{}",
+            book.prompt(0)
+        );
+        assert!(
+            book.prompt(1)
+                .contains(", with a dog (small brown spaniel), ")
+        );
+        assert!(!book.prompt(2).contains("with "), "{}", book.prompt(2));
+        assert_eq!(book.avatars(), ["<mia>", "<leo>", "<ava>"]);
+        // The seed does not depend on who is in the picture.
+        assert_eq!(book.seed(1, 0), 7 + 1000);
+    }
+
+    #[test]
+    fn books_from_before_casts_open_with_no_cast() {
+        let book = Book::new(
+            "b".into(),
+            Some(&templates()[0]),
+            setup(
+                mia(),
+                Some("<mia>".into()),
+                "curly brown hair".into(),
+                Style::Crayon,
+            ),
+            0.0,
+        );
+        let mut stored = serde_json::to_value(&book).unwrap();
+        let object = stored.as_object_mut().unwrap();
+        object.remove("cast");
+        object.remove("style_lora");
+        for page in object["pages"].as_array_mut().unwrap() {
+            page.as_object_mut().unwrap().remove("cast");
+        }
+        let read: Book = serde_json::from_value(stored).unwrap();
+        assert_eq!(read, book);
+        assert_eq!(read.prompt(0), book.prompt(0));
+        assert!(read.cast.is_empty() && read.pages.iter().all(|page| page.cast.is_none()));
     }
 
     #[test]
