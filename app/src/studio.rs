@@ -247,19 +247,33 @@ pub fn forget_loaded() {
     LOADED.with(|loaded| *loaded.borrow_mut() = None);
 }
 
-/// Draws page `index`, variant `variant` of `book` and stores the PNG; returns its file name.
-/// `on_start` receives the request id (for Cancel).
+/// Draws page `index`, variant `variant` of `book` and stores the PNG; returns its file name
+/// and, when the child's avatar has a face reference, how much the picture looks like the
+/// child. `on_start` receives the request id (for Cancel).
 pub async fn draw_page(
     book: &Book,
     index: usize,
     variant: usize,
     on_start: impl FnOnce(u32),
-) -> Result<Option<String>, String> {
+) -> Result<Option<(String, Option<stories::PictureLikeness>)>, String> {
     let style = book.style_lora.as_ref().map(|style| protocol::LoraSource {
         url: format!("opfs:{}", book_path(&book.id, Book::STYLE_LORA_FILE)),
         scale: style.scale,
     });
     ensure_loaded(&book.avatars(), style).await?;
+    // The likeness score is the child's: the avatar every page shows.
+    let child_face = match &book.avatar {
+        Some(token) => avatars()
+            .await?
+            .into_iter()
+            .find(|avatar| &avatar.token == token)
+            .and_then(|avatar| avatar.face)
+            .map(|descriptor| protocol::FaceReference {
+                token: token.clone(),
+                descriptor,
+            }),
+        None => None,
+    };
     let engine = EngineWorker::get()?;
     let id = engine.next_id();
     on_start(id);
@@ -276,14 +290,22 @@ pub async fn draw_page(
             scheduler: None,
             noise_url: None,
             return_latents: false,
+            likeness_of: child_face.into_iter().collect(),
         },
     };
     let (event, png) = engine.call(id, &request, |_| {}).await?;
-    if let Event::Cancelled { .. } = event {
-        return Ok(None);
-    }
+    let likeness = match event {
+        Event::Cancelled { .. } => return Ok(None),
+        Event::Generated { result, .. } => {
+            result.likeness.map(|likeness| stories::PictureLikeness {
+                faces: likeness.faces,
+                score: likeness.scores.first().copied(),
+            })
+        }
+        _ => None,
+    };
     let png = png.ok_or("the picture engine sent no picture")?;
     let file = Book::picture_file(index, variant);
     storage::write(&book_path(&book.id, &file), &png).await?;
-    Ok(Some(file))
+    Ok(Some((file, likeness)))
 }

@@ -15,6 +15,7 @@ pub mod conv;
 pub mod device;
 pub mod embeddings;
 pub mod error;
+pub mod faces;
 pub mod files;
 pub mod lora;
 pub mod photos;

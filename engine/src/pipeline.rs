@@ -81,6 +81,11 @@ pub struct StableDiffusion {
 }
 
 impl StableDiffusion {
+    /// Where the model's tensors live.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Loads a diffusers folder (`tokenizer/`, `text_encoder/`, `unet/`, `vae/`, `scheduler/`).
     pub async fn load(
         files: &impl ModelFiles,

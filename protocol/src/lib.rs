@@ -84,6 +84,38 @@ pub struct Generate {
     /// Return the final latents' values (the bench page and the parity tests want them).
     #[serde(default)]
     pub return_latents: bool,
+    /// Score the picture's faces against these references (the avatars on the page): the
+    /// answer's [`Generated::likeness`] has one score per reference. Empty: no scoring.
+    #[serde(default)]
+    pub likeness_of: Vec<FaceReference>,
+}
+
+/// An avatar's face as the likeness score knows it: the mean descriptor of its photos' faces.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaceReference {
+    /// The avatar's placeholder, e.g. `<mia>`.
+    pub token: String,
+    pub descriptor: Vec<f32>,
+}
+
+/// How much a picture looks like the avatars asked about.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Likeness {
+    /// Faces the detector found in the picture (0: a stylised or faceless picture; no score).
+    pub faces: usize,
+    /// Per reference, in the order asked: the best face's similarity to it (cosine of the
+    /// descriptors, -1 to 1; it ranks pictures, it does not verify anyone). Empty when no face.
+    pub scores: Vec<f64>,
+}
+
+/// A face the detector found: its box as fractions of the picture, and its confidence.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FoundFace {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+    pub confidence: f64,
 }
 
 /// A LoRA file for [`Request::Load`]: a URL or `opfs:{path}`, and its strength (1: as trained).
@@ -140,6 +172,13 @@ pub enum Request {
         precision: Option<Precision>,
         training: Training,
     },
+    /// Look for faces in pictures (URLs, `blob:` URLs or `opfs:{path}`): answered by
+    /// [`Event::FacesFound`], so a parent hears which photos show no face before training.
+    /// Runs on the CPU: it must not fix the GPU's float type before the first model does.
+    FindFaces {
+        id: u32,
+        pictures: Vec<String>,
+    },
     /// Stop the generation or training `id` after its current step.
     Cancel {
         id: u32,
@@ -176,6 +215,10 @@ pub struct Training {
     /// Train a UNet LoRA of this rank with the vectors (pivotal tuning); 0: the vectors alone.
     #[serde(default)]
     pub lora_rank: usize,
+    /// Describe the photos' faces (the avatar's reference for the likeness score) and score
+    /// each preview against it.
+    #[serde(default)]
+    pub likeness: bool,
 }
 
 impl Training {
@@ -288,6 +331,9 @@ pub struct Generated {
     pub latent_shape: Vec<usize>,
     #[serde(default)]
     pub latents: Vec<f32>,
+    /// Present when [`Generate::likeness_of`] asked for it.
+    #[serde(default)]
+    pub likeness: Option<Likeness>,
 }
 
 /// Worker → app.
@@ -334,6 +380,10 @@ pub enum Event {
     AvatarPreview {
         id: u32,
         step: usize,
+        /// With [`Training::likeness`]: the preview's score against the photos (`None`: no face
+        /// in the preview, or none in the photos).
+        #[serde(default)]
+        likeness: Option<f64>,
     },
     /// Training finished: the avatar file travels beside this event.
     AvatarTrained {
@@ -347,6 +397,17 @@ pub enum Event {
         /// bytes, then the LoRA file (diffusers' format); `None`: the embedding file alone.
         #[serde(default)]
         embedding_bytes: Option<usize>,
+        /// With [`Training::likeness`]: the mean descriptor of the photos' faces (`None`: no
+        /// photo showed a face), and the photos (indices) in which no face was found.
+        #[serde(default)]
+        face_reference: Option<Vec<f32>>,
+        #[serde(default)]
+        photos_without_face: Vec<usize>,
+    },
+    /// The faces in each picture of [`Request::FindFaces`], most confident first.
+    FacesFound {
+        id: u32,
+        pictures: Vec<Vec<FoundFace>>,
     },
     /// Request `id` failed; `message` is written for a parent.
     Failed {

@@ -193,6 +193,85 @@ pub struct Variant {
     pub seed: u64,
     /// The PNG's file name in the book's folder.
     pub file: String,
+    /// How much it looks like the child, as the on-device face matcher saw it; `None`: not
+    /// scored (the child's avatar has no face reference, or the picture predates scoring).
+    #[serde(default)]
+    pub likeness: Option<PictureLikeness>,
+}
+
+/// The face matcher's view of one picture.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PictureLikeness {
+    /// Faces found (0: none — common in stylised pictures; then there is no score).
+    pub faces: usize,
+    /// The best face's similarity to the child's photos (-1 to 1), when a face was found.
+    pub score: Option<f64>,
+}
+
+/// How a likeness score reads to a parent. The bands come from the measurement in
+/// docs/benchmarks.md ("Likeness score"): the same adult face under crops, flips and light
+/// changes scored at least [`CLOSE_LIKENESS`]; different adults at most [`SOME_LIKENESS`]. They
+/// rank a page's pictures; they do not say who anyone is (toddlers' faces are much harder).
+pub const CLOSE_LIKENESS: f64 = 0.92;
+pub const SOME_LIKENESS: f64 = 0.85;
+
+/// What the Avatars screen says about an avatar's face after learning: its preview's score,
+/// and which photos showed no face. `None`: nothing to say (an imported avatar, or one from
+/// before the face matcher).
+pub fn avatar_face_words(avatar: &Avatar) -> Option<String> {
+    let name = &avatar.name;
+    let photos = match avatar.photos_without_face.as_slice() {
+        [] => String::new(),
+        [one] => format!(
+            " No face was found in photo {}, so it did not count.",
+            one + 1
+        ),
+        many => format!(
+            " No face was found in photos {}, so they did not count.",
+            many.iter()
+                .map(|index| (index + 1).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    if avatar.face.is_none() {
+        return (!avatar.photos_without_face.is_empty()).then(|| {
+            format!(
+                "The face finder found no face in {name}'s photos, so pictures get no likeness score. Photos where the face is clear and towards the camera help."
+            )
+        });
+    }
+    let preview = match avatar.preview_likeness {
+        Some(score) => format!("Its preview {}.", looks_like(name, score)),
+        None => "Its preview shows no face the face finder could see.".into(),
+    };
+    Some(format!("{preview}{photos}"))
+}
+
+/// Words for a picture's likeness to `name`: what the page shows under its picture.
+pub fn likeness_words(name: &str, likeness: &PictureLikeness) -> String {
+    match likeness.score {
+        None => "No face found in this picture, so no likeness score".into(),
+        Some(score) => {
+            let phrase = looks_like(name, score);
+            let mut letters = phrase.chars();
+            letters
+                .next()
+                .map(|first| first.to_uppercase().chain(letters).collect())
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// "looks like Mia", "looks a little like Mia" or "does not look much like Mia".
+fn looks_like(name: &str, score: f64) -> String {
+    if score >= CLOSE_LIKENESS {
+        format!("looks like {name}")
+    } else if score >= SOME_LIKENESS {
+        format!("looks a little like {name}")
+    } else {
+        format!("does not look much like {name}")
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -232,7 +311,7 @@ impl Role {
         match self {
             Role::Sibling => "child",
             Role::Friend => "child",
-            Role::Pet => "dog",
+            Role::Pet => "pet",
         }
     }
 }
@@ -271,6 +350,18 @@ impl CastMember {
 impl Page {
     pub fn picture(&self) -> Option<&Variant> {
         self.chosen.and_then(|index| self.variants.get(index))
+    }
+
+    /// Among the variants from `first` on (one round of drawing), the one that looks most like
+    /// the child; the first of them where none has a score.
+    pub fn most_alike_from(&self, first: usize) -> Option<usize> {
+        let round = self.variants.iter().enumerate().skip(first);
+        round
+            .clone()
+            .filter_map(|(index, variant)| Some((index, variant.likeness?.score?)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(index, _)| index)
+            .or_else(|| round.map(|(index, _)| index).next())
     }
 }
 
@@ -484,6 +575,16 @@ pub struct Avatar {
     /// alone (every avatar before it existed).
     #[serde(default)]
     pub lora_rank: usize,
+    /// The face matcher's reference: the mean descriptor of the photos' faces (`None`: no
+    /// photo showed a face it could find, or the avatar predates it).
+    #[serde(default)]
+    pub face: Option<Vec<f32>>,
+    /// Photos (by their order) in which no face was found.
+    #[serde(default)]
+    pub photos_without_face: Vec<usize>,
+    /// The last preview's likeness score, when it had a face.
+    #[serde(default)]
+    pub preview_likeness: Option<f64>,
 }
 
 impl Avatar {
@@ -713,14 +814,14 @@ mod tests {
         assert!(
             book.prompt(0).starts_with(
                 "a children's picture book watercolour illustration of <mia> toddler, curly brown hair, \
-                 with <leo> child (short blond hair, red jumper) and a dog (small brown spaniel), "
+                 with <leo> child (short blond hair, red jumper) and a pet (small brown spaniel), "
             ),
             "{}",
             book.prompt(0)
         );
         assert!(
             book.prompt(1)
-                .contains(", with a dog (small brown spaniel), ")
+                .contains(", with a pet (small brown spaniel), ")
         );
         assert!(!book.prompt(2).contains("with "), "{}", book.prompt(2));
         assert_eq!(book.avatars(), ["<mia>", "<leo>", "<ava>"]);
@@ -780,12 +881,65 @@ mod tests {
         book.pages[0].variants.push(Variant {
             seed: 1,
             file: Book::picture_file(0, 0),
+            likeness: None,
         });
         book.pages[0].chosen = Some(0);
         book.pages[1].locked = true;
         let all: Vec<usize> = (2..book.pages.len()).collect();
         assert_eq!(book.pages_to_draw(false), all);
         assert_eq!(book.pages_to_draw(true)[0], 0);
+    }
+
+    fn variant(seed: u64, score: Option<Option<f64>>) -> Variant {
+        Variant {
+            seed,
+            file: format!("{seed}.png"),
+            likeness: score.map(|score| PictureLikeness {
+                faces: usize::from(score.is_some()),
+                score,
+            }),
+        }
+    }
+
+    #[test]
+    fn the_most_alike_variant_of_a_round_is_the_default() {
+        let mut page = Page::default();
+        page.variants = vec![
+            variant(1, Some(Some(0.99))), // an earlier round: not a candidate
+            variant(2, Some(Some(0.80))),
+            variant(3, Some(None)), // no face found
+            variant(4, Some(Some(0.93))),
+            variant(5, None), // not scored
+        ];
+        assert_eq!(page.most_alike_from(1), Some(3));
+        assert_eq!(page.most_alike_from(4), Some(4), "none scored: the first");
+        assert_eq!(page.most_alike_from(5), None);
+        // A picture stored before scoring existed still reads.
+        let old: Variant =
+            serde_json::from_str(r#"{"seed":7,"file":"p.png"}"#).expect("old variant");
+        assert_eq!(old.likeness, None);
+    }
+
+    #[test]
+    fn likeness_reads_in_plain_words_and_never_invents_a_number() {
+        let with = |score| PictureLikeness {
+            faces: 1,
+            score: Some(score),
+        };
+        assert_eq!(likeness_words("Mia", &with(0.95)), "Looks like Mia");
+        assert_eq!(
+            likeness_words("Mia", &with(0.88)),
+            "Looks a little like Mia"
+        );
+        assert_eq!(
+            likeness_words("Mia", &with(0.5)),
+            "Does not look much like Mia"
+        );
+        let faceless = PictureLikeness {
+            faces: 0,
+            score: None,
+        };
+        assert!(likeness_words("Mia", &faceless).starts_with("No face found"));
     }
 
     fn avatar(name: &str, updated: f64, ready: bool) -> Avatar {
@@ -799,6 +953,9 @@ mod tests {
             eval_loss_after: ready.then_some(0.19),
             updated,
             lora_rank: 0,
+            face: None,
+            photos_without_face: Vec::new(),
+            preview_likeness: None,
         }
     }
 

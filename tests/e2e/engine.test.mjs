@@ -242,3 +242,35 @@ test('pivotal tuning in the worker: the vectors and a LoRA learn together, and t
   assert.ok(result.lora_bytes > 10_000, `${result.lora_bytes} bytes of LoRA`);
   assert.deepEqual(problems, []);
 });
+
+// The likeness score in the worker: face-api.js' detector and descriptor on burn, against
+// face-api.js itself (models/faces/reference.mjs) — the same tolerances as the native test.
+for (const backend of ['webgpu', 'cpu']) {
+  test(`the face matcher in the worker on ${backend} finds and describes faces as face-api.js does`, async () => {
+    const faceGolden = JSON.parse(await readFile(join(fixturesDir, 'faces', 'golden.json'), 'utf8'));
+    const files = ['astronaut.png', 'no-face.png', 'two-faces.png'];
+    const context = trackContext(server, await browser.newContext());
+    const page = await context.newPage();
+    const problems = watchPage(page);
+    const pictures = files.map((file) => `${server.origin}/fixtures/faces/${file}`).join(',');
+    const result = await runBench(page, server.origin, { faces: pictures, backend, rounds: '2' }, { timeout: 400_000 });
+    await saveArtifact(`bench-faces-${backend}.json`, { rounds_ms: result.rounds_ms, error: result.error });
+    await context.close();
+    assert.equal(result.error, undefined, `bench failed: ${result.error}`);
+    files.forEach((file, index) => {
+      const expected = faceGolden.images.find((image) => image.file === file);
+      const found = result.pictures[index];
+      assert.equal(found.length, expected.faces.length, `${file}: faces found`);
+      found.forEach((face, f) => {
+        const reference = expected.faces[f];
+        const [x, y, w, h] = reference.box;
+        const inPixels = [face.x * expected.width, face.y * expected.height, face.width * expected.width, face.height * expected.height];
+        [x, y, w, h].forEach((value, i) => assert.ok(Math.abs(inPixels[i] - value) < 0.02, `${file}: box ${inPixels[i]} vs ${value}`));
+        assert.ok(Math.abs(face.confidence - reference.score) < 1e-4, `${file}: confidence`);
+        const off = Math.max(...face.descriptor.map((value, i) => Math.abs(value - reference.descriptor[i])));
+        assert.ok(off < 2e-4, `${file}: descriptor off by ${off}`);
+      });
+    });
+    assert.deepEqual(problems, []);
+  });
+}

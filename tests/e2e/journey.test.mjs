@@ -393,6 +393,16 @@ test('again in the same browser: a second child, a book made without choosing th
   await button('Remove the style').click();
   await styleInput.setInputFiles(join(fixturesDir, 'loras', 'tiny-sd2-peft.safetensors'));
   await page.getByText('Drawn in the style “tiny-sd2-peft”.').waitFor();
+  // Big sister Mia joins the book, drawn from her own avatar; the last page is drawn with both.
+  const cast = page.getByTestId('cast');
+  await cast.getByLabel('Their name').fill('Mia');
+  await cast.getByRole('combobox', { name: 'Drawn from' }).selectOption('<mia>');
+  await cast.getByLabel('How they look (the same words on every page)').fill('long dark hair, green dress');
+  await button('Add to the book', cast).click();
+  await cast.getByText('Mia (drawn from their avatar)').waitFor();
+  await lastPage.getByRole('group', { name: 'In this picture' }).getByRole('checkbox', { name: 'Mia' }).waitFor();
+  assert.ok(await lastPage.getByRole('checkbox', { name: 'Mia' }).isChecked(), 'the whole cast by default');
+  await checkScreen(page, problems, 'journey-second-cast');
   await button('Draw new choices', lastPage).click();
   await button('Stop').waitFor({ state: 'detached', timeout: 300_000 });
   const finestLoad = (await engineRequests('load')).at(-1);
@@ -400,6 +410,9 @@ test('again in the same browser: a second child, a book made without choosing th
   assert.equal(finestLoad.loras.length, 2, 'the avatar\'s LoRA and the style');
   assert.deepEqual(finestLoad.loras[0], { url: 'opfs:avatars/_noah_/pytorch_lora_weights.safetensors', scale: 1 }, 'the imported LoRA draws');
   assert.match(finestLoad.loras[1].url, /^opfs:books\/[^/]+\/style-lora\.safetensors$/);
+  assert.deepEqual(finestLoad.embeddings, ['opfs:avatars/_noah_/learned_embeds.safetensors', 'opfs:avatars/_mia_/learned_embeds.safetensors']);
+  const withMia = (await engineRequests('generate')).at(-1).request.prompt;
+  assert.match(withMia, /<noah> toddler, .*with <mia> child \(long dark hair, green dress\)/);
   await checkScreen(page, problems, 'journey-second-style');
   await checkScreen(page, problems, 'journey-second-finest');
 

@@ -42,6 +42,9 @@ cargo xtask <command>
                   load_only=1; make DIR with models/make_bench_models.py OUT --full)
   bench decode [SIZE] [cpu|gpu]  one picture's decode at SIZE² (default 512): SD-Turbo's VAE
                   decoder beside TAESD, random weights in their real shapes (native release build)
+  bench faces [cpu|gpu]  the likeness score: time to find and describe one picture's faces,
+                  the face models' sizes, and the score of the same face under crops, a flip and
+                  light changes against the score between different faces (native release build)
   precache    (Trunk post-build hook) write the service worker's file list and version
 ";
 
@@ -70,6 +73,12 @@ fn main() -> ExitCode {
         ["bench", "browser", folder, params @ ..] => bench_browser(folder, params),
         ["bench", "ort", folder] => bench_ort(folder, "8"),
         ["bench", "ort", folder, side] => bench_ort(folder, side),
+        ["bench", "faces"] => {
+            tools::setup().and_then(|()| run_example("face_bench", None, &["cpu"]))
+        }
+        ["bench", "faces", backend] => {
+            tools::setup().and_then(|()| run_example("face_bench", None, &[backend]))
+        }
         ["bench", "decode"] => bench_decode("512", "cpu"),
         ["bench", "decode", size] => bench_decode(size, "cpu"),
         ["bench", "decode", size, backend] => bench_decode(size, backend),

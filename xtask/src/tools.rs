@@ -26,6 +26,46 @@ pub fn setup() -> Result {
             &["install", "wasm-bindgen-cli", "--version", &wasm_bindgen],
         )?;
     }
+    face_models()
+}
+
+/// The face detector's and descriptor's files (tfjs weights manifests and their `.bin`s): the
+/// app serves them (`public/engine-worker-faces/`, cached on first use like the engine) and the
+/// engine's tests read them there. From npm, pinned by `xtask/faces`' lockfile.
+pub const FACE_MODEL_FILES: [&str; 4] = [
+    "tiny_face_detector_model-weights_manifest.json",
+    "tiny_face_detector_model.bin",
+    "face_recognition_model-weights_manifest.json",
+    "face_recognition_model.bin",
+];
+
+fn face_models() -> Result {
+    let served = root().join("public/engine-worker-faces");
+    if FACE_MODEL_FILES
+        .iter()
+        .all(|file| served.join(file).exists())
+    {
+        return Ok(());
+    }
+    let package = root().join("xtask/faces/node_modules/@vladmandic/face-api/model");
+    if !package.exists() {
+        run(
+            "npm",
+            &[
+                "ci",
+                "--prefix",
+                "xtask/faces",
+                "--no-audit",
+                "--no-fund",
+                "--ignore-scripts",
+            ],
+        )?;
+    }
+    std::fs::create_dir_all(&served).map_err(|error| format!("{}: {error}", served.display()))?;
+    for file in FACE_MODEL_FILES {
+        std::fs::copy(package.join(file), served.join(file))
+            .map_err(|error| format!("face model {file}: {error}"))?;
+    }
     Ok(())
 }
 

@@ -19,6 +19,8 @@ pub struct ChosenPhoto {
     size: RwSignal<Option<(f64, f64)>>,
     crop: RwSignal<Option<PhotoCrop>>,
     advice: RwSignal<Option<&'static str>>,
+    /// Whether the face finder saw a face in it: `None` until it has looked (or if it could not).
+    face: RwSignal<Option<bool>>,
 }
 
 impl ChosenPhoto {
@@ -31,7 +33,18 @@ impl ChosenPhoto {
             size: RwSignal::new(None),
             crop: RwSignal::new(None),
             advice: RwSignal::new(None),
+            face: RwSignal::new(None),
         })
+    }
+
+    /// The photo's object URL (the engine worker reads it to look for a face).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// What the face finder saw; ignored once the form is gone.
+    pub fn set_face_found(&self, found: bool) {
+        self.face.try_set(Some(found));
     }
 
     /// The parent's square; `None` until the photo has loaded (the engine then uses the same
@@ -78,6 +91,7 @@ pub fn PhotoCropper(
         size,
         crop,
         advice,
+        face,
         ..
     } = photo;
     let frame = NodeRef::<html::Div>::new();
@@ -200,6 +214,13 @@ pub fn PhotoCropper(
                 </div>
             </div>
             {move || advice.get().map(|text| view! { <p class="photo-advice" data-testid="photo-advice">{text}</p> })}
+            {move || (face.get() == Some(false)).then(|| view! {
+                <p class="photo-advice" data-testid="no-face-advice">
+                    "No face found in this photo. Choose one where your child's face is clear, lit and "
+                    "towards the camera, not tiny or half hidden. (The face finder is less sure with small "
+                    "children: keep the photo if you can see the face well.)"
+                </p>
+            })}
             <button type="button" class="button small" on:click=move |_| on_remove.run(key)
                 aria-label=format!("Remove photo {number}")>"Remove"</button>
         </li>

@@ -182,7 +182,9 @@ fn NewAvatar(work: AvatarTraining, error: RwSignal<Option<String>>) -> impl Into
                 chosen.push(photo);
             }
         }
+        let added: Vec<ChosenPhoto> = chosen[photos.with_untracked(Vec::len)..].to_vec();
         photos.set(chosen);
+        leptos::task::spawn_local(look_for_faces(added));
         if left_out > 0 {
             error.set(Some(format!(
                 "An avatar learns from up to {MAX_PHOTOS} photos, so {left_out} of those were left out."
@@ -458,6 +460,9 @@ fn AvatarCard(
                 view! { <h3 data-testid="avatar-title">{stored.get_value().name}</h3> }.into_any()
             }}
             <p class="muted" data-testid="avatar-progress">{fit}</p>
+            {stories::avatar_face_words(&avatar).map(|words| view! {
+                <p class="muted" data-testid="avatar-likeness">{words}</p>
+            })}
             <div class="actions">
                 {(!finished).then(|| view! {
                     <button class="button primary" on:click=resume disabled=busy data-testid="resume-training">"Continue learning"</button>
@@ -470,6 +475,28 @@ fn AvatarCard(
                 <button class="button danger" on:click=delete data-testid="delete-avatar">"Delete"</button>
             </div>
         </li>
+    }
+}
+
+/// Asks the engine which of the newly chosen photos show a face, so a parent hears before
+/// training which photos will not help. The engine reads the photos' object URLs in this
+/// browser; if it cannot look, nothing is said.
+async fn look_for_faces(photos: Vec<ChosenPhoto>) {
+    if photos.is_empty() {
+        return;
+    }
+    let Ok(engine) = EngineWorker::get() else {
+        return;
+    };
+    let id = engine.next_id();
+    let request = Request::FindFaces {
+        id,
+        pictures: photos.iter().map(|photo| photo.url().to_owned()).collect(),
+    };
+    if let Ok((Event::FacesFound { pictures, .. }, _)) = engine.call(id, &request, |_| {}).await {
+        for (photo, faces) in photos.iter().zip(pictures) {
+            photo.set_face_found(!faces.is_empty());
+        }
     }
 }
 
@@ -495,6 +522,9 @@ async fn create_avatar(
         eval_loss_after: None,
         updated: storage::now(),
         lora_rank,
+        face: None,
+        photos_without_face: Vec::new(),
+        preview_likeness: None,
     };
     if let Err(message) = store_avatar(&avatar, photos).await {
         // Half an avatar (storage filled up midway) would only take space. The chosen photos
@@ -594,6 +624,7 @@ async fn train(
             crops,
             gradient_checkpointing: None,
             lora_rank: avatar.lora_rank,
+            likeness: true,
         },
     };
     let mut events = engine.send(id, &request);
@@ -617,7 +648,8 @@ async fn train(
                     }
                 });
             }
-            Event::AvatarPreview { .. } => {
+            Event::AvatarPreview { likeness, .. } => {
+                avatar.preview_likeness = likeness;
                 if let Some(png) = bytes {
                     storage::write(&avatar_path(&avatar.token, PREVIEW), &png).await?;
                     let url = storage::object_url(&png, "image/png");
@@ -632,6 +664,8 @@ async fn train(
                 eval_loss_before,
                 eval_loss_after,
                 embedding_bytes,
+                face_reference,
+                photos_without_face,
                 ..
             } => {
                 let file = bytes.ok_or("the engine sent no avatar file")?;
@@ -642,6 +676,8 @@ async fn train(
                 storage::write(&avatar_path(&avatar.token, AVATAR_FILE), embedding).await?;
                 avatar.eval_loss_before = Some(eval_loss_before);
                 avatar.eval_loss_after = Some(eval_loss_after);
+                avatar.face = face_reference;
+                avatar.photos_without_face = photos_without_face;
                 avatar.updated = storage::now();
                 studio::save_avatar(&avatar).await?;
                 studio::forget_loaded();
@@ -727,6 +763,9 @@ async fn import_avatar(file: &web_sys::File) -> Result<(), String> {
         eval_loss_after: Some(0.0),
         updated: storage::now(),
         lora_rank: lora.as_deref().map_or(0, crate::safetensors::lora_rank),
+        face: None,
+        photos_without_face: Vec::new(),
+        preview_likeness: None,
     };
     if let Some(lora) = &lora {
         storage::write(&avatar_path(&token, AVATAR_LORA_FILE), lora).await?;

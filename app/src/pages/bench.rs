@@ -8,7 +8,8 @@
 //! Also `load_only` (load, report, draw nothing: memory benchmarks), `warmup=N` (draw N times
 //! first, unreported, so timings show compiled kernels), `decoder` (base URL of a separate VAE repo such as TAESD), and `opfs:{folder}` in place
 //! of a URL for a model in the on-device store. `panic=1` panics on purpose, so the browser
-//! tests can check what a parent sees when the app breaks.
+//! tests can check what a parent sees when the app breaks. `faces=URL,…` times the face
+//! matcher instead (see [`faces`]).
 
 use leptos::prelude::*;
 use protocol::{Backend, Event, ModelSource, Request};
@@ -57,6 +58,47 @@ pub fn Bench() -> impl IntoView {
     }
 }
 
+/// `faces=URL,URL…`: finds and describes the faces in each picture, `rounds` times (the first
+/// also loads the face models), on `backend` (`webgpu`, `cpu`; default `webgpu`). Writes
+/// `{"rounds_ms": [...], "pictures": [[{x, y, width, height, confidence, descriptor}]]}`.
+async fn faces(
+    params: &web_sys::UrlSearchParams,
+    pictures: String,
+    set_status: WriteSignal<String>,
+) -> Result<Value, String> {
+    let backend_name = params.get("backend").unwrap_or_else(|| "webgpu".into());
+    let backend = Backend::parse(&backend_name)
+        .ok_or_else(|| format!("parameter `backend`: `{backend_name}` is not webgpu or cpu"))?;
+    let rounds = number_param(params, "rounds", 3.0)?.max(1.0) as usize;
+    let pictures: Vec<String> = pictures.split(',').map(str::to_owned).collect();
+    let engine = EngineWorker::get()?;
+    let performance = web_sys::window()
+        .and_then(|window| window.performance())
+        .ok_or("no performance clock")?;
+    let mut rounds_ms = Vec::new();
+    let mut found = Vec::new();
+    for round in 0..rounds {
+        set_status.set(format!(
+            "looking for faces, round {} of {rounds}…",
+            round + 1
+        ));
+        let id = engine.next_id();
+        let request = Request::FindFaces {
+            id,
+            pictures: pictures.clone(),
+            backend: Some(backend),
+            describe: true,
+        };
+        let started = performance.now();
+        let (event, _) = engine.call(id, &request, |_| {}).await?;
+        rounds_ms.push(performance.now() - started);
+        if let Event::FacesFound { pictures, .. } = event {
+            found = pictures;
+        }
+    }
+    Ok(json!({ "rounds_ms": rounds_ms, "pictures": found }))
+}
+
 async fn run(
     set_status: WriteSignal<String>,
     set_drawing: WriteSignal<Option<u32>>,
@@ -71,6 +113,9 @@ async fn run(
     .map_err(|_| "unreadable query string".to_owned())?;
     let text = |name: &str| params.get(name);
     let number = |name: &str, default: f64| number_param(&params, name, default);
+    if let Some(pictures) = text("faces") {
+        return faces(&params, pictures, set_status).await;
+    }
     let model = text("model").ok_or("parameter `model` (a diffusers folder's URL) is required")?;
     let backend_name = text("backend").unwrap_or_else(|| "webgpu".into());
     let backend = Backend::parse(&backend_name)

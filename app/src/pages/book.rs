@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::use_query_map;
-use stories::{Book as BookData, Page, Variant};
+use stories::{Book as BookData, Page, PictureLikeness, Variant};
 use wasm_bindgen::JsCast;
 
 use crate::components::device_check::SlowDeviceNote;
@@ -113,14 +113,26 @@ async fn load_pictures(
     }
 }
 
-/// Adds a newly drawn picture to page `index` and picks the first of this round's `variants`.
-fn add_variant(book: &mut BookData, index: usize, variant: usize, variants: usize, file: String) {
+/// Adds a newly drawn picture to page `index` and picks, among this round's pictures so far
+/// (from `round_start`), the one that looks most like the child (the round's first when none
+/// has a score).
+fn add_variant(
+    book: &mut BookData,
+    index: usize,
+    variant: usize,
+    round_start: usize,
+    (file, likeness): (String, Option<PictureLikeness>),
+) {
     let seed = book.seed(index, variant);
     let Some(page) = book.pages.get_mut(index) else {
         return;
     };
-    page.variants.push(Variant { seed, file });
-    page.chosen = Some(page.variants.len() - variants.min(page.variants.len()));
+    page.variants.push(Variant {
+        seed,
+        file,
+        likeness,
+    });
+    page.chosen = page.most_alike_from(round_start);
 }
 
 async fn save(book: RwSignal<Option<BookData>>, error: RwSignal<Option<String>>) {
@@ -183,7 +195,8 @@ fn Editor(
                     })
                     .await;
                     match drawn {
-                        Ok(Some(file)) => {
+                        Ok(Some(drawn)) => {
+                            let file = drawn.0.clone();
                             if let Some(url) =
                                 studio::picture_url(&book_path(&current.id, &file)).await
                             {
@@ -193,13 +206,13 @@ fn Editor(
                             }
                             let recorded = book.try_update(|book| {
                                 if let Some(book) = book {
-                                    add_variant(book, index, variant, variants, file.clone());
+                                    add_variant(book, index, variant, first, drawn.clone());
                                 }
                             });
                             if recorded.is_none() {
                                 // The page is gone; the picture just drawn still goes in the book.
                                 if let Ok(mut stored) = studio::book(&current.id).await {
-                                    add_variant(&mut stored, index, variant, variants, file);
+                                    add_variant(&mut stored, index, variant, first, drawn);
                                     let _ = studio::save_book(&mut stored).await;
                                 }
                                 break 'pages;
@@ -293,6 +306,16 @@ fn Editor(
                         if book.child.name.trim().is_empty() { "your child" } else { book.child.name.trim() }
                     )}
                 </p>
+                <details class="muted" data-testid="likeness-limits">
+                    <summary>"How the app picks a page's picture"</summary>
+                    <p>
+                        "When a page has several pictures, a face matcher on this device compares each picture's "
+                        "face with your photos and picks the closest. It ranks pictures; it cannot tell who anyone "
+                        "is. It was made for grown-ups' faces: with toddlers and with drawings it is often unsure, "
+                        "and in many drawn styles it finds no face at all — then it says so and gives no score. "
+                        "Your own eye is the real judge: choose another picture whenever you like."
+                    </p>
+                </details>
             }.into_any(),
             None => view! {
                 <p class="notice warn" data-testid="book-stars">
@@ -301,6 +324,7 @@ fn Editor(
             }.into_any(),
         }))}
         <StyleAddOn book edit error />
+        <CastEditor book edit />
         {move || illustrating.get().map(|state| view! {
             <section class="card" aria-live="polite" data-testid="illustrating">
                 <p>{format!("Drawing picture {} of {}…", (state.done + 1).min(state.total), state.total)}</p>
@@ -399,6 +423,118 @@ fn StyleAddOn(
     }
 }
 
+/// Who else is in the book: a brother or sister, a friend, a pet, each drawn from their own
+/// avatar or from a description; each page then says who is in its picture.
+#[component]
+fn CastEditor(
+    book: RwSignal<Option<BookData>>,
+    edit: StoredValue<impl Fn(Box<dyn FnOnce(&mut BookData)>) + Send + Sync + 'static>,
+) -> impl IntoView {
+    let avatars = LocalResource::new(studio::avatars);
+    let name = RwSignal::new(String::new());
+    let role = RwSignal::new("sibling".to_owned());
+    let avatar = RwSignal::new(String::new());
+    let card = RwSignal::new(String::new());
+    let add = move |event: leptos::ev::SubmitEvent| {
+        event.prevent_default();
+        let name_now = name.get_untracked().trim().to_owned();
+        if name_now.is_empty() {
+            return;
+        }
+        let member = stories::CastMember {
+            name: name_now,
+            role: match role.get_untracked().as_str() {
+                "friend" => stories::Role::Friend,
+                "pet" => stories::Role::Pet,
+                _ => stories::Role::Sibling,
+            },
+            avatar: Some(avatar.get_untracked()).filter(|token| !token.is_empty()),
+            card: card.get_untracked().trim().to_owned(),
+        };
+        edit.with_value(|edit| edit(Box::new(move |book| book.cast.push(member))));
+        name.set(String::new());
+        card.set(String::new());
+    };
+    let cast = move || {
+        book.with(|book| {
+            book.as_ref()
+                .map(|book| book.cast.clone())
+                .unwrap_or_default()
+        })
+    };
+    view! {
+        <section class="card cast" data-testid="cast">
+            <h2>"Who else is in this book"</h2>
+            <p class="muted">
+                "A brother or sister, a friend or the family pet can be in the pictures too, drawn from their own "
+                "avatar or from a few words about them. Up to two of them fit in one picture beside your child."
+            </p>
+            <ul class="cast-list">
+                {move || cast().into_iter().enumerate().map(|(index, member)| {
+                    let drawn = match &member.avatar {
+                        Some(_) => "drawn from their avatar",
+                        None => "drawn from the description",
+                    };
+                    let label = format!("Remove {}", member.name);
+                    view! {
+                        <li>
+                            {format!("{} ({drawn})", member.name)}
+                            <button class="button" aria-label=label
+                                on:click=move |_| edit.with_value(|edit| edit(Box::new(move |book| {
+                                    if index < book.cast.len() {
+                                        book.cast.remove(index);
+                                    }
+                                    // Pages keep naming the same people.
+                                    for page in &mut book.pages {
+                                        if let Some(on) = &mut page.cast {
+                                            on.retain(|&other| other != index);
+                                            on.iter_mut().filter(|other| **other > index).for_each(|other| *other -= 1);
+                                        }
+                                    }
+                                })))>"Remove"</button>
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+            <form class="form" on:submit=add>
+                <label>
+                    "Their name"
+                    <input type="text" maxlength="40" prop:value=name on:input=move |event| name.set(event_target_value(&event)) />
+                </label>
+                <label>
+                    "Who they are"
+                    <select on:change=move |event| role.set(event_target_value(&event))>
+                        <option value="sibling">"Brother or sister"</option>
+                        <option value="friend">"Friend"</option>
+                        <option value="pet">"Pet"</option>
+                    </select>
+                </label>
+                <label>
+                    "Drawn from"
+                    <select on:change=move |event| avatar.set(event_target_value(&event))>
+                        <option value="">"The description only"</option>
+                        <Suspense fallback=|| ()>
+                            {move || Suspend::new(async move {
+                                let own = book.with_untracked(|book| book.as_ref().and_then(|book| book.avatar.clone()));
+                                avatars.await.unwrap_or_default().into_iter()
+                                    .filter(|choice| choice.is_ready() && Some(&choice.token) != own.as_ref())
+                                    .map(|choice| view! { <option value=choice.token.clone()>{format!("The avatar {}", choice.name)}</option> })
+                                    .collect_view()
+                            })}
+                        </Suspense>
+                    </select>
+                </label>
+                <label>
+                    "How they look (the same words on every page)"
+                    <input type="text" maxlength="120" placeholder="short blond hair, red jumper" prop:value=card
+                        on:input=move |event| card.set(event_target_value(&event)) />
+                </label>
+                <button type="submit" class="button">"Add to the book"</button>
+            </form>
+        </section>
+    }
+}
+
 #[component]
 fn PageEditor(
     index: usize,
@@ -441,6 +577,14 @@ fn PageEditor(
                             None => view! { <div class="picture-placeholder">"No picture yet"</div> }.into_any(),
                         }
                     }}
+                    {move || {
+                        let name = book.with(|book| book.as_ref().map(|book| book.child.name.clone())).unwrap_or_default();
+                        page().and_then(|page| page.picture().and_then(|picture| picture.likeness)).map(|likeness| view! {
+                            <p class="likeness" data-testid="likeness" class:no-face=likeness.score.is_none()>
+                                {stories::likeness_words(&name, &likeness)}
+                            </p>
+                        })
+                    }}
                     <div class="variants" role="group" aria-label="Pictures to choose from">
                         {move || page().map(|page| page.variants.iter().enumerate().map(|(number, variant)| {
                             let url = pictures.with(|known| known.get(&variant.file).cloned()).unwrap_or_default();
@@ -449,7 +593,10 @@ fn PageEditor(
                                 <button class="variant" class:chosen=chosen aria-pressed=chosen.to_string()
                                     data-testid="variant" title=format!("Seed {}", variant.seed)
                                     on:click=move |_| change(Box::new(move |page| page.chosen = Some(number)))>
-                                    <img src=url alt=format!("Choice {} (seed {})", number + 1, variant.seed) />
+                                    <img src=url alt=format!("Choice {} (seed {}){}", number + 1, variant.seed, match variant.likeness.and_then(|likeness| likeness.score) {
+                                        Some(score) => format!(", likeness {:.0} in 100", score.max(0.0) * 100.0),
+                                        None => String::new(),
+                                    }) />
                                 </button>
                             }
                         }).collect_view())}
@@ -474,6 +621,37 @@ fn PageEditor(
                                 change(Box::new(move |page| page.scene = scene));
                             } />
                     </label>
+                    {move || {
+                        let cast = book.with(|book| book.as_ref().map(|book| book.cast.clone()).unwrap_or_default());
+                        (!cast.is_empty()).then(|| view! {
+                            <fieldset class="in-picture">
+                                <legend>"In this picture"</legend>
+                                {cast.into_iter().enumerate().map(|(member, person)| view! {
+                                    <label class="check">
+                                        <input type="checkbox"
+                                            prop:checked=move || book.with(|book| book.as_ref().is_some_and(|book| {
+                                                book.cast.get(member).is_some_and(|person| {
+                                                    book.cast_on_page(index).iter().any(|on| std::ptr::eq(*on, person))
+                                                })
+                                            }))
+                                            on:change=move |event| {
+                                                let wanted = event_target_checked(&event);
+                                                let count = book.with_untracked(|book| book.as_ref().map_or(0, |book| book.cast.len()));
+                                                change(Box::new(move |page| {
+                                                    let mut on = page.cast.clone().unwrap_or_else(|| (0..count).collect());
+                                                    on.retain(|&other| other != member);
+                                                    if wanted {
+                                                        on.push(member);
+                                                    }
+                                                    page.cast = Some(on);
+                                                }));
+                                            } />
+                                        {person.name}
+                                    </label>
+                                }).collect_view()}
+                            </fieldset>
+                        })
+                    }}
                     <div class="actions">
                         <label class="check">
                             <input type="checkbox" data-testid="page-lock"

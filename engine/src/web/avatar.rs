@@ -16,6 +16,7 @@ use crate::avatar::{
     AvatarInfo, Frozen, Run, TrainingConfig, embedding_file, photo_latents, start,
 };
 use crate::error::{EngineError, Result};
+use crate::faces;
 use crate::files::AsComponent;
 use crate::photos::{Crop, decode};
 use crate::pipeline::{GenerationRequest, StableDiffusion};
@@ -31,6 +32,7 @@ pub(crate) async fn train(
     (device, info): (Device, DeviceInfo),
     settings: protocol::Training,
 ) -> Result<(Event, Vec<u8>)> {
+    let plain_device = device.clone();
     let device = match settings.checkpoints_gradients() {
         true => device.autodiff().gradient_checkpointing(),
         false => device.autodiff(),
@@ -53,8 +55,12 @@ pub(crate) async fn train(
     config.seed = settings.seed;
     config.lora_rank = settings.lora_rank;
     let mut latents = Vec::new();
+    let mut photos = Vec::new();
     for (index, photo) in settings.photos.iter().enumerate() {
         let picture = decode(&read_source(photo).await?, Path::new(photo))?;
+        if settings.likeness {
+            photos.push(picture.to_rgb8());
+        }
         let chosen = settings.crops.get(index).copied().flatten();
         let crop = Crop::chosen_or_default(chosen, &picture);
         latents.extend(photo_latents(
@@ -66,6 +72,14 @@ pub(crate) async fn train(
             &device,
         ));
     }
+    // The likeness score's reference: the photos' faces, on the plain device (no gradients).
+    let (faces, face_reference, photos_without_face) = if settings.likeness {
+        let models = super::faces::models(state, &plain_device).await?;
+        let (reference, without) = faces::reference_of(&models, &photos);
+        (Some(models), reference, without)
+    } else {
+        (None, None, Vec::new())
+    };
     // The photos are encoded; previews can now be drawn with a fast decoder.
     match decoder {
         Some(ModelSource::Url { base }) => {
@@ -138,11 +152,21 @@ pub(crate) async fn train(
             model.text.placeholder_vectors = None;
             model.adapted_unet = None;
             let preview = preview?;
+            let likeness = match (&faces, &face_reference) {
+                (Some(models), Some(reference)) => image::RgbImage::from_raw(
+                    preview.width as u32,
+                    preview.height as u32,
+                    preview.rgb.clone(),
+                )
+                .and_then(|picture| faces::best_similarity(&models.faces(&picture), reference)),
+                _ => None,
+            };
             let png = encode_png(&preview.rgb, preview.width, preview.height)?;
             post(
                 &Event::AvatarPreview {
                     id,
                     step: training.step,
+                    likeness,
                 },
                 Some(png),
             );
@@ -187,6 +211,8 @@ pub(crate) async fn train(
             eval_loss_after: after,
             resumed_from,
             embedding_bytes,
+            face_reference,
+            photos_without_face,
         },
         file,
     ))

@@ -5,6 +5,7 @@
 //! (OPFS); either way weights stream tensor batch by tensor batch, never whole.
 
 mod avatar;
+mod faces;
 pub mod files;
 pub mod worker;
 

@@ -31,6 +31,8 @@ pub(crate) struct State {
     /// globally): the device, or why there is none.
     gpu: Option<std::result::Result<(Device, DeviceInfo), String>>,
     pub(crate) cancelled: HashSet<u32>,
+    /// The face models, per device they were loaded on (`Debug` of the device).
+    pub(crate) faces: Vec<(String, Rc<crate::faces::FaceModels>)>,
 }
 
 /// Installs the message handler and tells the app the worker is ready.
@@ -119,6 +121,13 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
                     .map(|(event, file)| (event, Some(file)));
             answer(id, trained);
             state.borrow_mut().cancelled.remove(&id);
+        }
+        Request::FindFaces { id, pictures } => {
+            let device = ComputeBackend::Cpu.device();
+            let found = super::faces::find(&state, &device, &pictures)
+                .await
+                .map(|pictures| (Event::FacesFound { id, pictures }, None));
+            answer(id, found);
         }
         Request::Cancel { .. } => {}
     }
@@ -453,6 +462,22 @@ async fn generate(
         decode: generated.timings.decode_ms,
         total: elapsed_ms(started),
     };
+    let likeness = if request.likeness_of.is_empty() {
+        None
+    } else {
+        let models = super::faces::models(state, model.device()).await?;
+        let picture = image::RgbImage::from_raw(
+            generated.width as u32,
+            generated.height as u32,
+            generated.rgb.clone(),
+        )
+        .ok_or_else(|| EngineError::Usage("the picture's size does not match its pixels".into()))?;
+        Some(super::faces::likeness(
+            &models,
+            &picture,
+            &request.likeness_of,
+        ))
+    };
     let (latent_shape, latents) = if request.return_latents {
         (generated.latent_shape.to_vec(), generated.latents)
     } else {
@@ -466,6 +491,7 @@ async fn generate(
             wasm_heap_bytes: wasm_heap_bytes(),
             latent_shape,
             latents,
+            likeness,
         },
         png,
     ))
