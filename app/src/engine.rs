@@ -190,6 +190,7 @@ fn event_id(event: &Event) -> Option<u32> {
         | Event::TrainStep { id, .. }
         | Event::AvatarPreview { id, .. }
         | Event::AvatarTrained { id, .. }
+        | Event::FacesFound { id, .. }
         | Event::Failed { id, .. } => Some(*id),
     }
 }
@@ -200,6 +201,7 @@ fn is_final(event: &Event) -> bool {
         Event::Loaded { .. }
             | Event::Generated { .. }
             | Event::AvatarTrained { .. }
+            | Event::FacesFound { .. }
             | Event::Cancelled { .. }
             | Event::Failed { .. }
     )

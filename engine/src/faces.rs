@@ -802,3 +802,101 @@ pub fn reference_of(models: &FaceModels, photos: &[RgbImage]) -> (Option<Vec<f32
     }
     (mean_descriptor(&descriptors), without)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::ComputeBackend;
+
+    fn manifest(weights: &str) -> Vec<u8> {
+        format!(r#"[{{"paths": ["m.bin"], "weights": [{weights}]}}]"#).into_bytes()
+    }
+
+    fn parse(weights: &str, bin: &[u8]) -> std::result::Result<TfjsWeights, String> {
+        TfjsWeights::parse(&manifest(weights), bin, Path::new("m.json")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn quantised_weights_read_as_tfjs_dequantises_them() {
+        let weights = parse(
+            r#"{"name": "w", "shape": [3], "dtype": "float32", "quantization": {"dtype": "uint8", "scale": 0.5, "min": -1.0}}"#,
+            &[0, 2, 255],
+        )
+        .expect("a good file");
+        assert_eq!(weights.tensors["w"].1, vec![-1.0, 0.0, 126.5]);
+    }
+
+    #[test]
+    fn damaged_weights_are_refused_naming_the_problem() {
+        let float = r#"{"name": "w", "shape": [2], "dtype": "float32"}"#;
+        let short = parse(float, &[0; 7]).err().expect("too short");
+        assert!(
+            short.contains("m.json") && short.contains("ends before `w`"),
+            "{short}"
+        );
+        let long = parse(float, &[0; 9]).err().expect("too long");
+        assert!(
+            long.contains("1 bytes the manifest does not describe"),
+            "{long}"
+        );
+        let huge = parse(
+            r#"{"name": "w", "shape": [4294967296, 4294967296, 16], "dtype": "float32"}"#,
+            &[],
+        )
+        .err()
+        .expect("huge");
+        assert!(huge.contains("impossible shape"), "{huge}");
+        let ints = parse(r#"{"name": "w", "shape": [1], "dtype": "int32"}"#, &[0; 4])
+            .err()
+            .expect("ints");
+        assert!(ints.contains("stored as int32"), "{ints}");
+        let nan = parse(float, &[0, 0, 0xc0, 0x7f, 0, 0, 0, 0])
+            .err()
+            .expect("NaN");
+        assert!(nan.contains("not numbers"), "{nan}");
+        let json = TfjsWeights::parse(b"{", &[], Path::new("m.json"))
+            .err()
+            .expect("bad JSON")
+            .to_string();
+        assert!(
+            json.contains("m.json") && json.contains("not valid JSON"),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_foreign_weight_is_named() {
+        let device = ComputeBackend::Cpu.device();
+        let mut weights = parse(
+            r#"{"name": "other", "shape": [1], "dtype": "float32"}"#,
+            &[0; 4],
+        )
+        .expect("parsed");
+        let missing = weights
+            .vector("conv0/bias", &device)
+            .err()
+            .expect("missing")
+            .to_string();
+        assert!(missing.contains("has no weight `conv0/bias`"), "{missing}");
+        let extra = weights.all_used().err().expect("extra").to_string();
+        assert!(
+            extra.contains("`other` this face model does not use"),
+            "{extra}"
+        );
+    }
+
+    #[test]
+    fn similarity_and_the_mean_reference() {
+        let a = vec![1.0f32; DESCRIPTOR_LEN];
+        let b: Vec<f32> = (0..DESCRIPTOR_LEN)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        assert!((similarity(&a, &a) - 1.0).abs() < 1e-12);
+        assert!(similarity(&a, &b).abs() < 1e-12);
+        assert_eq!(mean_descriptor(&[]), None);
+        let mean = mean_descriptor(&[a.clone(), b]).expect("a mean");
+        assert_eq!(mean[0], 1.0);
+        assert_eq!(mean[1], 0.0);
+        assert!((distance(&a, &a)).abs() < 1e-12);
+    }
+}

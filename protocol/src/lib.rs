@@ -116,6 +116,9 @@ pub struct FoundFace {
     pub width: f64,
     pub height: f64,
     pub confidence: f64,
+    /// With [`Request::FindFaces`]'s `describe`: the face's 128 numbers.
+    #[serde(default)]
+    pub descriptor: Vec<f32>,
 }
 
 /// A LoRA file for [`Request::Load`]: a URL or `opfs:{path}`, and its strength (1: as trained).
@@ -174,10 +177,16 @@ pub enum Request {
     },
     /// Look for faces in pictures (URLs, `blob:` URLs or `opfs:{path}`): answered by
     /// [`Event::FacesFound`], so a parent hears which photos show no face before training.
-    /// Runs on the CPU: it must not fix the GPU's float type before the first model does.
     FindFaces {
         id: u32,
         pictures: Vec<String>,
+        /// `None` (the app's photo check): the CPU, which cannot fix the GPU's float type
+        /// before the first model does. The bench page asks for a backend.
+        #[serde(default)]
+        backend: Option<Backend>,
+        /// Also describe each face ([`FoundFace::descriptor`]).
+        #[serde(default)]
+        describe: bool,
     },
     /// Stop the generation or training `id` after its current step.
     Cancel {

@@ -22,6 +22,10 @@ pub struct TemplatePage {
     pub text: String,
     /// What the picture shows, without the child's description (that comes from the book).
     pub scene: String,
+    /// The child is on their own in this picture (asleep, in the bath): the book's cast stays
+    /// out of it unless the parent ticks them in. Elsewhere the whole cast comes along.
+    #[serde(default)]
+    pub alone: bool,
 }
 
 /// The built-in templates.
@@ -445,6 +449,7 @@ impl Book {
                     .map(|page| Page {
                         text: child.fill(&page.text),
                         scene: child.fill(&page.scene),
+                        cast: page.alone.then(Vec::new),
                         ..Page::default()
                     })
                     .collect(),
@@ -831,7 +836,7 @@ mod tests {
 
     #[test]
     fn books_from_before_casts_open_with_no_cast() {
-        let book = Book::new(
+        let mut book = Book::new(
             "b".into(),
             Some(&templates()[0]),
             setup(
@@ -842,6 +847,8 @@ mod tests {
             ),
             0.0,
         );
+        // A book made before casts: no page said who was in it.
+        book.pages.iter_mut().for_each(|page| page.cast = None);
         let mut stored = serde_json::to_value(&book).unwrap();
         let object = stored.as_object_mut().unwrap();
         object.remove("cast");
@@ -853,6 +860,37 @@ mod tests {
         assert_eq!(read, book);
         assert_eq!(read.prompt(0), book.prompt(0));
         assert!(read.cast.is_empty() && read.pages.iter().all(|page| page.cast.is_none()));
+    }
+
+    #[test]
+    fn the_cast_stays_out_of_the_pages_a_template_keeps_for_the_child_alone() {
+        let bath = templates()
+            .into_iter()
+            .find(|template| template.id == "bath-time")
+            .expect("the bath-time template");
+        let mut book = Book::new(
+            "b".into(),
+            Some(&bath),
+            setup(mia(), Some("<mia>".into()), String::new(), Style::Crayon),
+            0.0,
+        );
+        book.cast.push(CastMember {
+            name: "Leo".into(),
+            role: Role::Sibling,
+            avatar: Some("<leo>".into()),
+            card: "red jumper".into(),
+        });
+        // In the bath she is on her own; laughing beside the tub, her brother can be there.
+        assert!(bath.pages[2].alone && !bath.pages[4].alone);
+        assert!(!book.prompt(2).contains("<leo>"), "{}", book.prompt(2));
+        assert!(
+            book.prompt(4).contains("with <leo> child (red jumper)"),
+            "{}",
+            book.prompt(4)
+        );
+        // The parent can still tick him in.
+        book.pages[2].cast = Some(vec![0]);
+        assert!(book.prompt(2).contains("<leo>"));
     }
 
     #[test]
@@ -903,14 +941,16 @@ mod tests {
 
     #[test]
     fn the_most_alike_variant_of_a_round_is_the_default() {
-        let mut page = Page::default();
-        page.variants = vec![
-            variant(1, Some(Some(0.99))), // an earlier round: not a candidate
-            variant(2, Some(Some(0.80))),
-            variant(3, Some(None)), // no face found
-            variant(4, Some(Some(0.93))),
-            variant(5, None), // not scored
-        ];
+        let page = Page {
+            variants: vec![
+                variant(1, Some(Some(0.99))), // an earlier round: not a candidate
+                variant(2, Some(Some(0.80))),
+                variant(3, Some(None)), // no face found
+                variant(4, Some(Some(0.93))),
+                variant(5, None), // not scored
+            ],
+            ..Page::default()
+        };
         assert_eq!(page.most_alike_from(1), Some(3));
         assert_eq!(page.most_alike_from(4), Some(4), "none scored: the first");
         assert_eq!(page.most_alike_from(5), None);

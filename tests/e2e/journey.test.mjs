@@ -110,6 +110,11 @@ async function makeAvatar(name, { checkAdvice = false, strongerLikeness = false 
   }
   assert.equal(await page.getByTestId('chosen-photo').count(), photos.length);
   assert.equal(await page.getByTestId('photo-advice').count(), 0, 'the fixture photos are clear');
+  // The face finder (in the engine worker, on this device) looks at each photo: three of the
+  // fixture photos are drawings too small for it, and each says so; the second has a face.
+  const noFace = page.getByTestId('chosen-photo').filter({ hasText: 'No face found in this photo' });
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=no-face-advice]').length === 3, null, { timeout: 180_000 });
+  assert.equal(await noFace.filter({ has: page.getByAltText('Photo 2') }).count(), 0, 'photo 2 shows a face');
   assert.equal(await page.getByTestId('slow-device').count(), 0, 'WebGPU is here: no slow-device note');
   if (strongerLikeness) {
     // Its cost is said beside the choice, in time and storage.
@@ -133,8 +138,11 @@ async function makeAvatar(name, { checkAdvice = false, strongerLikeness = false 
   await card.getByText(ready).waitFor({ timeout: 300_000 });
   await training.waitFor({ state: 'detached' });
   await card.getByAltText(`Preview of ${name}`).waitFor();
-  // How it went, in words; no percentages.
+  // How it went, in words; no percentages. The likeness: the previews of this tiny model are
+  // noise, so it says there was no face rather than showing a number, and names the photos
+  // without a face.
   assert.doesNotMatch(await card.textContent(), /%/);
+  await card.getByText(/^Its preview shows no face the face finder could see\. No face was found in photos 1, 3, 4, so they did not count\.$/).waitFor();
   await checkScreen(page, problems, `journey-${name}-05-avatar`);
   return card;
 }
@@ -231,6 +239,17 @@ test('the whole journey: model, avatar, story, pictures, reading from the cover,
   const firstPage = page.getByRole('listitem').filter({ has: page.getByRole('heading', { level: 2, name: 'Page 1' }) });
   const choices = firstPage.getByRole('group', { name: 'Pictures to choose from' }).getByRole('button');
   assert.equal(await choices.count(), 2);
+  // The likeness: each page is scored against Mia's photos; this tiny model draws no faces, and
+  // the page says so instead of showing a number. What the score can do is explained beside it.
+  await firstPage.getByText('No face found in this picture, so no likeness score').waitFor();
+  await page.getByText('How the app picks a page\'s picture').click();
+  await page.getByText(/It ranks pictures; it cannot tell who anyone is/).waitFor();
+  for (const generate of await engineRequests('generate')) {
+    const [reference, ...others] = generate.request.likeness_of;
+    assert.equal(others.length, 0);
+    assert.equal(reference.token, '<mia>');
+    assert.equal(reference.descriptor.length, 128, 'the reference from the photo with a face');
+  }
   // Every picture was drawn with Mia's avatar, its prompt naming her token, decoded by TAESD.
   const loads = await engineRequests('load');
   assert.ok(loads.length >= 1);

@@ -492,6 +492,8 @@ async fn look_for_faces(photos: Vec<ChosenPhoto>) {
     let request = Request::FindFaces {
         id,
         pictures: photos.iter().map(|photo| photo.url().to_owned()).collect(),
+        backend: None,
+        describe: false,
     };
     if let Ok((Event::FacesFound { pictures, .. }, _)) = engine.call(id, &request, |_| {}).await {
         for (photo, faces) in photos.iter().zip(pictures) {
@@ -577,7 +579,9 @@ async fn train(
 ) -> Result<(), String> {
     let folder = studio::model_ready().await?;
     let photo_folder = avatar_path(&avatar.token, PHOTOS);
-    let names = storage::list(&photo_folder).await?;
+    // In the order they were chosen (photo-0 … photo-9): the face finder's advice names them so.
+    let mut names = storage::list(&photo_folder).await?;
+    names.sort();
     let mut crops_by_name: BTreeMap<String, PhotoCrop> =
         storage::read_json(&avatar_path(&avatar.token, CROPS))
             .await?

@@ -210,6 +210,7 @@ async fn run(
         scheduler: text("scheduler"),
         noise_url: text("noise"),
         return_latents: true,
+        likeness_of: Vec::new(),
     };
     // `warmup=N`: draw N times first, unreported, so the timings show compiled kernels.
     for round in 0..number("warmup", 0.0)? as usize {
@@ -305,6 +306,7 @@ async fn train(
             .get("gradient_checkpointing")
             .map(|value| value == "true"),
         lora_rank: number("lora_rank", 0.0)? as usize,
+        likeness: params.get("likeness").is_some_and(|value| value == "1"),
     };
     let id = engine.next_id();
     set_drawing.set(Some(id));

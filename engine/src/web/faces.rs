@@ -56,20 +56,24 @@ pub(crate) async fn models(state: &Rc<RefCell<State>>, device: &Device) -> Resul
     Ok(models)
 }
 
-/// The faces in each picture (boxes as fractions of the picture).
+/// The faces in each picture (boxes as fractions of the picture), described if asked.
 pub(crate) async fn find(
     state: &Rc<RefCell<State>>,
     device: &Device,
     pictures: &[String],
+    describe: bool,
 ) -> Result<Vec<Vec<FoundFace>>> {
     let models = models(state, device).await?;
     let mut found = Vec::new();
     for source in pictures {
         let picture = decode(&read_source(source).await?, Path::new(source))?.to_rgb8();
         let (width, height) = (f64::from(picture.width()), f64::from(picture.height()));
+        let faces = match describe {
+            true => models.faces(&picture),
+            false => models.detect(&picture),
+        };
         found.push(
-            models
-                .detect(&picture)
+            faces
                 .into_iter()
                 .map(|face| FoundFace {
                     x: face.x / width,
@@ -77,6 +81,7 @@ pub(crate) async fn find(
                     width: face.width / width,
                     height: face.height / height,
                     confidence: face.confidence,
+                    descriptor: face.descriptor,
                 })
                 .collect(),
         );

@@ -122,9 +122,17 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
             answer(id, trained);
             state.borrow_mut().cancelled.remove(&id);
         }
-        Request::FindFaces { id, pictures } => {
-            let device = ComputeBackend::Cpu.device();
-            let found = super::faces::find(&state, &device, &pictures)
+        Request::FindFaces {
+            id,
+            pictures,
+            backend,
+            describe,
+        } => {
+            let device = match backend {
+                Some(backend) => device(&state, backend, None).await.0,
+                None => ComputeBackend::Cpu.device(),
+            };
+            let found = super::faces::find(&state, &device, &pictures, describe)
                 .await
                 .map(|pictures| (Event::FacesFound { id, pictures }, None));
             answer(id, found);
