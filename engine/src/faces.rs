@@ -874,11 +874,10 @@ mod tests {
         .expect("parsed");
         let missing = weights
             .vector("conv0/bias", &device)
-            .err()
-            .expect("missing")
+            .expect_err("missing")
             .to_string();
         assert!(missing.contains("has no weight `conv0/bias`"), "{missing}");
-        let extra = weights.all_used().err().expect("extra").to_string();
+        let extra = weights.all_used().expect_err("extra").to_string();
         assert!(
             extra.contains("`other` this face model does not use"),
             "{extra}"
