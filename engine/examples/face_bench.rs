@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use engine::device::ComputeBackend;
 use engine::faces::{self, DESCRIPTOR_FILES, DETECTOR_FILES, FaceModels};
+use engine::files::block_on;
 use image::RgbImage;
 
 fn root() -> PathBuf {
@@ -90,7 +91,7 @@ fn main() {
     let mut times = Vec::new();
     for _ in 0..runs + 1 {
         let started = Instant::now();
-        let found = models.faces(&astronaut);
+        let found = faces_in(&models, &astronaut);
         assert_eq!(found.len(), 1);
         times.push(started.elapsed().as_secs_f64() * 1e3);
     }
@@ -100,7 +101,7 @@ fn main() {
     let mut detect_times = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
-        models.detect(&astronaut);
+        block_on(models.detect(&astronaut)).expect("detected");
         detect_times.push(started.elapsed().as_secs_f64() * 1e3);
     }
     detect_times.sort_by(f64::total_cmp);
@@ -113,7 +114,7 @@ fn main() {
     ];
     let reference: Vec<Vec<f32>> = people
         .iter()
-        .map(|(_, photo)| models.faces(photo).remove(0).descriptor)
+        .map(|(_, photo)| faces_in(&models, photo).remove(0).descriptor)
         .collect();
     println!("| picture | faces | same person | other person |");
     println!("|---|---:|---:|---:|");
@@ -122,7 +123,7 @@ fn main() {
         let stranger = 1 - person;
         other.push(faces::similarity(&reference[person], &reference[stranger]));
         for (change, varied) in variations(photo) {
-            let found = models.faces(&varied);
+            let found = faces_in(&models, &varied);
             let to_self = faces::best_similarity(&found, &reference[person]);
             let to_other = faces::best_similarity(&found, &reference[stranger]);
             let show = |score: Option<f64>| score.map_or("no face".into(), |s| format!("{s:.3}"));
@@ -156,4 +157,9 @@ fn main() {
             "other_person_count": other.len(),
         })
     );
+}
+
+/// The faces in `picture`, waited for (natively a read never has to wait for long).
+fn faces_in(models: &FaceModels, picture: &RgbImage) -> Vec<faces::Face> {
+    block_on(models.faces(picture)).expect("the device answered")
 }

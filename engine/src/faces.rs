@@ -20,6 +20,7 @@ use image::RgbImage;
 use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
+use crate::pipeline::read;
 
 /// The detector's input side (face-api.js' default; a multiple of 32).
 pub const DETECTOR_INPUT: usize = 416;
@@ -117,29 +118,28 @@ impl FaceModels {
 
     /// Every face in `picture` with a confidence above [`MIN_CONFIDENCE`], most confident first,
     /// each with its descriptor.
-    pub fn faces(&self, picture: &RgbImage) -> Vec<Face> {
-        self.detector
-            .detect(picture, &self.device)
-            .into_iter()
-            .filter_map(|found| {
-                let crop = crop_clipped(picture, &found)?;
-                let descriptor = self.descriptor.describe(&crop, &self.device);
-                Some(Face {
+    pub async fn faces(&self, picture: &RgbImage) -> Result<Vec<Face>> {
+        let mut faces = Vec::new();
+        for found in self.detector.detect(picture, &self.device).await? {
+            if let Some(crop) = crop_clipped(picture, &found) {
+                let descriptor = self.descriptor.describe(&crop, &self.device).await?;
+                faces.push(Face {
                     descriptor,
                     ..found
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        Ok(faces)
     }
 
     /// Only the face boxes (no descriptors): enough to tell a parent a photo shows no face.
-    pub fn detect(&self, picture: &RgbImage) -> Vec<Face> {
-        self.detector.detect(picture, &self.device)
+    pub async fn detect(&self, picture: &RgbImage) -> Result<Vec<Face>> {
+        self.detector.detect(picture, &self.device).await
     }
 
     /// The descriptor of a face already cut out of its picture.
-    pub fn describe(&self, face: &RgbImage) -> Vec<f32> {
-        self.descriptor.describe(face, &self.device)
+    pub async fn describe(&self, face: &RgbImage) -> Result<Vec<f32>> {
+        self.descriptor.describe(face, &self.device).await
     }
 }
 
@@ -340,15 +340,11 @@ impl Detector {
         conv2d(x, self.conv8.0.clone(), Some(self.conv8.1.clone()), valid)
     }
 
-    fn detect(&self, picture: &RgbImage, device: &Device) -> Vec<Face> {
+    async fn detect(&self, picture: &RgbImage, device: &Device) -> Result<Vec<Face>> {
         let input = to_input(picture, DETECTOR_INPUT, false, DETECTOR_MEAN_RGB, device);
         let grid = self.forward(input);
         let [_, _, cells, _] = grid.dims();
-        let values: Vec<f32> = grid
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("the detector's grid is f32");
+        let values = read(grid).await?;
         let (width, height) = (f64::from(picture.width()), f64::from(picture.height()));
         // The picture was padded to a square at the bottom or right: boxes are relative to that
         // square, so stretch them back to the picture (face-api.js' correction factors).
@@ -387,7 +383,7 @@ impl Detector {
                 }
             }
         }
-        non_max_suppression(candidates)
+        Ok(non_max_suppression(candidates)
             .into_iter()
             .map(|face| Face {
                 x: face.x * width,
@@ -396,7 +392,7 @@ impl Detector {
                 height: face.height * height,
                 ..face
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -570,7 +566,7 @@ impl Descriptor {
         })
     }
 
-    fn describe(&self, face: &RgbImage, device: &Device) -> Vec<f32> {
+    async fn describe(&self, face: &RgbImage, device: &Device) -> Result<Vec<f32>> {
         let input = to_input(face, DESCRIPTOR_INPUT, true, DESCRIPTOR_MEAN_RGB, device);
         let mut x = relu(self.stem.forward(input, 2));
         x = max_pool2d(x, MaxPoolOptions::new([3, 3]).with_stride([2, 2]));
@@ -579,12 +575,7 @@ impl Descriptor {
         }
         let [batch, channels, _, _] = x.dims();
         let pooled = x.mean_dim(3).mean_dim(2).reshape([batch, channels]);
-        pooled
-            .matmul(self.fully_connected.clone())
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("the descriptor is f32")
+        read(pooled.matmul(self.fully_connected.clone())).await
     }
 }
 
@@ -791,16 +782,19 @@ pub fn best_similarity(faces: &[Face], reference: &[f32]) -> Option<f64> {
 
 /// An avatar's reference from its photos: the mean descriptor of each photo's most confident
 /// face, and the photos (indices) where no face was found.
-pub fn reference_of(models: &FaceModels, photos: &[RgbImage]) -> (Option<Vec<f32>>, Vec<usize>) {
+pub async fn reference_of(
+    models: &FaceModels,
+    photos: &[RgbImage],
+) -> Result<(Option<Vec<f32>>, Vec<usize>)> {
     let mut descriptors = Vec::new();
     let mut without = Vec::new();
     for (index, photo) in photos.iter().enumerate() {
-        match models.faces(photo).into_iter().next() {
+        match models.faces(photo).await?.into_iter().next() {
             Some(face) => descriptors.push(face.descriptor),
             None => without.push(index),
         }
     }
-    (mean_descriptor(&descriptors), without)
+    Ok((mean_descriptor(&descriptors), without))
 }
 
 #[cfg(test)]

@@ -353,7 +353,7 @@ pub fn elapsed_ms(since: Instant) -> f64 {
 }
 
 /// A tensor's values, read back without blocking (WebGPU has no blocking reads).
-async fn read<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+pub(crate) async fn read<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
     tensor
         .into_data_async()
         .await

@@ -7,6 +7,8 @@ mod common;
 use std::path::PathBuf;
 
 use engine::faces::{self, FaceModels};
+use engine::files::block_on;
+use image::RgbImage;
 
 /// Box corners in pixels, the detector's confidence, and each descriptor value (descriptors
 /// are about 0.1 in size): what f32 arithmetic in a different order moves them by.
@@ -49,7 +51,7 @@ fn faces_and_descriptors_match_face_api_js() {
     let mut worst = (0f64, 0f64, 0f32);
     for image in golden["images"].as_array().expect("images") {
         let file = image["file"].as_str().expect("file");
-        let found = models.faces(&picture(file));
+        let found = faces_in(&models, &picture(file));
         let expected = image["faces"].as_array().expect("faces");
         assert_eq!(found.len(), expected.len(), "{file}: faces found");
         for (face, reference) in found.iter().zip(expected) {
@@ -95,9 +97,9 @@ fn faces_and_descriptors_match_face_api_js() {
 #[test]
 fn the_same_face_scores_higher_than_another_face() {
     let models = served_models();
-    let astronaut = models.faces(&picture("astronaut.png"));
-    let hopper = models.faces(&picture("hopper.png"));
-    let both = models.faces(&picture("two-faces.png"));
+    let astronaut = faces_in(&models, &picture("astronaut.png"));
+    let hopper = faces_in(&models, &picture("hopper.png"));
+    let both = faces_in(&models, &picture("two-faces.png"));
     assert_eq!((astronaut.len(), hopper.len(), both.len()), (1, 1, 2));
     let reference = &astronaut[0].descriptor;
     // In the two-faces picture the astronaut is on the left, smaller and resampled.
@@ -122,5 +124,10 @@ fn the_same_face_scores_higher_than_another_face() {
 #[test]
 fn a_picture_without_a_face_has_none() {
     let models = served_models();
-    assert!(models.faces(&picture("no-face.png")).is_empty());
+    assert!(faces_in(&models, &picture("no-face.png")).is_empty());
+}
+
+/// The faces in `picture`, waited for (natively a read never has to wait for long).
+fn faces_in(models: &FaceModels, picture: &RgbImage) -> Vec<faces::Face> {
+    block_on(models.faces(picture)).expect("the device answered")
 }

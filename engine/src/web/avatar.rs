@@ -32,7 +32,6 @@ pub(crate) async fn train(
     (device, info): (Device, DeviceInfo),
     settings: protocol::Training,
 ) -> Result<(Event, Vec<u8>)> {
-    let plain_device = device.clone();
     let device = match settings.checkpoints_gradients() {
         true => device.autodiff().gradient_checkpointing(),
         false => device.autodiff(),
@@ -72,10 +71,10 @@ pub(crate) async fn train(
             &device,
         ));
     }
-    // The likeness score's reference: the photos' faces, on the plain device (no gradients).
+    // The likeness score's reference: the photos' faces (on the CPU, see `web::faces`).
     let (faces, face_reference, photos_without_face) = if settings.likeness {
-        let models = super::faces::models(state, &plain_device).await?;
-        let (reference, without) = faces::reference_of(&models, &photos);
+        let models = super::faces::on_cpu(state).await?;
+        let (reference, without) = faces::reference_of(&models, &photos).await?;
         (Some(models), reference, without)
     } else {
         (None, None, Vec::new())
@@ -153,12 +152,16 @@ pub(crate) async fn train(
             model.adapted_unet = None;
             let preview = preview?;
             let likeness = match (&faces, &face_reference) {
-                (Some(models), Some(reference)) => image::RgbImage::from_raw(
+                (Some(models), Some(reference)) => match image::RgbImage::from_raw(
                     preview.width as u32,
                     preview.height as u32,
                     preview.rgb.clone(),
-                )
-                .and_then(|picture| faces::best_similarity(&models.faces(&picture), reference)),
+                ) {
+                    Some(picture) => {
+                        faces::best_similarity(&models.faces(&picture).await?, reference)
+                    }
+                    None => None,
+                },
                 _ => None,
             };
             let png = encode_png(&preview.rgb, preview.width, preview.height)?;

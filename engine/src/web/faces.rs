@@ -1,6 +1,10 @@
 //! Faces in the worker: face-api.js' two models, served with the app under
 //! `engine-worker-faces/` (cached by the service worker the first time, like the engine),
 //! loaded once per device and kept.
+//!
+//! The app scores on the CPU backend: about a second a picture in wasm, where SwiftShader's
+//! WebGPU took minutes for the same three pictures (docs/benchmarks.md, "Likeness score") — and
+//! on the CPU the score never competes with a model for GPU memory or fixes its precision.
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -19,6 +23,11 @@ use crate::photos::decode;
 
 /// Beside the worker's script, wherever the app is hosted.
 const FOLDER: &str = "engine-worker-faces";
+
+/// The models on burn's CPU backend: what training, drawing and the photo check use.
+pub(crate) async fn on_cpu(state: &Rc<RefCell<State>>) -> Result<Rc<FaceModels>> {
+    models(state, &crate::device::ComputeBackend::Cpu.device()).await
+}
 
 pub(crate) async fn models(state: &Rc<RefCell<State>>, device: &Device) -> Result<Rc<FaceModels>> {
     let key = format!("{device:?}");
@@ -69,8 +78,8 @@ pub(crate) async fn find(
         let picture = decode(&read_source(source).await?, Path::new(source))?.to_rgb8();
         let (width, height) = (f64::from(picture.width()), f64::from(picture.height()));
         let faces = match describe {
-            true => models.faces(&picture),
-            false => models.detect(&picture),
+            true => models.faces(&picture).await?,
+            false => models.detect(&picture).await?,
         };
         found.push(
             faces
@@ -90,12 +99,12 @@ pub(crate) async fn find(
 }
 
 /// How much `picture` looks like each reference.
-pub(crate) fn likeness(
+pub(crate) async fn likeness(
     models: &FaceModels,
     picture: &RgbImage,
     references: &[FaceReference],
-) -> Likeness {
-    let found = models.faces(picture);
+) -> Result<Likeness> {
+    let found = models.faces(picture).await?;
     let scores = if found.is_empty() {
         Vec::new()
     } else {
@@ -104,8 +113,8 @@ pub(crate) fn likeness(
             .filter_map(|reference| faces::best_similarity(&found, &reference.descriptor))
             .collect()
     };
-    Likeness {
+    Ok(Likeness {
         faces: found.len(),
         scores,
-    }
+    })
 }

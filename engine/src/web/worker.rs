@@ -473,18 +473,14 @@ async fn generate(
     let likeness = if request.likeness_of.is_empty() {
         None
     } else {
-        let models = super::faces::models(state, model.device()).await?;
+        let models = super::faces::on_cpu(state).await?;
         let picture = image::RgbImage::from_raw(
             generated.width as u32,
             generated.height as u32,
             generated.rgb.clone(),
         )
         .ok_or_else(|| EngineError::Usage("the picture's size does not match its pixels".into()))?;
-        Some(super::faces::likeness(
-            &models,
-            &picture,
-            &request.likeness_of,
-        ))
+        Some(super::faces::likeness(&models, &picture, &request.likeness_of).await?)
     };
     let (latent_shape, latents) = if request.return_latents {
         (generated.latent_shape.to_vec(), generated.latents)
