@@ -32,6 +32,7 @@ pub(crate) async fn train(
     (device, info): (Device, DeviceInfo),
     settings: protocol::Training,
 ) -> Result<(Event, Vec<u8>)> {
+    let drawing_device = device.clone();
     let device = match settings.checkpoints_gradients() {
         true => device.autodiff().gradient_checkpointing(),
         false => device.autodiff(),
@@ -71,9 +72,9 @@ pub(crate) async fn train(
             &device,
         ));
     }
-    // The likeness score's reference: the photos' faces (on the CPU, see `web::faces`).
+    // The likeness score's reference: the photos' faces (on the plain device, see `web::faces`).
     let (faces, face_reference, photos_without_face) = if settings.likeness {
-        let models = super::faces::on_cpu(state).await?;
+        let models = super::faces::for_scoring(state, &drawing_device).await?;
         let (reference, without) = faces::reference_of(&models, &photos).await?;
         (Some(models), reference, without)
     } else {

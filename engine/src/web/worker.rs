@@ -29,7 +29,7 @@ pub(crate) struct State {
     model: Option<Rc<StableDiffusion>>,
     /// The outcome of setting up WebGPU, tried once per worker (burn registers its runtime
     /// globally): the device, or why there is none.
-    gpu: Option<std::result::Result<(Device, DeviceInfo), String>>,
+    pub(crate) gpu: Option<std::result::Result<(Device, DeviceInfo), String>>,
     pub(crate) cancelled: HashSet<u32>,
     /// The face models, per device they were loaded on (`Debug` of the device).
     pub(crate) faces: Vec<(String, Rc<crate::faces::FaceModels>)>,
@@ -473,7 +473,7 @@ async fn generate(
     let likeness = if request.likeness_of.is_empty() {
         None
     } else {
-        let models = super::faces::on_cpu(state).await?;
+        let models = super::faces::for_scoring(state, model.device()).await?;
         let picture = image::RgbImage::from_raw(
             generated.width as u32,
             generated.height as u32,
