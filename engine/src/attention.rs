@@ -144,6 +144,9 @@ impl FeedForward {
 
 #[derive(Module, Debug)]
 pub struct BasicTransformerBlock {
+    /// diffusers' `only_cross_attention` (SDXS): the first attention also attends to the
+    /// prompt instead of the picture itself.
+    only_cross_attention: bool,
     pub norm1: LayerNorm,
     pub attn1: Attention,
     pub norm2: LayerNorm,
@@ -153,12 +156,24 @@ pub struct BasicTransformerBlock {
 }
 
 impl BasicTransformerBlock {
-    pub fn new(device: &Device, dim: usize, context_dim: usize, heads: usize) -> Self {
+    pub fn new(
+        device: &Device,
+        dim: usize,
+        context_dim: usize,
+        heads: usize,
+        only_cross_attention: bool,
+    ) -> Self {
         let head_dim = dim / heads;
         let norm = || LayerNormConfig::new(dim).init(device);
+        let first_context_dim = if only_cross_attention {
+            context_dim
+        } else {
+            dim
+        };
         BasicTransformerBlock {
+            only_cross_attention,
             norm1: norm(),
-            attn1: Attention::new(device, dim, dim, heads, head_dim, false),
+            attn1: Attention::new(device, dim, first_context_dim, heads, head_dim, false),
             norm2: norm(),
             attn2: Attention::new(device, dim, context_dim, heads, head_dim, false),
             norm3: norm(),
@@ -170,7 +185,11 @@ impl BasicTransformerBlock {
     }
 
     pub fn forward(&self, hidden: Tensor<3>, context: &Tensor<3>) -> Tensor<3> {
-        let hidden = self.attn1.forward(self.norm1.forward(hidden.clone()), None) + hidden;
+        let first_context = self.only_cross_attention.then_some(context);
+        let hidden = self
+            .attn1
+            .forward(self.norm1.forward(hidden.clone()), first_context)
+            + hidden;
         let hidden = self
             .attn2
             .forward(self.norm2.forward(hidden.clone()), Some(context))
@@ -202,6 +221,7 @@ pub struct TransformerShape {
     pub layers: usize,
     pub groups: usize,
     pub linear_projection: bool,
+    pub only_cross_attention: bool,
 }
 
 impl TransformerShape {
@@ -218,7 +238,13 @@ impl TransformerShape {
             proj_in: projection(),
             transformer_blocks: (0..self.layers)
                 .map(|_| {
-                    BasicTransformerBlock::new(device, self.channels, self.context_dim, self.heads)
+                    BasicTransformerBlock::new(
+                        device,
+                        self.channels,
+                        self.context_dim,
+                        self.heads,
+                        self.only_cross_attention,
+                    )
                 })
                 .collect(),
             proj_out: projection(),

@@ -30,6 +30,14 @@ pub enum PerBlock {
     Each(Vec<usize>),
 }
 
+/// `only_cross_attention`: one flag for every block, or one per down block.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PerBlockFlag {
+    All(bool),
+    Each(Vec<bool>),
+}
+
 impl PerBlock {
     fn resolve(&self, blocks: usize) -> Vec<usize> {
         match self {
@@ -81,7 +89,7 @@ pub struct UNet2DConditionConfig {
     #[serde(default)]
     pub class_embed_type: Option<String>,
     #[serde(default)]
-    pub only_cross_attention: serde_json::Value,
+    pub only_cross_attention: Option<PerBlockFlag>,
     #[serde(default = "defaults::resnet_time_scale_shift")]
     pub resnet_time_scale_shift: String,
 }
@@ -171,9 +179,13 @@ impl UNet2DConditionConfig {
                 "class or addition embeddings (SDXL-style conditioning) are not supported".into(),
             );
         }
-        if self.only_cross_attention.as_bool() == Some(true) || self.only_cross_attention.is_array()
+        if let Some(PerBlockFlag::Each(flags)) = &self.only_cross_attention
+            && flags.len() != blocks
         {
-            return Err("only_cross_attention is not supported".into());
+            return Err(format!(
+                "only_cross_attention has {} entries for {blocks} blocks",
+                flags.len()
+            ));
         }
         if self.resnet_time_scale_shift != "default" {
             return Err(format!(
@@ -205,6 +217,16 @@ impl UNet2DConditionConfig {
             .resolve(blocks)
     }
 
+    /// Per down block; up blocks read it reversed, as diffusers does.
+    fn only_cross_attention(&self) -> Vec<bool> {
+        let blocks = self.block_out_channels.len();
+        match &self.only_cross_attention {
+            None => vec![false; blocks],
+            Some(PerBlockFlag::All(flag)) => vec![*flag; blocks],
+            Some(PerBlockFlag::Each(flags)) => flags.clone(),
+        }
+    }
+
     fn attention_layers(&self) -> Vec<usize> {
         self.transformer_layers_per_block
             .resolve(self.block_out_channels.len())
@@ -214,6 +236,7 @@ impl UNet2DConditionConfig {
         let channels = &self.block_out_channels;
         let blocks = channels.len();
         let (heads, layers) = (self.heads(), self.attention_layers());
+        let only_cross = self.only_cross_attention();
         let time_channels = channels[0] * 4;
         let resnet = |inputs, outputs| {
             ResnetShape {
@@ -225,7 +248,7 @@ impl UNet2DConditionConfig {
             }
             .init(device)
         };
-        let transformer = |channels, heads, layers| {
+        let transformer = |channels, heads, layers, only_cross_attention| {
             TransformerShape {
                 channels,
                 heads,
@@ -233,6 +256,7 @@ impl UNet2DConditionConfig {
                 layers,
                 groups: self.norm_num_groups,
                 linear_projection: self.use_linear_projection,
+                only_cross_attention,
             }
             .init(device)
         };
@@ -252,7 +276,7 @@ impl UNet2DConditionConfig {
                         .collect(),
                     attentions: if cross {
                         (0..self.layers_per_block)
-                            .map(|_| transformer(output, heads[i], layers[i]))
+                            .map(|_| transformer(output, heads[i], layers[i], only_cross[i]))
                             .collect()
                     } else {
                         vec![]
@@ -270,7 +294,13 @@ impl UNet2DConditionConfig {
         let last = channels[blocks - 1];
         let mid_block = self.mid_block_type.as_ref().map(|_| UNetBlock {
             resnets: vec![resnet(last, last), resnet(last, last)],
-            attentions: vec![transformer(last, heads[blocks - 1], layers[blocks - 1])],
+            // diffusers' UNetMidBlock2DCrossAttn has no only_cross_attention.
+            attentions: vec![transformer(
+                last,
+                heads[blocks - 1],
+                layers[blocks - 1],
+                false,
+            )],
             downsamplers: vec![],
             upsamplers: vec![],
         });
@@ -289,6 +319,7 @@ impl UNet2DConditionConfig {
                 let cross = kind.starts_with("CrossAttn");
                 let block_heads = heads[blocks - 1 - i];
                 let block_layers = layers[blocks - 1 - i];
+                let block_only_cross = only_cross[blocks - 1 - i];
                 UNetBlock {
                     resnets: (0..count)
                         .map(|j| {
@@ -299,7 +330,9 @@ impl UNet2DConditionConfig {
                         .collect(),
                     attentions: if cross {
                         (0..count)
-                            .map(|_| transformer(output, block_heads, block_layers))
+                            .map(|_| {
+                                transformer(output, block_heads, block_layers, block_only_cross)
+                            })
                             .collect()
                     } else {
                         vec![]
@@ -422,5 +455,35 @@ impl UNet2DConditionModel {
             }
         }
         conv::forward(&self.conv_out, silu(self.conv_norm_out.forward(hidden)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(only_cross_attention: &str) -> UNet2DConditionConfig {
+        serde_json::from_str(&format!(
+            r#"{{"block_out_channels": [8, 16, 32], "attention_head_dim": 2,
+                "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+                "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+                "mid_block_type": null, "norm_num_groups": 4, "cross_attention_dim": 12,
+                "only_cross_attention": {only_cross_attention}}}"#
+        ))
+        .expect("a config")
+    }
+
+    #[test]
+    fn only_cross_attention_reads_as_diffusers_writes_it() {
+        let sdxs = config("[true, false, false]");
+        assert_eq!(sdxs.validate(), Ok(()));
+        assert_eq!(sdxs.only_cross_attention(), [true, false, false]);
+        assert_eq!(config("true").only_cross_attention(), [true; 3]);
+        assert_eq!(config("false").only_cross_attention(), [false; 3]);
+        assert_eq!(config("null").only_cross_attention(), [false; 3]);
+        assert_eq!(
+            config("[true, false]").validate(),
+            Err("only_cross_attention has 2 entries for 3 blocks".into())
+        );
     }
 }

@@ -116,3 +116,27 @@ fn unet_loads_the_diffusers_fp16_variant() {
     eprintln!("{name} UNet, fp16 variant: relative L2 error {error:e}");
     assert!(error <= TOLERANCE, "relative L2 error {error}");
 }
+
+/// SDXS-512's real layout (issue 17): three cross-attention levels, no mid block, and
+/// `only_cross_attention` on the first (golden: models/make_sdxs_fixtures.py).
+#[test]
+fn unet_matches_diffusers_in_sdxs_512_layout_only_cross_attention() {
+    const SDXS_GOLDEN: &str = "tiny-sdxs-512-golden.safetensors";
+    let (unet, config) = block_on(UNet2DConditionModel::load(
+        &model("tiny-sdxs-512"),
+        None,
+        &device(),
+        DType::F32,
+    ))
+    .unwrap();
+    assert!(config.mid_block_type.is_none());
+    let output = values(unet.forward(
+        golden_burn::<4>(SDXS_GOLDEN, "sample"),
+        999.0,
+        &golden_burn::<3>(SDXS_GOLDEN, "context"),
+        None,
+    ));
+    let error = relative_l2(&output, &golden_tensor(SDXS_GOLDEN, "output"));
+    eprintln!("tiny-sdxs-512 UNet: relative L2 error {error:e}");
+    assert!(error <= TOLERANCE, "relative L2 error {error}");
+}
