@@ -14,6 +14,10 @@ use crate::error::{EngineError, Result};
 /// Longer sides above this are shrunk before anything else (a 48-megapixel phone photo).
 const MAX_SIDE: u32 = 2048;
 
+/// The largest photo decoded at all: 100 megapixels (a 12000 × 8000 photo is 96), so a file whose
+/// header claims 60000 × 60000 pixels is refused before its 10 GB are asked for.
+const MAX_PIXELS: u64 = 100_000_000;
+
 /// Resolutions a parent can pick: 512 (best), 384 and 256 (faster).
 pub const RESOLUTIONS: [usize; 3] = [512, 384, 256];
 
@@ -70,6 +74,14 @@ pub fn decode(bytes: &[u8], name: &Path) -> Result<DynamicImage> {
     let mut decoder = reader
         .into_decoder()
         .map_err(|error| not_a_picture(format!("could not be read as a picture: {error}")))?;
+    let (width, height) = decoder.dimensions();
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(not_a_picture(format!(
+            "is too large to read ({width} × {height} pixels; at most {} megapixels): save or \
+             share a smaller copy of it",
+            MAX_PIXELS / 1_000_000
+        )));
+    }
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
@@ -177,6 +189,67 @@ mod tests {
             Crop::chosen_or_default(None, &picture),
             Crop::default_for(400, 300)
         );
+    }
+
+    /// A PNG whose header says `width` × `height`, followed by a few bytes of (not enough) data.
+    fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+        fn crc32(bytes: &[u8]) -> u32 {
+            let mut crc = !0u32;
+            for &byte in bytes {
+                crc ^= u32::from(byte);
+                for _ in 0..8 {
+                    crc = if crc & 1 == 1 {
+                        (crc >> 1) ^ 0xEDB8_8320
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            !crc
+        }
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut chunk = |kind: &[u8; 4], data: &[u8]| {
+            png.extend((data.len() as u32).to_be_bytes());
+            let body: Vec<u8> = kind.iter().chain(data).copied().collect();
+            png.extend(&body);
+            png.extend(crc32(&body).to_be_bytes());
+        };
+        let header: Vec<u8> = [width.to_be_bytes(), height.to_be_bytes()]
+            .concat()
+            .into_iter()
+            .chain([8, 2, 0, 0, 0]) // 8-bit RGB, no interlacing
+            .collect();
+        chunk(b"IHDR", &header);
+        chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00]);
+        chunk(b"IEND", &[]);
+        png
+    }
+
+    #[test]
+    fn a_photo_claiming_60000_by_60000_pixels_is_refused_before_decoding() {
+        let error = decode(&png_claiming(60_000, 60_000), Path::new("huge.png")).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("huge.png"), "{message}");
+        assert!(
+            message.contains("too large to read (60000 × 60000 pixels"),
+            "{message}"
+        );
+        // The same header with a small size gets as far as its (missing) pixels.
+        let error = decode(&png_claiming(8, 8), Path::new("small.png")).unwrap_err();
+        assert!(
+            error.to_string().contains("could not be read as a picture"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_empty_or_cut_off_photo_is_named() {
+        let error = decode(b"", Path::new("empty.jpg")).unwrap_err();
+        assert!(error.to_string().contains("empty.jpg"), "{error}");
+        let mut png = png_claiming(8, 8);
+        png.truncate(20);
+        let error = decode(&png, Path::new("cut.png")).unwrap_err();
+        assert!(error.to_string().contains("cut.png"), "{error}");
     }
 
     #[test]
