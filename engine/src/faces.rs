@@ -733,32 +733,32 @@ impl TfjsWeights {
         kernel: Option<(usize, usize)>,
         device: &Device,
     ) -> Result<Tensor<4>> {
-        let (shape, values) = self.take(name, 4)?;
+        let (shape, tensor) = self.four_sided(name, device)?;
         if kernel.is_some_and(|(h, w)| (h, w) != (shape[0], shape[1])) {
             return Err(self.problem(format!(
                 "`{name}` has shape {shape:?}, an unexpected kernel"
             )));
         }
-        let tensor = Tensor::<4>::from_data(
-            TensorData::new(values, [shape[0], shape[1], shape[2], shape[3]]),
-            (device, DType::F32),
-        );
         Ok(tensor.permute([3, 2, 0, 1]))
     }
 
     /// A depthwise filter, `[h, w, channels, 1]` in tfjs, as burn's grouped `[channels, 1, h, w]`.
     fn depthwise(&mut self, name: &str, device: &Device) -> Result<Tensor<4>> {
-        let (shape, values) = self.take(name, 4)?;
+        let (shape, tensor) = self.four_sided(name, device)?;
         if shape[3] != 1 {
             return Err(self.problem(format!(
                 "`{name}` has shape {shape:?}, not one filter per channel"
             )));
         }
-        let tensor = Tensor::<4>::from_data(
-            TensorData::new(values, [shape[0], shape[1], shape[2], shape[3]]),
-            (device, DType::F32),
-        );
         Ok(tensor.permute([2, 3, 0, 1]))
+    }
+
+    /// A four-sided weight in tfjs' layout, with its shape.
+    fn four_sided(&mut self, name: &str, device: &Device) -> Result<([usize; 4], Tensor<4>)> {
+        let (shape, values) = self.take(name, 4)?;
+        let shape = [shape[0], shape[1], shape[2], shape[3]];
+        let tensor = Tensor::from_data(TensorData::new(values, shape), (device, DType::F32));
+        Ok((shape, tensor))
     }
 
     /// Every weight in the file was used: a file for another network is refused.

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use burn::tensor::Device;
-use protocol::{DeviceInfo, Event, ModelSource};
+use protocol::{DeviceInfo, Event, FaceReference, ModelSource};
 use web_time::Instant;
 
 use super::files::{HttpFiles, StoredFiles, read_source, store_read, store_remove, store_write};
@@ -73,12 +73,19 @@ pub(crate) async fn train(
         ));
     }
     // The likeness score's reference: the photos' faces (on the plain device, see `web::faces`).
-    let (faces, face_reference, photos_without_face) = if settings.likeness {
+    let (face_reference, photos_without_face, preview_scoring) = if settings.likeness {
         let models = super::faces::for_scoring(state, &drawing_device).await?;
         let (reference, without) = faces::reference_of(&models, &photos).await?;
-        (Some(models), reference, without)
+        let scoring = reference.clone().map(|descriptor| {
+            let reference = FaceReference {
+                token: config.token.clone(),
+                descriptor,
+            };
+            (models, [reference])
+        });
+        (reference, without, scoring)
     } else {
-        (None, None, Vec::new())
+        (None, Vec::new(), None)
     };
     // The photos are encoded; previews can now be drawn with a fast decoder.
     match decoder {
@@ -152,18 +159,13 @@ pub(crate) async fn train(
             model.text.placeholder_vectors = None;
             model.adapted_unet = None;
             let preview = preview?;
-            let likeness = match (&faces, &face_reference) {
-                (Some(models), Some(reference)) => match image::RgbImage::from_raw(
-                    preview.width as u32,
-                    preview.height as u32,
-                    preview.rgb.clone(),
-                ) {
-                    Some(picture) => {
-                        faces::best_similarity(&models.faces(&picture).await?, reference)
-                    }
-                    None => None,
-                },
-                _ => None,
+            let likeness = match &preview_scoring {
+                Some((models, reference)) => super::faces::likeness(models, &preview, reference)
+                    .await?
+                    .scores
+                    .first()
+                    .copied(),
+                None => None,
             };
             let png = encode_png(&preview.rgb, preview.width, preview.height)?;
             post(

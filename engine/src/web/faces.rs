@@ -3,8 +3,8 @@
 //! loaded once per device and kept.
 //!
 //! Scores run on the GPU the worker draws with when it is real hardware, and on the CPU backend
-//! otherwise: on SwiftShader (a software adapter) the same three pictures took 12.8 s against
-//! 2.3 s on the wasm CPU backend (docs/benchmarks.md, "Likeness score"). The photo check before
+//! otherwise: on SwiftShader (a software adapter) three pictures took 9.1 s against 1.2 s on the
+//! wasm CPU backend (docs/benchmarks.md, "Likeness score"). The photo check before
 //! any model is loaded always uses the CPU, so it never fixes the GPU's float type first.
 
 use std::cell::RefCell;
@@ -21,6 +21,7 @@ use crate::error::{EngineError, Result};
 use crate::faces::{self, DESCRIPTOR_FILES, DETECTOR_FILES, FaceModels};
 use crate::files::ModelFiles;
 use crate::photos::decode;
+use crate::pipeline::Generated;
 
 /// Beside the worker's script, wherever the app is hosted.
 const FOLDER: &str = "engine-worker-faces";
@@ -108,13 +109,15 @@ pub(crate) async fn find(
     Ok(found)
 }
 
-/// How much `picture` looks like each reference.
+/// How much a picture the pipeline drew looks like each reference.
 pub(crate) async fn likeness(
     models: &FaceModels,
-    picture: &RgbImage,
+    drawn: &Generated,
     references: &[FaceReference],
 ) -> Result<Likeness> {
-    let found = models.faces(picture).await?;
+    let picture = RgbImage::from_raw(drawn.width as u32, drawn.height as u32, drawn.rgb.clone())
+        .ok_or_else(|| EngineError::Usage("the picture's size does not match its pixels".into()))?;
+    let found = models.faces(&picture).await?;
     let scores = if found.is_empty() {
         Vec::new()
     } else {

@@ -474,13 +474,7 @@ async fn generate(
         None
     } else {
         let models = super::faces::for_scoring(state, model.device()).await?;
-        let picture = image::RgbImage::from_raw(
-            generated.width as u32,
-            generated.height as u32,
-            generated.rgb.clone(),
-        )
-        .ok_or_else(|| EngineError::Usage("the picture's size does not match its pixels".into()))?;
-        Some(super::faces::likeness(&models, &picture, &request.likeness_of).await?)
+        Some(super::faces::likeness(&models, &generated, &request.likeness_of).await?)
     };
     let (latent_shape, latents) = if request.return_latents {
         (generated.latent_shape.to_vec(), generated.latents)
