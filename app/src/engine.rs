@@ -191,6 +191,7 @@ fn event_id(event: &Event) -> Option<u32> {
         | Event::AvatarPreview { id, .. }
         | Event::AvatarTrained { id, .. }
         | Event::FacesFound { id, .. }
+        | Event::ModelChecked { id, .. }
         | Event::Failed { id, .. } => Some(*id),
     }
 }
@@ -202,6 +203,7 @@ fn is_final(event: &Event) -> bool {
             | Event::Generated { .. }
             | Event::AvatarTrained { .. }
             | Event::FacesFound { .. }
+            | Event::ModelChecked { .. }
             | Event::Cancelled { .. }
             | Event::Failed { .. }
     )

@@ -55,7 +55,6 @@ pub struct Defaults {
     pub guidance: f64,
     pub width: usize,
     pub height: usize,
-    pub scheduler: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -205,11 +204,31 @@ pub async fn delete(model: &ModelEntry) -> Result<(), String> {
     }
 }
 
+/// Whether a file is one of a model's small descriptions (configs, tokenizer), which come
+/// first so that the engine can check the model before any weights are fetched.
+fn is_small(path: &str) -> bool {
+    path.ends_with(".json") || path.ends_with(".txt")
+}
+
+/// The model's whole size as the host gives it (one HEAD request a file): what the parent is
+/// told before choosing to download.
+pub async fn host_bytes(model: &ModelEntry) -> Result<u64, String> {
+    let hub = hub_base();
+    let mut total = 0;
+    for file in &model.files {
+        total += remote_size(&model.url(&hub, &file.path)).await?;
+    }
+    Ok(total)
+}
+
 /// Downloads (or resumes) every file of `model`, then checks them. `on_progress` is called as
-/// bytes arrive.
+/// bytes arrive. The small files come first; then `check` (the engine's look at them) must
+/// pass before any weights are fetched — a model the engine cannot run is refused, and the
+/// little that was fetched is removed again.
 pub async fn download(
     model: &ModelEntry,
     mut on_progress: impl FnMut(&Progress),
+    check: impl AsyncFnOnce() -> Result<(), String>,
 ) -> Result<(), String> {
     let hub = hub_base();
     let folder = model_folder(model, true)
@@ -230,8 +249,22 @@ pub async fn download(
     on_progress(&progress);
     // 2. Room for what is still to come.
     check_quota(progress.total - progress.done).await?;
-    // 3. Each file, from where it stopped.
-    for index in 0..model.files.len() {
+    // 3. Each file, from where it stopped: the small ones, the engine's check, the weights.
+    let (small, large): (Vec<usize>, Vec<usize>) =
+        (0..model.files.len()).partition(|&index| is_small(&model.files[index].path));
+    let mut check = Some(check);
+    for index in small.into_iter().chain(large) {
+        if !is_small(&model.files[index].path)
+            && let Some(check) = check.take()
+            && let Err(problem) = check().await
+        {
+            delete(model).await?;
+            return Err(format!(
+                "{} cannot be used in this app yet: its files ask for something the app cannot \
+                 do. Nothing large was downloaded. (Details: {problem})",
+                model.name
+            ));
+        }
         let path = model.files[index].path.clone();
         let handle = file_handle(&folder, &path, true)
             .await?
@@ -283,6 +316,7 @@ pub async fn import(
     model: &ModelEntry,
     picked: Vec<web_sys::File>,
     mut on_progress: impl FnMut(&Progress),
+    check: impl AsyncFnOnce() -> Result<(), String>,
 ) -> Result<(), String> {
     // `webkitRelativePath` is `picked-folder/unet/config.json`: drop the first part.
     let relative = |file: &web_sys::File| {
@@ -330,6 +364,14 @@ pub async fn import(
         progress.files[index].1 = size;
         progress.done += size;
         on_progress(&progress);
+    }
+    if let Err(problem) = check().await {
+        delete(model).await?;
+        return Err(format!(
+            "{} cannot be used in this app yet: its files ask for something the app cannot do. \
+             The copy was removed again. (Details: {problem})",
+            model.name
+        ));
     }
     finish(model, &folder, &progress).await
 }

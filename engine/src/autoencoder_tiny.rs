@@ -13,7 +13,7 @@ use burn::tensor::{DType, Device, Tensor};
 use serde::Deserialize;
 
 use crate::conv;
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::files::ModelFiles;
 use crate::weights::{WeightFiles, load_into};
 
@@ -115,6 +115,49 @@ fn block(device: &Device, channels: usize) -> TinyBlock {
     TinyBlock {
         conv: vec![layer(), None, layer(), None, layer()],
         skip: None,
+    }
+}
+
+impl crate::files::Checked for AutoencoderTinyConfig {
+    fn check(&self) -> std::result::Result<(), String> {
+        use crate::limits::{
+            MAX_CHANNELS, MAX_IMAGE_CHANNELS, MAX_LAYERS, count, counts, positive,
+        };
+        count("in_channels", self.in_channels, 1, MAX_IMAGE_CHANNELS)?;
+        count("out_channels", self.out_channels, 1, MAX_IMAGE_CHANNELS)?;
+        count(
+            "latent_channels",
+            self.latent_channels,
+            1,
+            MAX_IMAGE_CHANNELS,
+        )?;
+        let channels = MAX_CHANNELS;
+        counts(
+            "encoder_block_out_channels",
+            &self.encoder_block_out_channels,
+            1,
+            channels,
+        )?;
+        counts(
+            "decoder_block_out_channels",
+            &self.decoder_block_out_channels,
+            1,
+            channels,
+        )?;
+        counts(
+            "num_encoder_blocks",
+            &self.num_encoder_blocks,
+            0,
+            MAX_LAYERS,
+        )?;
+        counts(
+            "num_decoder_blocks",
+            &self.num_decoder_blocks,
+            0,
+            MAX_LAYERS,
+        )?;
+        positive("scaling_factor", self.scaling_factor)?;
+        self.validate()
     }
 }
 
@@ -259,13 +302,8 @@ impl AutoencoderTiny {
         dtype: DType,
     ) -> Result<(Self, AutoencoderTinyConfig)> {
         let config: AutoencoderTinyConfig = files
-            .json("vae/config.json", "the VAE's configuration")
+            .config("vae/config.json", "the VAE's configuration")
             .await?;
-        config.validate().map_err(|message| EngineError::Json {
-            path: files.display_path("vae/config.json"),
-            what: "a supported AutoencoderTiny configuration",
-            message,
-        })?;
         let weights = WeightFiles::find(files, "vae", "diffusion_pytorch_model", variant).await?;
         let vae = load_into(config.init(device), files, &weights, &[], dtype).await?;
         Ok((vae, config))

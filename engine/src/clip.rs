@@ -68,6 +68,44 @@ pub enum Activation {
     Gelu,
 }
 
+impl crate::files::Checked for ClipTextConfig {
+    fn check(&self) -> std::result::Result<(), String> {
+        use crate::limits::{
+            MAX_CHANNELS, MAX_LAYERS, MAX_POSITIONS, MAX_VOCABULARY, count, positive,
+        };
+        count("vocab_size", self.vocab_size, 1, MAX_VOCABULARY)?;
+        count("hidden_size", self.hidden_size, 1, MAX_CHANNELS)?;
+        count(
+            "intermediate_size",
+            self.intermediate_size,
+            1,
+            4 * MAX_CHANNELS,
+        )?;
+        count("num_hidden_layers", self.num_hidden_layers, 1, MAX_LAYERS)?;
+        count(
+            "num_attention_heads",
+            self.num_attention_heads,
+            1,
+            self.hidden_size,
+        )?;
+        let positions = crate::tokenizer::MAX_LENGTH;
+        count(
+            "max_position_embeddings",
+            self.max_position_embeddings,
+            positions,
+            MAX_POSITIONS,
+        )?;
+        positive("layer_norm_eps", self.layer_norm_eps)?;
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return Err(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl ClipTextConfig {
     pub fn init(&self, device: &Device) -> ClipTextModel {
         ClipTextModel {

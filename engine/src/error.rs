@@ -21,6 +21,10 @@ pub enum EngineError {
         message: String,
     },
 
+    /// A configuration that parses but asks for what no model can be (or this engine runs).
+    #[error("{path}: {problem}")]
+    Config { path: PathBuf, problem: String },
+
     #[error("{path}: {message}")]
     Tokenizer { path: PathBuf, message: String },
 

@@ -11,6 +11,14 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{EngineError, Result};
 
+/// The largest configuration or tokenizer file read whole (CLIP's `tokenizer.json` is 2 MB).
+pub const MAX_SMALL_FILE_BYTES: u64 = 64 << 20;
+
+/// A configuration's own check: what it asks for is possible, and runs here.
+pub trait Checked {
+    fn check(&self) -> std::result::Result<(), String>;
+}
+
 /// Read access to the files of one diffusers folder, by relative path (`unet/config.json`).
 // The futures are not `Send`: in the browser they hold JS promises, and nothing here needs threads.
 #[allow(async_fn_in_trait)]
@@ -27,14 +35,39 @@ pub trait ModelFiles {
     /// How to name the file in an error message.
     fn display_path(&self, relative: &str) -> PathBuf;
 
-    /// The file's bytes; a missing file is an error that says what it was needed for.
+    /// The file's bytes; a missing file is an error that says what it was needed for, and so is
+    /// one too large to be what it should (a config, a vocabulary): it is not read.
     async fn require(&self, relative: &str, what: &'static str) -> Result<Vec<u8>> {
+        if let Some(size) = self.size(relative).await?
+            && size > MAX_SMALL_FILE_BYTES
+        {
+            return Err(EngineError::Config {
+                path: self.display_path(relative),
+                problem: format!(
+                    "is {size} bytes, far too large for {what} (at most {MAX_SMALL_FILE_BYTES})"
+                ),
+            });
+        }
         self.read(relative)
             .await?
             .ok_or_else(|| EngineError::MissingFile {
                 path: self.display_path(relative),
                 what,
             })
+    }
+
+    /// The file parsed as a configuration and [checked](Checked), before anything is built from it.
+    async fn config<T: serde::de::DeserializeOwned + Checked>(
+        &self,
+        relative: &str,
+        what: &'static str,
+    ) -> Result<T> {
+        let config: T = self.json(relative, what).await?;
+        config.check().map_err(|problem| EngineError::Config {
+            path: self.display_path(relative),
+            problem,
+        })?;
+        Ok(config)
     }
 
     /// The file parsed as JSON.

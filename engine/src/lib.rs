@@ -17,6 +17,7 @@ pub mod embeddings;
 pub mod error;
 pub mod faces;
 pub mod files;
+pub mod limits;
 pub mod lora;
 pub mod photos;
 pub mod pipeline;

@@ -71,6 +71,12 @@ pub fn decode(bytes: &[u8], name: &Path) -> Result<DynamicImage> {
             "is not a picture this app can read (use JPEG, PNG or WebP)".into(),
         ));
     }
+    // The JPEG decoder fills a cut-off picture with grey rather than fail.
+    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_whole(bytes) {
+        return Err(not_a_picture(
+            "is cut off (the end of the picture is missing): copy the photo again".into(),
+        ));
+    }
     let mut decoder = reader
         .into_decoder()
         .map_err(|error| not_a_picture(format!("could not be read as a picture: {error}")))?;
@@ -92,6 +98,17 @@ pub fn decode(bytes: &[u8], name: &Path) -> Result<DynamicImage> {
         picture = picture.resize(MAX_SIDE, MAX_SIDE, FilterType::Triangle);
     }
     Ok(picture)
+}
+
+/// Whether a JPEG's last scan is followed by its end marker. Scan data stuffs every 0xFF byte,
+/// so an end marker after the last start-of-scan is the real end (a thumbnail's end marker, in
+/// the EXIF block, comes before the main picture's scans).
+fn jpeg_is_whole(bytes: &[u8]) -> bool {
+    let marker = |code: u8| bytes.windows(2).rposition(move |pair| pair == [0xFF, code]);
+    match (marker(0xDA), marker(0xD9)) {
+        (Some(scan), Some(end)) => end > scan,
+        _ => false,
+    }
 }
 
 /// The crop, resized to `resolution`², as `[1, 3, r, r]` in [-1, 1]; `mirrored` flips it left to
@@ -127,6 +144,41 @@ pub fn to_tensor(
         TensorData::new(values, [1, 3, resolution, resolution]),
         device,
     )
+}
+
+/// A PNG whose header says `width` × `height`, followed by a few bytes of (not enough) data:
+/// what a hostile photo looks like (the tests' and the fuzzer's seeds).
+pub fn png_header_claiming(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &byte in bytes {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8; 4], data: &[u8]| {
+        png.extend((data.len() as u32).to_be_bytes());
+        let body: Vec<u8> = kind.iter().chain(data).copied().collect();
+        png.extend(&body);
+        png.extend(crc32(&body).to_be_bytes());
+    };
+    let header: Vec<u8> = [width.to_be_bytes(), height.to_be_bytes()]
+        .concat()
+        .into_iter()
+        .chain([8, 2, 0, 0, 0]) // 8-bit RGB, no interlacing
+        .collect();
+    chunk(b"IHDR", &header);
+    chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00]);
+    chunk(b"IEND", &[]);
+    png
 }
 
 #[cfg(test)]
@@ -191,43 +243,10 @@ mod tests {
         );
     }
 
-    /// A PNG whose header says `width` × `height`, followed by a few bytes of (not enough) data.
-    fn png_claiming(width: u32, height: u32) -> Vec<u8> {
-        fn crc32(bytes: &[u8]) -> u32 {
-            let mut crc = !0u32;
-            for &byte in bytes {
-                crc ^= u32::from(byte);
-                for _ in 0..8 {
-                    crc = if crc & 1 == 1 {
-                        (crc >> 1) ^ 0xEDB8_8320
-                    } else {
-                        crc >> 1
-                    };
-                }
-            }
-            !crc
-        }
-        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-        let mut chunk = |kind: &[u8; 4], data: &[u8]| {
-            png.extend((data.len() as u32).to_be_bytes());
-            let body: Vec<u8> = kind.iter().chain(data).copied().collect();
-            png.extend(&body);
-            png.extend(crc32(&body).to_be_bytes());
-        };
-        let header: Vec<u8> = [width.to_be_bytes(), height.to_be_bytes()]
-            .concat()
-            .into_iter()
-            .chain([8, 2, 0, 0, 0]) // 8-bit RGB, no interlacing
-            .collect();
-        chunk(b"IHDR", &header);
-        chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00]);
-        chunk(b"IEND", &[]);
-        png
-    }
-
     #[test]
     fn a_photo_claiming_60000_by_60000_pixels_is_refused_before_decoding() {
-        let error = decode(&png_claiming(60_000, 60_000), Path::new("huge.png")).unwrap_err();
+        let error =
+            decode(&png_header_claiming(60_000, 60_000), Path::new("huge.png")).unwrap_err();
         let message = error.to_string();
         assert!(message.contains("huge.png"), "{message}");
         assert!(
@@ -235,7 +254,7 @@ mod tests {
             "{message}"
         );
         // The same header with a small size gets as far as its (missing) pixels.
-        let error = decode(&png_claiming(8, 8), Path::new("small.png")).unwrap_err();
+        let error = decode(&png_header_claiming(8, 8), Path::new("small.png")).unwrap_err();
         assert!(
             error.to_string().contains("could not be read as a picture"),
             "{error}"
@@ -246,7 +265,7 @@ mod tests {
     fn an_empty_or_cut_off_photo_is_named() {
         let error = decode(b"", Path::new("empty.jpg")).unwrap_err();
         assert!(error.to_string().contains("empty.jpg"), "{error}");
-        let mut png = png_claiming(8, 8);
+        let mut png = png_header_claiming(8, 8);
         png.truncate(20);
         let error = decode(&png, Path::new("cut.png")).unwrap_err();
         assert!(error.to_string().contains("cut.png"), "{error}");

@@ -5,7 +5,6 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
-use serde::Deserialize;
 use web_time::Instant;
 
 use crate::device::{upcast, weight_dtype};
@@ -34,6 +33,103 @@ pub struct GenerationRequest {
     pub scheduler: Option<SchedulerKind>,
     /// `[1, 4, h/8, w/8]` starting noise (diffusers' `latents=`); drawn from `seed` when absent.
     pub noise: Option<Vec<f32>>,
+}
+
+impl GenerationRequest {
+    /// What any model could draw: a size in multiples of 8 up to
+    /// [`MAX_PICTURE_SIDE`](crate::limits::MAX_PICTURE_SIDE), and a finite guidance scale. The
+    /// step count is checked against the scheduler.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let side = crate::limits::MAX_PICTURE_SIDE;
+        let (width, height) = (self.width, self.height);
+        if width == 0
+            || height == 0
+            || !width.is_multiple_of(8)
+            || !height.is_multiple_of(8)
+            || width > side
+            || height > side
+        {
+            return Err(format!(
+                "width and height must be multiples of 8 from 8 to {side}, not {width}×{height}"
+            ));
+        }
+        if !self.guidance.is_finite() || self.guidance < 0.0 {
+            return Err(format!(
+                "the guidance scale must be a number of 0 or more, not {}",
+                self.guidance
+            ));
+        }
+        Ok(())
+    }
+}
+
+const SCHEDULER_CONFIG: &str = "scheduler/scheduler_config.json";
+
+/// Checks a diffusers folder's small files — `model_index.json` when present, every
+/// component's config, the tokenizer, the scheduler (which must be one the engine has) —
+/// without reading any weights: what the app runs on a model's first few kilobytes, before it
+/// downloads gigabytes.
+pub async fn check_model(files: &impl ModelFiles) -> Result<()> {
+    check_index(files).await?;
+    files
+        .config::<crate::unet_2d::UNet2DConditionConfig>(
+            "unet/config.json",
+            "the UNet's configuration",
+        )
+        .await?;
+    crate::vae::check_config(files).await?;
+    files
+        .config::<crate::clip::ClipTextConfig>(
+            "text_encoder/config.json",
+            "the text encoder's configuration",
+        )
+        .await?;
+    crate::tokenizer::ClipTokenizer::from_model(files).await?;
+    let scheduler: SchedulerConfig = files
+        .config(SCHEDULER_CONFIG, "the scheduler's configuration")
+        .await?;
+    scheduler
+        .supported_kind()
+        .map_err(|problem| EngineError::Config {
+            path: files.display_path(SCHEDULER_CONFIG),
+            problem,
+        })?;
+    Ok(())
+}
+
+/// `model_index.json`, when the folder has one, names component classes the engine runs.
+async fn check_index(files: &impl ModelFiles) -> Result<()> {
+    if let Some(bytes) = files.read("model_index.json").await? {
+        let path = files.display_path("model_index.json");
+        let index: std::collections::BTreeMap<String, serde_json::Value> =
+            crate::files::parse_json(&bytes, &path, "the pipeline's index")?;
+        let class = |component: &str| {
+            index
+                .get(component)
+                .and_then(|value| value.get(1))
+                .and_then(|class| class.as_str())
+                .map(str::to_owned)
+        };
+        let expected = [
+            ("unet", &["UNet2DConditionModel"][..]),
+            ("vae", &["AutoencoderKL", "AutoencoderTiny"][..]),
+            ("text_encoder", &["CLIPTextModel"][..]),
+        ];
+        for (component, classes) in expected {
+            if let Some(class) = class(component)
+                && !classes.contains(&class.as_str())
+            {
+                return Err(EngineError::Config {
+                    path,
+                    problem: format!(
+                        "its {component} is a `{class}`, which this app cannot run (it runs {})",
+                        classes.join(" or ")
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What the loop reports after each step; returning `false` cancels.
@@ -103,22 +199,13 @@ impl StableDiffusion {
         variant: Option<&str>,
         device: &Device,
     ) -> Result<Self> {
+        check_index(files).await?;
         let text = PromptEncoder::load(files, variant, device).await?;
         let (unet, unet_config) =
             UNet2DConditionModel::load(files, variant, device, weight_dtype(device)).await?;
         let (vae, vae_info) = Vae::load(decoder, variant, device, weight_dtype(device)).await?;
-        #[derive(Deserialize)]
-        struct Wrapper {
-            #[serde(flatten)]
-            config: SchedulerConfig,
-        }
-        let Wrapper {
-            config: scheduler_config,
-        } = files
-            .json(
-                "scheduler/scheduler_config.json",
-                "the scheduler's configuration",
-            )
+        let scheduler_config: SchedulerConfig = files
+            .config(SCHEDULER_CONFIG, "the scheduler's configuration")
             .await?;
         Ok(StableDiffusion {
             default_scheduler: SchedulerKind::from_class_name(&scheduler_config.class_name),
@@ -204,16 +291,7 @@ impl StableDiffusion {
         request: &GenerationRequest,
         mut progress: impl FnMut(Progress) -> bool,
     ) -> Result<Generated> {
-        if request.width == 0
-            || request.height == 0
-            || !request.width.is_multiple_of(8)
-            || !request.height.is_multiple_of(8)
-        {
-            return Err(EngineError::Usage(format!(
-                "width and height must be positive multiples of 8, not {}×{}",
-                request.width, request.height
-            )));
-        }
+        request.check().map_err(EngineError::Usage)?;
         let shape = [
             1,
             self.latent_channels,

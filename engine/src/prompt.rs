@@ -36,25 +36,11 @@ impl PromptEncoder {
     ) -> Result<Self> {
         let tokenizer = ClipTokenizer::from_model(files).await?;
         let config: ClipTextConfig = files
-            .json(
+            .config(
                 "text_encoder/config.json",
                 "the text encoder's configuration",
             )
             .await?;
-        if config.num_attention_heads == 0
-            || !config
-                .hidden_size
-                .is_multiple_of(config.num_attention_heads)
-        {
-            return Err(EngineError::Json {
-                path: files.display_path("text_encoder/config.json"),
-                what: "the text encoder's configuration",
-                message: format!(
-                    "hidden_size {} is not a multiple of num_attention_heads {}",
-                    config.hidden_size, config.num_attention_heads
-                ),
-            });
-        }
         let weights = WeightFiles::find(files, "text_encoder", "model", variant).await?;
         let text_encoder = load_into(
             config.init(device),

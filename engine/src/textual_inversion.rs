@@ -89,12 +89,26 @@ impl TextualInversion {
         if rows == 0 || dim == 0 {
             return Err(error(format!("tensor `{name}` is empty")));
         }
+        // A prompt holds 75 tokens between its start and end marks.
+        let most_vectors = crate::tokenizer::MAX_LENGTH - 2;
+        if rows > most_vectors || dim > crate::limits::MAX_CHANNELS {
+            return Err(error(format!(
+                "tensor `{name}` has {rows} vectors of {dim} numbers; an embedding has at most \
+                 {most_vectors} vectors of at most {} numbers",
+                crate::limits::MAX_CHANNELS
+            )));
+        }
         let values = float_values(tensor.dtype(), tensor.data()).ok_or_else(|| {
             error(format!(
                 "tensor `{name}` has type {:?}; expected F32, F16 or BF16",
                 tensor.dtype()
             ))
         })?;
+        if let Some(bad) = values.iter().find(|value| !value.is_finite()) {
+            return Err(error(format!(
+                "tensor `{name}` holds {bad}, not a number a picture can be drawn from (a damaged or badly trained embedding)"
+            )));
+        }
         let token = if name == "emb_params" {
             path.file_stem()
                 .map(|stem| stem.to_string_lossy().into_owned())
@@ -102,6 +116,12 @@ impl TextualInversion {
         } else {
             name
         };
+        if token.is_empty() || token.chars().count() > 100 || token.chars().any(char::is_whitespace)
+        {
+            return Err(error(format!(
+                "names its token {token:?}; a token is one word of at most 100 characters"
+            )));
+        }
         Ok(TextualInversion {
             token,
             vectors: values.chunks(dim).map(<[f32]>::to_vec).collect(),

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::attention::{Transformer2DModel, TransformerShape};
 use crate::conv;
 use crate::embeddings::{TimestepEmbedding, timestep_features};
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::files::ModelFiles;
 use crate::resnet::{Downsample2D, ResnetBlock2D, ResnetShape, Upsample2D, conv3x3, group_norm};
 use crate::weights::{WeightFiles, load_into};
@@ -148,9 +148,38 @@ pub struct UNetBlock {
     pub upsamplers: Vec<Upsample2D>,
 }
 
+impl crate::files::Checked for UNet2DConditionConfig {
+    fn check(&self) -> std::result::Result<(), String> {
+        self.validate()
+    }
+}
+
 impl UNet2DConditionConfig {
     /// Checks what this implementation covers, with a reason for the parent-facing error.
     fn validate(&self) -> std::result::Result<(), String> {
+        use crate::limits::{
+            MAX_CHANNELS, MAX_IMAGE_CHANNELS, MAX_LAYERS, count, counts, positive,
+        };
+        counts(
+            "block_out_channels",
+            &self.block_out_channels,
+            1,
+            MAX_CHANNELS,
+        )?;
+        count("in_channels", self.in_channels, 1, MAX_IMAGE_CHANNELS)?;
+        count("out_channels", self.out_channels, 1, MAX_IMAGE_CHANNELS)?;
+        count("layers_per_block", self.layers_per_block, 1, MAX_LAYERS)?;
+        count("norm_num_groups", self.norm_num_groups, 1, MAX_CHANNELS)?;
+        count(
+            "cross_attention_dim",
+            self.cross_attention_dim,
+            1,
+            MAX_CHANNELS,
+        )?;
+        if let Some(dim) = self.time_cond_proj_dim {
+            count("time_cond_proj_dim", dim, 1, MAX_CHANNELS)?;
+        }
+        positive("norm_eps", self.norm_eps)?;
         let blocks = self.block_out_channels.len();
         if self.down_block_types.len() != blocks || self.up_block_types.len() != blocks {
             return Err(
@@ -197,6 +226,12 @@ impl UNet2DConditionConfig {
         if per_block.iter().any(|values| values.len() != blocks) {
             return Err("a per-block list has the wrong length".into());
         }
+        counts(
+            "transformer_layers_per_block",
+            &self.attention_layers(),
+            1,
+            MAX_LAYERS,
+        )?;
         for (channels, heads) in self.block_out_channels.iter().zip(self.heads()) {
             if heads == 0 || channels % heads != 0 || channels % self.norm_num_groups != 0 {
                 return Err(format!(
@@ -376,13 +411,8 @@ impl UNet2DConditionModel {
         dtype: DType,
     ) -> Result<(Self, UNet2DConditionConfig)> {
         let config: UNet2DConditionConfig = files
-            .json("unet/config.json", "the UNet's configuration")
+            .config("unet/config.json", "the UNet's configuration")
             .await?;
-        config.validate().map_err(|message| EngineError::Json {
-            path: files.display_path("unet/config.json"),
-            what: "a supported UNet configuration",
-            message,
-        })?;
         let weights = WeightFiles::find(files, "unet", "diffusion_pytorch_model", variant).await?;
         let unet = load_into(
             config.init(device),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::attention::SpatialAttention;
 use crate::conv;
-use crate::error::{EngineError, Result};
+use crate::error::Result;
 use crate::files::ModelFiles;
 use crate::resnet::{
     Downsample2D, ResnetBlock2D, ResnetShape, Upsample2D, conv1x1, conv3x3, group_norm,
@@ -197,6 +197,42 @@ impl AutoencoderKLConfig {
     }
 }
 
+impl crate::files::Checked for AutoencoderKLConfig {
+    fn check(&self) -> std::result::Result<(), String> {
+        use crate::limits::{
+            MAX_CHANNELS, MAX_IMAGE_CHANNELS, MAX_LAYERS, count, counts, positive,
+        };
+        counts(
+            "block_out_channels",
+            &self.block_out_channels,
+            1,
+            MAX_CHANNELS,
+        )?;
+        count("in_channels", self.in_channels, 1, MAX_IMAGE_CHANNELS)?;
+        count("out_channels", self.out_channels, 1, MAX_IMAGE_CHANNELS)?;
+        count(
+            "latent_channels",
+            self.latent_channels,
+            1,
+            MAX_IMAGE_CHANNELS,
+        )?;
+        count("layers_per_block", self.layers_per_block, 1, MAX_LAYERS)?;
+        count("norm_num_groups", self.norm_num_groups, 1, MAX_CHANNELS)?;
+        positive("scaling_factor", self.scaling_factor)?;
+        if let Some(channels) = self
+            .block_out_channels
+            .iter()
+            .find(|channels| !channels.is_multiple_of(self.norm_num_groups))
+        {
+            return Err(format!(
+                "block_out_channels must be multiples of norm_num_groups ({}), but one is {channels}",
+                self.norm_num_groups
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl AutoencoderKL {
     /// Loads `vae/` of a diffusers folder.
     pub async fn load(
@@ -206,23 +242,8 @@ impl AutoencoderKL {
         dtype: DType,
     ) -> Result<(Self, AutoencoderKLConfig)> {
         let config: AutoencoderKLConfig = files
-            .json("vae/config.json", "the VAE's configuration")
+            .config("vae/config.json", "the VAE's configuration")
             .await?;
-        if config.block_out_channels.is_empty()
-            || config
-                .block_out_channels
-                .iter()
-                .any(|c| c % config.norm_num_groups != 0)
-        {
-            return Err(EngineError::Json {
-                path: files.display_path("vae/config.json"),
-                what: "a supported VAE configuration",
-                message: format!(
-                    "block_out_channels must be multiples of norm_num_groups ({})",
-                    config.norm_num_groups
-                ),
-            });
-        }
         let weights = WeightFiles::find(files, "vae", "diffusion_pytorch_model", variant).await?;
         let vae = load_into(
             config.init(device),
@@ -308,6 +329,33 @@ pub struct VaeInfo {
     pub scaling_factor: f64,
 }
 
+/// Checks `vae/config.json` as the class it names, without reading weights.
+pub async fn check_config(files: &impl ModelFiles) -> Result<()> {
+    let what = "the VAE's configuration";
+    if is_tiny(files).await? {
+        files
+            .config::<crate::autoencoder_tiny::AutoencoderTinyConfig>("vae/config.json", what)
+            .await?;
+    } else {
+        files
+            .config::<AutoencoderKLConfig>("vae/config.json", what)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn is_tiny(files: &impl ModelFiles) -> Result<bool> {
+    #[derive(Deserialize)]
+    struct ClassName {
+        #[serde(rename = "_class_name", default)]
+        class_name: String,
+    }
+    let class: ClassName = files
+        .json("vae/config.json", "the VAE's configuration")
+        .await?;
+    Ok(class.class_name == "AutoencoderTiny")
+}
+
 impl Vae {
     /// Loads `vae/`, choosing the class by `_class_name` in its config.
     pub async fn load(
@@ -316,15 +364,7 @@ impl Vae {
         device: &Device,
         dtype: DType,
     ) -> Result<(Self, VaeInfo)> {
-        #[derive(Deserialize)]
-        struct ClassName {
-            #[serde(rename = "_class_name", default)]
-            class_name: String,
-        }
-        let class: ClassName = files
-            .json("vae/config.json", "the VAE's configuration")
-            .await?;
-        if class.class_name == "AutoencoderTiny" {
+        if is_tiny(files).await? {
             let (vae, config) =
                 crate::autoencoder_tiny::AutoencoderTiny::load(files, variant, device, dtype)
                     .await?;

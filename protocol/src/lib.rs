@@ -188,6 +188,13 @@ pub enum Request {
         #[serde(default)]
         describe: bool,
     },
+    /// Check a model's small files (configs, tokenizer, scheduler) without reading weights:
+    /// what the app asks before it downloads a model's gigabytes. Answered by
+    /// [`Event::ModelChecked`], or [`Event::Failed`] saying what the engine cannot run.
+    CheckModel {
+        id: u32,
+        source: ModelSource,
+    },
     /// Stop the generation or training `id` after its current step.
     Cancel {
         id: u32,
@@ -417,6 +424,10 @@ pub enum Event {
     FacesFound {
         id: u32,
         pictures: Vec<Vec<FoundFace>>,
+    },
+    /// The model of [`Request::CheckModel`] is one the engine runs.
+    ModelChecked {
+        id: u32,
     },
     /// Request `id` failed; `message` is written for a parent.
     Failed {

@@ -185,6 +185,9 @@ test('the whole journey: model, avatar, story, pictures, reading from the cover,
   const model = page.getByTestId('model-stabilityai-sd-turbo');
   const decoder = page.getByTestId('model-madebyollin-taesd');
   await button('Download', model).click();
+  // The host's real size first, then the parent's yes.
+  await model.getByText(/is \d+ (KB|MB|GB) on the model host/).waitFor();
+  await model.getByRole('button', { name: /^Download \d/ }).click();
   await model.getByText('Ready on this device').waitFor({ timeout: 120_000 });
   await decoder.getByText('Ready on this device').waitFor({ timeout: 60_000 });
   await checkScreen(page, problems, 'journey-02-model');

@@ -6,7 +6,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { readFile } from 'node:fs/promises';
+import { readFile, cp, writeFile, mkdtemp, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import {
   startServer, launchBrowser, trackContext, watchPage, waitForApp, screenshot, readSafetensors, relativeL2, runBench, fixturesDir, PRODUCT_HUB,
 } from './harness.mjs';
@@ -20,8 +21,29 @@ let context;
 let page;
 let problems;
 
+/** The registry's entry for `repo`. */
+async function registryEntry(repo) {
+  const registry = JSON.parse(await readFile(join(fixturesDir, '..', 'registry.json'), 'utf8'));
+  return registry.models.find((model) => model.repo === repo);
+}
+
+/** What the app shows for a byte count (model_store::format_bytes). */
+function formatBytes(bytes) {
+  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(1)} GB`;
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(0)} MB`;
+  return `${Math.ceil(bytes / 1e3).toFixed(0)} KB`;
+}
+
+// SDXS's registry entry served by a folder whose scheduler is one the engine lacks.
+let foreignModel;
+
 before(async () => {
-  server = await startServer({ hub: PRODUCT_HUB });
+  foreignModel = await mkdtemp(join(tmpdir(), 'foreign-scheduler-'));
+  await cp(join(fixturesDir, 'tiny-sdxs'), foreignModel, { recursive: true });
+  const schedulerPath = join(foreignModel, 'scheduler', 'scheduler_config.json');
+  const scheduler = JSON.parse(await readFile(schedulerPath, 'utf8'));
+  await writeFile(schedulerPath, JSON.stringify({ ...scheduler, _class_name: 'DPMSolverMultistepScheduler' }));
+  server = await startServer({ hub: { ...PRODUCT_HUB, 'IDKiro/sdxs-512-0.9': foreignModel } });
   browser = await launchBrowser(server);
   context = trackContext(server, await browser.newContext());
   // The parent's own model host: this server (the default is the real hub, unreachable here).
@@ -51,7 +73,20 @@ test('a model downloads into the device store with progress per file and overall
   await page.goto(`${server.origin}/models`);
   await waitForApp(page);
   await card().getByTestId('model-status').filter({ hasText: 'Not on this device' }).waitFor();
-  await card().getByTestId('model-download').click();
+  // The parent hears the host's real size (not the registry's estimate) before anything downloads.
+  const before = server.requests.length;
+  await card().getByRole('button', { name: 'Download' }).click();
+  const entry = await registryEntry('stabilityai/sd-turbo');
+  const hostBytes = (await Promise.all(entry.files.map(async (file) => (await stat(join(PRODUCT_HUB['stabilityai/sd-turbo'], file.path))).size)))
+    .reduce((a, b) => a + b, 0);
+  const confirm = card().getByRole('button', { name: `Download ${formatBytes(hostBytes)}` });
+  await confirm.waitFor();
+  assert.match(await card().getByTestId('model-offer').textContent(), new RegExp(`SD-Turbo is ${formatBytes(hostBytes)} on the model host`));
+  assert.notEqual(formatBytes(hostBytes), formatBytes(entry.files.reduce((sum, file) => sum + file.approx_bytes, 0)));
+  const asked = server.requests.slice(before).filter((request) => request.url.includes('/hub/'));
+  assert.ok(asked.length > 0 && asked.every((request) => request.method === 'HEAD'), 'only sizes were asked for');
+  await screenshot(page, 'models-size-offer');
+  await confirm.click();
   await card().getByTestId('model-status').filter({ hasText: 'Ready on this device' }).waitFor({ timeout: 60_000 });
   const seen = await page.evaluate(() => window.progressSeen);
   const [done, total] = seen.at(-1);
@@ -98,7 +133,8 @@ test('a broken download resumes where it stopped, with an HTTP Range request', a
   await card().getByTestId('model-status').filter({ hasText: 'Not on this device' }).waitFor();
   const cutAt = 700_000;
   server.breakDownload(TEXT_WEIGHTS, cutAt);
-  await card().getByTestId('model-download').click();
+  await card().getByRole('button', { name: 'Download' }).click();
+  await card().getByRole('button', { name: /^Download \d/ }).click();
   const message = card().getByTestId('model-error');
   await message.waitFor({ timeout: 60_000 });
   assert.match(await message.textContent(), /stopped at .* Resume/);
@@ -123,5 +159,32 @@ test('a broken download resumes where it stopped, with an HTTP Range request', a
   });
   assert.equal(result.error, undefined, result.error);
   assert.ok(relativeL2(result.latents.data, golden['tiny-sd2.pipeline.latents'].data) <= 1e-3);
+  assert.deepEqual(problems.filter((problem) => !problem.includes('Failed to load resource')), []);
+});
+
+test('a model the engine cannot run is refused before any of its weights download', async () => {
+  await page.goto(`${server.origin}/models`);
+  await waitForApp(page);
+  const sdxs = page.getByTestId('model-IDKiro-sdxs-512-0.9');
+  await sdxs.getByTestId('model-status').filter({ hasText: 'Not on this device' }).waitFor();
+  const before = server.requests.length;
+  await sdxs.getByRole('button', { name: 'Download' }).click();
+  await sdxs.getByRole('button', { name: /^Download \d/ }).click();
+  const message = sdxs.getByRole('alert');
+  await message.waitFor({ timeout: 60_000 });
+  const text = await message.textContent();
+  assert.match(text, /SDXS-512 cannot be used in this app/);
+  assert.match(text, /DPMSolverMultistepScheduler/);
+  assert.match(text, /Nothing large was downloaded/);
+  await screenshot(page, 'models-refused-before-weights');
+  // Only the small files were fetched; no weights, and nothing is left half-downloaded.
+  const fetched = server.requests.slice(before).filter((request) => request.url.includes('/hub/IDKiro/') && request.method === 'GET');
+  assert.ok(fetched.length > 0);
+  assert.ok(fetched.every((request) => !request.url.endsWith('.safetensors')), fetched.map((request) => request.url).join('\n'));
+  await sdxs.getByTestId('model-status').filter({ hasText: 'Not on this device' }).waitFor();
+  assert.equal(await sdxs.getByTestId('progress-file').count(), 0, 'no progress is left from the refused model');
+  assert.match(text, /ask for something the app cannot do/);
+  // The model the parent already had is untouched, and still draws.
+  await card().getByTestId('model-status').filter({ hasText: 'Ready on this device' }).waitFor();
   assert.deepEqual(problems.filter((problem) => !problem.includes('Failed to load resource')), []);
 });

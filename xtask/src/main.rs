@@ -2,6 +2,7 @@
 //!
 //! Standard library only, so that it compiles in seconds on a fresh machine.
 
+mod fuzz;
 mod precache;
 mod tools;
 
@@ -45,6 +46,11 @@ cargo xtask <command>
   bench faces [cpu|gpu]  the likeness score: time to find and describe one picture's faces,
                   the face models' sizes, and the score of the same face under crops, a flip and
                   light changes against the score between different faces (native release build)
+  fuzz [RUNS]  coverage-guided fuzzing (cargo-fuzz, libFuzzer, nightly Rust) of the safetensors
+              header reader, every component config, embedding and LoRA files and the photo
+              decoder, RUNS executions each (default 1000000), seeded from models/fixtures;
+              prints executions, time and coverage per target (crashes land in
+              engine/fuzz/artifacts/)
   precache    (Trunk post-build hook) write the service worker's file list and version
 ";
 
@@ -82,6 +88,8 @@ fn main() -> ExitCode {
         ["bench", "decode"] => bench_decode("512", "cpu"),
         ["bench", "decode", size] => bench_decode(size, "cpu"),
         ["bench", "decode", size, backend] => bench_decode(size, backend),
+        ["fuzz"] => fuzz::run_all("1000000"),
+        ["fuzz", runs] => fuzz::run_all(runs),
         ["precache"] => precache::run(),
         _ => {
             eprint!("{HELP}");

@@ -102,7 +102,9 @@ impl ModelWork {
             return;
         }
         leptos::task::spawn_local(async move {
-            let result = model_store::download(&model, |now| self.report(&model.repo, now)).await;
+            let check = async || check_with_engine(&model).await;
+            let result =
+                model_store::download(&model, |now| self.report(&model.repo, now), check).await;
             let fetched = result.is_ok();
             self.finish(&model.repo, result);
             let registry = model_store::registry();
@@ -115,8 +117,12 @@ impl ModelWork {
                 && !matches!(model_store::status(decoder).await, Ok(Stored::Ready { .. }))
                 && self.begin(&decoder.repo)
             {
-                let result =
-                    model_store::download(decoder, |now| self.report(&decoder.repo, now)).await;
+                let result = model_store::download(
+                    decoder,
+                    |now| self.report(&decoder.repo, now),
+                    async || Ok(()),
+                )
+                .await;
                 self.finish(&decoder.repo, result);
             }
         });
@@ -127,11 +133,30 @@ impl ModelWork {
             return;
         }
         leptos::task::spawn_local(async move {
+            let check = async || check_with_engine(&model).await;
             let result =
-                model_store::import(&model, files, |now| self.report(&model.repo, now)).await;
+                model_store::import(&model, files, |now| self.report(&model.repo, now), check)
+                    .await;
             self.finish(&model.repo, result);
         });
     }
+}
+
+/// The engine's look at a pipeline's small files, already in the store (a decoder alone is
+/// checked when a model loads it).
+async fn check_with_engine(model: &ModelEntry) -> Result<(), String> {
+    if model.role != "pipeline" {
+        return Ok(());
+    }
+    let engine = crate::engine::EngineWorker::get()?;
+    let id = engine.next_id();
+    let request = protocol::Request::CheckModel {
+        id,
+        source: protocol::ModelSource::Stored {
+            folder: model.folder(),
+        },
+    };
+    engine.call(id, &request, |_| {}).await.map(|_| ())
 }
 
 #[component]
@@ -166,6 +191,44 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
     };
     let busy = move || deleting.get() || work.busy(&repo.get_value());
     let start_download = move |_| work.download(model.get_value());
+    // A first download starts with the real size, from the host (the registry's figure is an
+    // estimate), and the parent's yes: a model is gigabytes, perhaps on a phone's data plan.
+    let offered_bytes = RwSignal::new(None::<u64>);
+    let asking = RwSignal::new(false);
+    let ask_size = move |_| {
+        asking.set(true);
+        let entry = model.get_value();
+        leptos::task::spawn_local(async move {
+            match model_store::host_bytes(&entry).await {
+                Ok(bytes) => {
+                    offered_bytes.try_set(Some(bytes));
+                }
+                Err(message) => work.errors.update(|errors| {
+                    errors.insert(entry.repo.clone(), message);
+                }),
+            }
+            asking.try_set(false);
+        });
+    };
+    let confirm_download = move |_| {
+        offered_bytes.set(None);
+        work.download(model.get_value());
+    };
+    let offer_text = move || {
+        offered_bytes.get().map(|bytes| {
+            format!(
+                "{} is {} on the model host. It downloads once; after that the app draws offline.",
+                model.get_value().name,
+                format_bytes(bytes)
+            )
+        })
+    };
+    let confirm_label = move || {
+        format!(
+            "Download {}",
+            format_bytes(offered_bytes.get().unwrap_or_default())
+        )
+    };
     let delete = move |_| {
         deleting.set(true);
         let entry = model.get_value();
@@ -222,12 +285,11 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
             {entry.defaults.clone().map(|defaults| view! {
                 <p class="muted">
                     {format!(
-                        "Draws {} × {} in {} step{} ({}, guidance {}).",
+                        "Draws {} × {} in {} step{} (guidance {}).",
                         defaults.width,
                         defaults.height,
                         defaults.steps,
                         if defaults.steps == 1 { "" } else { "s" },
-                        defaults.scheduler,
                         defaults.guidance
                     )}
                 </p>
@@ -237,7 +299,8 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
                 {format!(" · {} · {}", entry.repo, entry.revision)}
             </p>
             <p data-testid="model-status" aria-live="polite">{status_text}</p>
-            {move || progress().map(|progress| view! {
+            // A download that left nothing behind (refused, or deleted) shows no progress.
+            {move || progress().filter(|_| busy() || !matches!(stored.get(), Some(Stored::Missing))).map(|progress| view! {
                 <div class="download-progress">
                     <label>
                         {format!("{} of {}", format_bytes(progress.done), format_bytes(progress.total))}
@@ -255,8 +318,15 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
             })}
             {move || error().map(|message| view! { <p class="error" role="alert" data-testid="model-error">{message}</p> })}
             <div class="actions">
-                <Show when=move || matches!(stored.get(), Some(Stored::Missing))>
-                    <button class="button primary" data-testid="model-download" disabled=busy on:click=start_download>"Download"</button>
+                <Show when=move || matches!(stored.get(), Some(Stored::Missing)) && offered_bytes.get().is_none()>
+                    <button class="button primary" data-testid="model-download" disabled=move || busy() || asking.get() on:click=ask_size>
+                        {move || if asking.get() { "Asking the host for its size…" } else { "Download" }}
+                    </button>
+                </Show>
+                <Show when=move || offered_bytes.get().is_some()>
+                    <p class="download-offer" data-testid="model-offer">{offer_text}</p>
+                    <button class="button primary" data-testid="model-download-confirm" disabled=busy on:click=confirm_download>{confirm_label}</button>
+                    <button class="button" on:click=move |_| offered_bytes.set(None)>"Not now"</button>
                 </Show>
                 <Show when=move || matches!(stored.get(), Some(Stored::Partial { .. }))>
                     <button class="button primary" data-testid="model-resume" disabled=busy on:click=start_download>"Resume download"</button>

@@ -56,6 +56,47 @@ pub struct SchedulerConfig {
     pub use_karras_sigmas: bool,
 }
 
+impl crate::files::Checked for SchedulerConfig {
+    fn check(&self) -> std::result::Result<(), String> {
+        use crate::limits::{MAX_TRAIN_TIMESTEPS, count, positive};
+        let timesteps = self.num_train_timesteps;
+        count("num_train_timesteps", timesteps, 1, MAX_TRAIN_TIMESTEPS)?;
+        count("steps_offset", self.steps_offset, 0, timesteps - 1)?;
+        count(
+            "original_inference_steps",
+            self.original_inference_steps,
+            1,
+            timesteps,
+        )?;
+        positive("timestep_scaling", self.timestep_scaling)?;
+        let betas = (self.beta_start, self.beta_end);
+        if !(betas.0.is_finite() && betas.1.is_finite() && 0.0 < betas.0)
+            || betas.0 > betas.1
+            || betas.1 >= 1.0
+        {
+            return Err(format!(
+                "beta_start {} and beta_end {} must satisfy 0 < beta_start ≤ beta_end < 1",
+                betas.0, betas.1
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SchedulerConfig {
+    /// The sampler this config names, when the engine has it; else a message that says so
+    /// (with the classes it has), before anything is downloaded or loaded.
+    pub fn supported_kind(&self) -> std::result::Result<SchedulerKind, String> {
+        SchedulerKind::from_class_name(&self.class_name).ok_or_else(|| {
+            format!(
+                "the scheduler `{}` is not one this app has (EulerDiscreteScheduler, \
+                 EulerAncestralDiscreteScheduler, DDIMScheduler or LCMScheduler)",
+                self.class_name
+            )
+        })
+    }
+}
+
 mod defaults {
     pub fn num_train_timesteps() -> usize {
         1000
@@ -228,6 +269,12 @@ impl Scheduler {
             return Err(EngineError::Usage(
                 "at least one inference step is needed".into(),
             ));
+        }
+        let most = config.num_train_timesteps.min(crate::limits::MAX_STEPS);
+        if steps > most {
+            return Err(EngineError::Usage(format!(
+                "{steps} inference steps are more than this model can take ({most} at most)"
+            )));
         }
         let alphas_cumprod = alphas_cumprod(config)?;
         Ok(match kind {

@@ -19,7 +19,7 @@ use super::{describe, scope, wasm_heap_bytes};
 use crate::device::{ComputeBackend, Precision, configure};
 use crate::error::{EngineError, Result};
 use crate::files::{AsComponent, ModelFiles};
-use crate::pipeline::{GenerationRequest, StableDiffusion, elapsed_ms};
+use crate::pipeline::{GenerationRequest, StableDiffusion, check_model, elapsed_ms};
 use crate::schedulers::SchedulerKind;
 use crate::textual_inversion::TextualInversion;
 use crate::weights::WeightFiles;
@@ -136,6 +136,16 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
                 .await
                 .map(|pictures| (Event::FacesFound { id, pictures }, None));
             answer(id, found);
+        }
+        Request::CheckModel { id, source } => {
+            let checked = match &source {
+                ModelSource::Url { base } => check_model(&HttpFiles::new(base)).await,
+                ModelSource::Stored { folder } => match StoredFiles::open(folder).await {
+                    Ok(files) => check_model(&files).await,
+                    Err(error) => Err(error),
+                },
+            };
+            answer(id, checked.map(|()| (Event::ModelChecked { id }, None)));
         }
         Request::Cancel { .. } => {}
     }
