@@ -29,6 +29,13 @@ fn lcm_like_guidance_embedding_matches_diffusers() {
 }
 
 #[test]
+fn sdxs_512_layout_one_step_with_its_tiny_autoencoder_matches_diffusers() {
+    // SDXS-512 as the hub ships it: only_cross_attention, no mid block, AutoencoderTiny as vae/
+    // (scaling factor 1.0), Euler with trailing spacing.
+    assert_pipeline_matches("tiny-sdxs-512");
+}
+
+#[test]
 fn sdxs_like_ddim_with_guidance_and_negative_prompt_matches_diffusers() {
     assert_pipeline_matches("tiny-sdxs");
 }

@@ -19,6 +19,10 @@ before(async () => {
   browser = await launchBrowser(server);
   golden = await readSafetensors(join(fixturesDir, 'image-golden.safetensors'));
   runs = JSON.parse(await readFile(join(fixturesDir, 'pipeline-runs.json'), 'utf8'));
+  // The SDXS-512-layout fixture keeps its run and golden beside it (models/make_sdxs_fixtures.py).
+  runs['tiny-sdxs-512'] = JSON.parse(await readFile(join(fixturesDir, 'tiny-sdxs-512-run.json'), 'utf8'));
+  const sdxs = await readSafetensors(join(fixturesDir, 'tiny-sdxs-512-golden.safetensors'));
+  golden['tiny-sdxs-512.pipeline.latents'] = sdxs['pipeline.latents'];
 });
 
 after(async () => {
@@ -48,7 +52,7 @@ function benchParams(name, backend) {
 const TOLERANCE = 1e-3;
 
 for (const backend of ['webgpu', 'cpu']) {
-  for (const name of ['tiny-sd2', 'tiny-sdxs']) {
+  for (const name of ['tiny-sd2', 'tiny-sdxs', 'tiny-sdxs-512']) {
     test(`${name} in the worker on ${backend} matches diffusers' latents`, async () => {
       const context = trackContext(server, await browser.newContext());
       const page = await context.newPage();

@@ -21,6 +21,8 @@ export const HUB_REPOS = {
   'tiny/sd2': join(fixturesDir, 'tiny-sd2'),
   'tiny/sd1': join(fixturesDir, 'tiny-sd1'),
   'tiny/sdxs': join(fixturesDir, 'tiny-sdxs'),
+  // SDXS-512's real layout, with its AutoencoderTiny as vae/.
+  'tiny/sdxs-512': join(fixturesDir, 'tiny-sdxs-512'),
   // A decoder-only repo laid out like madebyollin/taesd (config and weights at the root).
   'tiny/taesd': join(fixturesDir, 'tiny-sd1', 'vae'),
 };

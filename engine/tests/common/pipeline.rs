@@ -7,11 +7,32 @@ use super::{fixtures, golden_tensor, relative_l2};
 
 const GOLDEN: &str = "image-golden.safetensors";
 
+/// A fixture's run: its own `{name}-run.json` (fixtures made by their own script), else its
+/// entry in `pipeline-runs.json`.
+fn run_of(name: &str) -> serde_json::Value {
+    let read = |file: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(fixtures().join(file)).unwrap()).unwrap()
+    };
+    let own = format!("{name}-run.json");
+    if fixtures().join(&own).exists() {
+        read(&own)
+    } else {
+        read("pipeline-runs.json")[name].clone()
+    }
+}
+
+/// diffusers' final latents: `pipeline.latents` in the fixture's own golden file, else
+/// `{name}.pipeline.latents` in the shared one.
+fn golden_latents(name: &str) -> (Vec<usize>, Vec<f32>) {
+    if fixtures().join(format!("{name}-run.json")).exists() {
+        golden_tensor(&format!("{name}-golden.safetensors"), "pipeline.latents")
+    } else {
+        golden_tensor(GOLDEN, &format!("{name}.pipeline.latents"))
+    }
+}
+
 pub fn request(name: &str) -> GenerationRequest {
-    let runs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("pipeline-runs.json")).unwrap())
-            .unwrap();
-    let run = &runs[name];
+    let run = &run_of(name);
     GenerationRequest {
         prompt: run["prompt"].as_str().unwrap().into(),
         negative_prompt: run["negative_prompt"].as_str().unwrap_or("").into(),
@@ -37,10 +58,7 @@ pub fn assert_pipeline_within(
     let model = block_on(StableDiffusion::load(&super::model(name), None, device)).unwrap();
     let generated = block_on(model.generate(&request(name), |_| true)).unwrap();
     let latents = (generated.latent_shape.to_vec(), generated.latents.clone());
-    let error = relative_l2(
-        &latents,
-        &golden_tensor(GOLDEN, &format!("{name}.pipeline.latents")),
-    );
+    let error = relative_l2(&latents, &golden_latents(name));
     let expected = image::open(fixtures().join(format!("{name}-golden.png")))
         .unwrap()
         .to_rgb8();
