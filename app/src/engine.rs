@@ -192,6 +192,7 @@ fn event_id(event: &Event) -> Option<u32> {
         | Event::AvatarTrained { id, .. }
         | Event::FacesFound { id, .. }
         | Event::ModelChecked { id, .. }
+        | Event::FileChecked { id, .. }
         | Event::Failed { id, .. } => Some(*id),
     }
 }
@@ -204,6 +205,7 @@ fn is_final(event: &Event) -> bool {
             | Event::AvatarTrained { .. }
             | Event::FacesFound { .. }
             | Event::ModelChecked { .. }
+            | Event::FileChecked { .. }
             | Event::Cancelled { .. }
             | Event::Failed { .. }
     )

@@ -115,6 +115,29 @@ pub async fn decoder() -> Option<ModelSource> {
     }
 }
 
+/// Reads an imported file (`name`, for the message) as the engine will use it, before the app
+/// stores it: a damaged avatar or LoRA is refused now, in words, not when a page is drawn.
+pub async fn check_file(bytes: &[u8], name: &str, kind: protocol::FileKind) -> Result<(), String> {
+    let url = crate::storage::object_url(bytes, "application/octet-stream")
+        .ok_or("could not prepare the file")?;
+    let engine = EngineWorker::get()?;
+    let id = engine.next_id();
+    let request = protocol::Request::CheckFile {
+        id,
+        url: url.clone(),
+        name: name.to_owned(),
+        kind,
+    };
+    let checked = engine.call(id, &request, |_| {}).await.map(|_| ());
+    let _ = web_sys::Url::revoke_object_url(&url);
+    // The engine's message starts with the file's name, which the app says itself.
+    checked.map_err(|message| {
+        message
+            .strip_prefix(&format!("{name}: "))
+            .map_or(message.clone(), str::to_owned)
+    })
+}
+
 pub fn avatar_path(token: &str, name: &str) -> String {
     format!("{AVATARS_DIR}/{}/{name}", avatar_folder(token))
 }

@@ -130,6 +130,10 @@ const OTHER_KINDS: [(&str, &str); 7] = [
     ("ia3", "an IA³ adapter"),
 ];
 
+/// A parent-facing reason: the reader's own words mean nothing to a parent.
+const NOT_SAFETENSORS: &str =
+    "is not a safetensors file: it is cut short, damaged, or another kind of file";
+
 impl LoraFile {
     /// Reads a LoRA safetensors file; `path` names it in errors.
     pub fn from_safetensors(bytes: &[u8], path: &Path) -> Result<Self> {
@@ -143,10 +147,9 @@ impl LoraFile {
                     .into(),
             ));
         }
-        let tensors = SafeTensors::deserialize(bytes)
-            .map_err(|cause| error(format!("is not a safetensors file ({cause})")))?;
-        let (_, header) = SafeTensors::read_metadata(bytes)
-            .map_err(|cause| error(format!("is not a safetensors file ({cause})")))?;
+        let tensors = SafeTensors::deserialize(bytes).map_err(|_| error(NOT_SAFETENSORS.into()))?;
+        let (_, header) =
+            SafeTensors::read_metadata(bytes).map_err(|_| error(NOT_SAFETENSORS.into()))?;
         let adapter_metadata = AdapterMetadata::read(header.metadata().as_ref(), &error)?;
 
         let mut layers: BTreeMap<(Component, LayerName), FileLayer> = BTreeMap::new();
@@ -163,7 +166,7 @@ impl LoraFile {
             })?;
             if let Some(bad) = values.iter().find(|value| !value.is_finite()) {
                 return Err(error(format!(
-                    "tensor `{key}` holds {bad}: the file is damaged"
+                    "holds {bad} where its numbers should be (in `{key}`): the file is damaged"
                 )));
             }
             let layer = layers

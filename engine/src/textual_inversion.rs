@@ -57,10 +57,12 @@ impl TextualInversion {
                     .into(),
             ));
         }
-        let tensors = SafeTensors::deserialize(bytes).map_err(|cause| {
-            error(format!(
-                "is not an embedding file (safetensors could not be read: {cause})"
-            ))
+        // The reader's own words ("invalid header deserialization") mean nothing to a parent.
+        let tensors = SafeTensors::deserialize(bytes).map_err(|_| {
+            error(
+                "is not an embedding file: it is cut short, damaged, or another kind of file"
+                    .into(),
+            )
         })?;
         let names = tensors.names();
         let name = match names.as_slice() {
@@ -106,7 +108,7 @@ impl TextualInversion {
         })?;
         if let Some(bad) = values.iter().find(|value| !value.is_finite()) {
             return Err(error(format!(
-                "tensor `{name}` holds {bad}, not a number a picture can be drawn from (a damaged or badly trained embedding)"
+                "holds {bad} where its numbers should be, so no picture can be drawn from it (a damaged or badly trained embedding)"
             )));
         }
         let token = if name == "emb_params" {

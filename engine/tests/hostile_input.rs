@@ -39,6 +39,7 @@ fn refused(files: InMemory, path: &str, fragments: &[&str], weights_only: bool) 
         let message = result
             .expect_err("the folder should be refused")
             .to_string();
+        eprintln!("refused: {message}");
         assert!(message.contains(path), "{message:?} does not name {path}");
         for fragment in fragments {
             assert!(message.contains(fragment), "{message:?} lacks {fragment:?}");
@@ -428,6 +429,26 @@ fn a_vocabulary_without_its_end_token_is_refused() {
     );
 }
 
+#[test]
+fn merges_that_are_not_merges_are_refused() {
+    let mut files = folder();
+    files.0.insert(
+        "tokenizer/merges.txt".into(),
+        b"#version: 0.2\nonlyoneword\n".to_vec(),
+    );
+    refused(files, "merges.txt", &[], false);
+}
+
+#[test]
+fn a_tokenizer_json_that_is_not_one_is_refused() {
+    let mut files = folder();
+    files.0.insert(
+        "tokenizer/tokenizer.json".into(),
+        b"{\"model\": 42}".to_vec(),
+    );
+    refused(files, "tokenizer/tokenizer.json", &[], false);
+}
+
 // ---- Embeddings and LoRAs, offered to a loaded model --------------------------------------
 
 fn loaded() -> StableDiffusion {
@@ -475,7 +496,7 @@ fn an_embedding_holding_nan_is_refused() {
     values[3] = f32::NAN;
     embedding_refused(
         &one_tensor_file("<kid>", Dtype::F32, &[1, 16], &f32_bytes(&values)),
-        "NaN",
+        "holds NaN where its numbers should be",
     );
 }
 
@@ -491,13 +512,16 @@ fn an_embedding_holding_infinity_is_refused() {
 
 #[test]
 fn a_zero_byte_embedding_is_refused() {
-    embedding_refused(&[], "is not an embedding file");
+    embedding_refused(&[], "is not an embedding file: it is cut short");
 }
 
 #[test]
 fn a_truncated_embedding_is_refused() {
     let whole = one_tensor_file("<kid>", Dtype::F32, &[1, 16], &f32_bytes(&[0.1; 16]));
-    embedding_refused(&whole[..whole.len() - 7], "is not an embedding file");
+    embedding_refused(
+        &whole[..whole.len() - 7],
+        "is not an embedding file: it is cut short",
+    );
 }
 
 #[test]
@@ -513,7 +537,7 @@ fn an_embedding_of_a_hundred_vectors_is_refused() {
 fn an_embedding_with_a_header_length_of_two_to_the_sixty_is_refused() {
     let mut bytes = (1u64 << 60).to_le_bytes().to_vec();
     bytes.extend(b"{}");
-    embedding_refused(&bytes, "is not an embedding file");
+    embedding_refused(&bytes, "is not an embedding file: it is cut short");
 }
 
 #[test]
@@ -769,4 +793,22 @@ fn training_with_bad_photos_leaves_the_existing_avatar_file_alone() {
         "the avatar file changed"
     );
     std::fs::remove_dir_all(&scratch).unwrap();
+}
+
+#[test]
+fn a_config_far_larger_than_its_weights_is_refused_without_building_it() {
+    // Within every bound, but its two blocks alone would need about 40 GB: the weights must
+    // match the config tensor by tensor, and the mismatch is found before any of that exists.
+    let started = std::time::Instant::now();
+    let mut files = folder();
+    edit_json(&mut files, "unet/config.json", |config| {
+        config["block_out_channels"] = json!([16_384, 16_384]);
+        config["attention_head_dim"] = json!([8, 8]);
+    });
+    refused(files, UNET_WEIGHTS, &["shape"], true);
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "took {:?}",
+        started.elapsed()
+    );
 }

@@ -195,10 +195,31 @@ pub enum Request {
         id: u32,
         source: ModelSource,
     },
+    /// Read a file a parent imports (an avatar's embedding, a LoRA) as the engine will, before
+    /// the app stores it: answered by [`Event::FileChecked`], or [`Event::Failed`] saying what
+    /// is wrong with it.
+    CheckFile {
+        id: u32,
+        /// A `blob:` URL of the file's bytes (or any URL the worker can read).
+        url: String,
+        /// The file's name, for the message.
+        name: String,
+        kind: FileKind,
+    },
     /// Stop the generation or training `id` after its current step.
     Cancel {
         id: u32,
     },
+}
+
+/// What a [`Request::CheckFile`] file should be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// A textual-inversion embedding (an avatar).
+    Embedding,
+    /// A LoRA (an avatar's stronger likeness, a book's picture style).
+    Lora,
 }
 
 /// An avatar's training settings.
@@ -427,6 +448,10 @@ pub enum Event {
     },
     /// The model of [`Request::CheckModel`] is one the engine runs.
     ModelChecked {
+        id: u32,
+    },
+    /// The file of [`Request::CheckFile`] reads as its kind.
+    FileChecked {
         id: u32,
     },
     /// Request `id` failed; `message` is written for a parent.

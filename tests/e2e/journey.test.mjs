@@ -397,6 +397,23 @@ test('again in the same browser: a second child, a book made without choosing th
   await page.getByRole('alert').filter({ hasText: 'Broken.zip: the zip file is damaged' }).waitFor();
   await button('OK').click();
   assert.equal(await page.getByTestId('avatar-card').count(), 2);
+  // An avatar file whose numbers are damaged (NaN), and one cut short: the engine reads each
+  // before anything is stored, the parent is told which and why, and the avatars stay as they were.
+  const values = new Float32Array(16).fill(0.25);
+  values[5] = Number.NaN;
+  const header = Buffer.from(JSON.stringify({ '<lily>': { dtype: 'F32', shape: [1, 16], data_offsets: [0, 64] } }));
+  const nanAvatar = Buffer.concat([Buffer.from(new BigUint64Array([BigInt(header.length)]).buffer), header, Buffer.from(values.buffer)]);
+  await page.getByLabel('Import an avatar file…').setInputFiles({ name: 'Lily.safetensors', mimeType: 'application/octet-stream', buffer: nanAvatar });
+  const nanAlert = page.getByRole('alert').filter({ hasText: 'Lily.safetensors cannot be used as an avatar' });
+  await nanAlert.waitFor({ timeout: 60_000 });
+  assert.match(await nanAlert.textContent(), /cannot be used as an avatar: it holds NaN where its numbers should be, so no picture can be drawn from it/);
+  await checkScreen(page, problems, 'journey-second-damaged-avatar');
+  await button('OK').click();
+  await page.getByLabel('Import an avatar file…').setInputFiles({ name: 'Lily.safetensors', mimeType: 'application/octet-stream', buffer: nanAvatar.subarray(0, nanAvatar.length - 10) });
+  await page.getByRole('alert').filter({ hasText: 'Lily.safetensors cannot be used as an avatar: it is not an embedding file: it is cut short' }).waitFor({ timeout: 60_000 });
+  await checkScreen(page, problems, 'journey-second-cut-avatar');
+  await button('OK').click();
+  assert.equal(await page.getByTestId('avatar-card').count(), 2);
 
   // Finest pictures: the model's full decoder from then on.
   await nav('Settings').click();

@@ -735,6 +735,17 @@ async fn import_avatar(file: &web_sys::File) -> Result<(), String> {
         ));
     }
     let (token, metadata) = read_avatar_file(&bytes).ok_or_else(not_avatar)?;
+    // The engine reads both files now, so a damaged one is refused before anything is stored.
+    let unusable =
+        |message: String| format!("{} cannot be used as an avatar: it {message}", file.name());
+    studio::check_file(&bytes, &file.name(), protocol::FileKind::Embedding)
+        .await
+        .map_err(unusable)?;
+    if let Some(lora) = &lora {
+        studio::check_file(lora, &file.name(), protocol::FileKind::Lora)
+            .await
+            .map_err(unusable)?;
+    }
     let taken: Vec<String> = studio::avatars()
         .await?
         .into_iter()

@@ -369,6 +369,14 @@ fn StyleAddOn(
                         file.name()
                     ));
                 }
+                studio::check_file(&bytes, &file.name(), protocol::FileKind::Lora)
+                    .await
+                    .map_err(|message| {
+                        format!(
+                            "{} cannot be used as a style add-on: it {message}",
+                            file.name()
+                        )
+                    })?;
                 storage::write(&studio::book_path(&id, BookData::STYLE_LORA_FILE), &bytes).await?;
                 Ok(file.name().trim_end_matches(".safetensors").to_owned())
             };

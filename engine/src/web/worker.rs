@@ -147,6 +147,29 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
             };
             answer(id, checked.map(|()| (Event::ModelChecked { id }, None)));
         }
+        Request::CheckFile {
+            id,
+            url,
+            name,
+            kind,
+        } => {
+            let checked = async {
+                let bytes = super::files::read_source(&url).await?;
+                let path = Path::new(&name);
+                match kind {
+                    protocol::FileKind::Embedding => {
+                        TextualInversion::from_safetensors(&bytes, path).map(|_| ())
+                    }
+                    protocol::FileKind::Lora => {
+                        crate::lora::LoraFile::from_safetensors(&bytes, path).map(|_| ())
+                    }
+                }
+            };
+            answer(
+                id,
+                checked.await.map(|()| (Event::FileChecked { id }, None)),
+            );
+        }
         Request::Cancel { .. } => {}
     }
 }
