@@ -46,7 +46,7 @@ cargo xtask <command>
   bench faces [cpu|gpu]  the likeness score: time to find and describe one picture's faces,
                   the face models' sizes, and the score of the same face under crops, a flip and
                   light changes against the score between different faces (native release build)
-  fuzz [RUNS]  coverage-guided fuzzing (cargo-fuzz, libFuzzer, nightly Rust) of the safetensors
+  fuzz [RUNS] [TARGET]  coverage-guided fuzzing (cargo-fuzz, libFuzzer, nightly Rust) of the safetensors
               header reader, every component config, embedding and LoRA files and the photo
               decoder, RUNS executions each (default 1000000), seeded from models/fixtures;
               prints executions, time and coverage per target (crashes land in
@@ -88,8 +88,9 @@ fn main() -> ExitCode {
         ["bench", "decode"] => bench_decode("512", "cpu"),
         ["bench", "decode", size] => bench_decode(size, "cpu"),
         ["bench", "decode", size, backend] => bench_decode(size, backend),
-        ["fuzz"] => fuzz::run_all("1000000"),
-        ["fuzz", runs] => fuzz::run_all(runs),
+        ["fuzz"] => fuzz::run_all("1000000", None),
+        ["fuzz", runs] => fuzz::run_all(runs, None),
+        ["fuzz", runs, target] => fuzz::run_all(runs, Some(target)),
         ["precache"] => precache::run(),
         _ => {
             eprint!("{HELP}");
