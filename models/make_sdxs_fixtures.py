@@ -26,6 +26,9 @@ from PIL import Image
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
+# The same TAESD layout as the tiny SD 1 fixture's decoder.
+from make_image_fixtures import TAESD
+
 FIXTURES = Path(__file__).parent / "fixtures"
 NAME = "tiny-sdxs-512"
 
@@ -57,13 +60,6 @@ TEXT = dict(
     pad_token_id=1,
     bos_token_id=49406,
     eos_token_id=49407,
-)
-TAESD = dict(
-    encoder_block_out_channels=(8, 8, 8, 8),
-    decoder_block_out_channels=(8, 8, 8, 8),
-    num_encoder_blocks=(1, 2, 1, 1),
-    num_decoder_blocks=(1, 1, 2, 1),
-    latent_channels=4,
 )
 RUN = dict(prompt="a toddler with a red kite", negative_prompt=None, num_inference_steps=1, guidance_scale=0.0)
 SIZE = 32
