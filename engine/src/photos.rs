@@ -77,6 +77,19 @@ pub fn decode(bytes: &[u8], name: &Path) -> Result<DynamicImage> {
             "is cut off (the end of the picture is missing): copy the photo again".into(),
         ));
     }
+    // The JPEG decoder also draws a picture from scan data far too short for its size (the
+    // rest grey), and spends seconds doing it for a kilobyte that claims 50 megapixels.
+    if reader.format() == Some(image::ImageFormat::Jpeg) {
+        if let Some(frame) = JpegFrame::read(bytes) {
+            if (bytes.len() as u64) < frame.least_entropy_bytes() {
+                return Err(not_a_picture(format!(
+                    "is damaged (it holds too little to draw its {} × {} pixels): copy the \
+                     photo again",
+                    frame.width, frame.height
+                )));
+            }
+        }
+    }
     let mut decoder = reader
         .into_decoder()
         .map_err(|error| not_a_picture(format!("could not be read as a picture: {error}")))?;
@@ -108,6 +121,80 @@ fn jpeg_is_whole(bytes: &[u8]) -> bool {
     match (marker(0xDA), marker(0xD9)) {
         (Some(scan), Some(end)) => end > scan,
         _ => false,
+    }
+}
+
+/// A Huffman-coded JPEG's frame header: its size and each component's sampling factors.
+struct JpegFrame {
+    width: u32,
+    height: u32,
+    sampling: Vec<(u32, u32)>,
+}
+
+impl JpegFrame {
+    /// The first frame header (baseline, extended or progressive Huffman) found by walking the
+    /// marker segments; `None` for anything else (arithmetic or lossless coding, a damaged walk),
+    /// which the decoder then judges on its own.
+    fn read(bytes: &[u8]) -> Option<JpegFrame> {
+        let mut at = 2; // after the start-of-image marker
+        loop {
+            while *bytes.get(at)? != 0xFF {
+                at += 1;
+            }
+            while *bytes.get(at)? == 0xFF {
+                at += 1; // fill bytes
+            }
+            let marker = *bytes.get(at)?;
+            at += 1;
+            if matches!(marker, 0x01 | 0xD0..=0xD8) {
+                continue; // markers without a length
+            }
+            let length = usize::from(u16::from_be_bytes([*bytes.get(at)?, *bytes.get(at + 1)?]));
+            let segment = bytes.get(at + 2..at + length.max(2))?;
+            match marker {
+                0xC0..=0xC2 => return JpegFrame::parse(segment),
+                0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF | 0xDA | 0xD9 => return None,
+                _ => at += length,
+            }
+        }
+    }
+
+    fn parse(segment: &[u8]) -> Option<JpegFrame> {
+        let height = u32::from(u16::from_be_bytes([*segment.get(1)?, *segment.get(2)?]));
+        let width = u32::from(u16::from_be_bytes([*segment.get(3)?, *segment.get(4)?]));
+        let count = usize::from(*segment.get(5)?);
+        let sampling = (0..count)
+            .map(|index| {
+                let factors = *segment.get(6 + 3 * index + 1)?;
+                Some((
+                    u32::from(factors >> 4).max(1),
+                    u32::from(factors & 0x0F).max(1),
+                ))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(JpegFrame {
+            width,
+            height,
+            sampling,
+        })
+    }
+
+    /// The fewest bytes of scan data that can code this frame: every 8 × 8 block of every
+    /// component costs at least one Huffman-coded bit (its DC difference), in baseline and
+    /// progressive files alike.
+    fn least_entropy_bytes(&self) -> u64 {
+        let most = |pick: fn(&(u32, u32)) -> u32| self.sampling.iter().map(pick).max().unwrap_or(1);
+        let (most_across, most_down) = (most(|factors| factors.0), most(|factors| factors.1));
+        let blocks: u64 = self
+            .sampling
+            .iter()
+            .map(|&(across, down)| {
+                let columns = u64::from(self.width * across).div_ceil(u64::from(most_across));
+                let rows = u64::from(self.height * down).div_ceil(u64::from(most_down));
+                columns.div_ceil(8) * rows.div_ceil(8)
+            })
+            .sum();
+        blocks / 8
     }
 }
 

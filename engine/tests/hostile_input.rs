@@ -624,6 +624,34 @@ fn a_truncated_jpeg_is_refused() {
 }
 
 #[test]
+fn a_jpeg_claiming_far_more_pixels_than_its_data_can_hold_is_refused() {
+    let mut jpeg = std::fs::read(common::fixtures().join("photos/toddler-1.jpg")).unwrap();
+    // The frame header's height and width, as a fuzzer found them: 2.7 kB for 54 megapixels.
+    let frame = jpeg
+        .windows(2)
+        .position(|pair| pair == [0xFF, 0xC0])
+        .unwrap();
+    jpeg[frame + 5..frame + 9].copy_from_slice(&[0x41, 0xFF, 0x0C, 0x80]);
+    photo_refused(
+        &jpeg,
+        "is damaged (it holds too little to draw its 3200 × 16895 pixels)",
+    );
+}
+
+#[test]
+fn the_most_compressible_real_jpeg_is_not_taken_for_a_damaged_one() {
+    // One flat colour: the fewest bytes a block can take from a real encoder.
+    let flat = image::RgbImage::from_pixel(2000, 1500, image::Rgb([200, 180, 160]));
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 50)
+        .encode_image(&flat)
+        .unwrap();
+    assert!(jpeg.len() < 200_000, "{} bytes", jpeg.len());
+    let read = engine::photos::decode(&jpeg, Path::new("flat.jpg")).unwrap();
+    assert_eq!((read.width(), read.height()), (2000, 1500));
+}
+
+#[test]
 fn a_truncated_webp_is_refused() {
     let webp = std::fs::read(common::fixtures().join("photos/toddler-3.webp")).unwrap();
     photo_refused(&webp[..webp.len() / 2], "could not be read");
