@@ -79,16 +79,14 @@ pub fn decode(bytes: &[u8], name: &Path) -> Result<DynamicImage> {
     }
     // The JPEG decoder also draws a picture from scan data far too short for its size (the
     // rest grey), and spends seconds doing it for a kilobyte that claims 50 megapixels.
-    if reader.format() == Some(image::ImageFormat::Jpeg) {
-        if let Some(frame) = JpegFrame::read(bytes) {
-            if (bytes.len() as u64) < frame.least_entropy_bytes() {
-                return Err(not_a_picture(format!(
-                    "is damaged (it holds too little to draw its {} × {} pixels): copy the \
-                     photo again",
-                    frame.width, frame.height
-                )));
-            }
-        }
+    if reader.format() == Some(image::ImageFormat::Jpeg)
+        && let Some(frame) = JpegFrame::read(bytes)
+        && (bytes.len() as u64) < frame.least_entropy_bytes()
+    {
+        return Err(not_a_picture(format!(
+            "is damaged (it holds too little to draw its {} × {} pixels): copy the photo again",
+            frame.width, frame.height
+        )));
     }
     let mut decoder = reader
         .into_decoder()
