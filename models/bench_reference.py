@@ -1,7 +1,9 @@
 """The PyTorch side of `cargo xtask bench generate`: diffusers on the CPU, same folder, same
-settings, two threads (the machine's cores). Prints one JSON line.
+settings, two threads (the machine's cores). Prints one JSON line. With DECODER_DIR (a TAESD
+folder), the picture is decoded with that AutoencoderTiny instead of the model's VAE, as
+`toddler generate --decoder` does.
 
-    models/.venv/bin/python models/bench_reference.py MODEL_DIR WIDTH HEIGHT
+    models/.venv/bin/python models/bench_reference.py MODEL_DIR WIDTH HEIGHT [DECODER_DIR]
 """
 
 import json
@@ -10,12 +12,14 @@ import sys
 import time
 
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import AutoencoderTiny, StableDiffusionPipeline
 
 
-def main(folder, width, height):
+def main(folder, width, height, decoder=None):
     torch.set_num_threads(2)
     pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, requires_safety_checker=False)
+    if decoder:
+        pipe.vae = AutoencoderTiny.from_pretrained(decoder)
     pipe.set_progress_bar_config(disable=True)
     noise = torch.randn(1, 4, height // 8, width // 8, generator=torch.Generator().manual_seed(0))
 
@@ -34,4 +38,4 @@ def main(folder, width, height):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), *sys.argv[4:5])

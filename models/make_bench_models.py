@@ -11,6 +11,10 @@ block_out_channels 128/256/256, two layers per block, cross-attention down/up bl
 two levels, 8 heads, cross_attention_dim 256; a 4-layer 256-wide CLIP text encoder; an
 AutoencoderKL with block_out_channels 64/128/256/256; Euler ancestral (trailing); f32 weights.
 
+OUT_DIR/taesd: TAESD (madebyollin/taesd: diffusers' AutoencoderTiny defaults, 64 channels), random
+weights in its folder layout (`config.json` + `diffusion_pytorch_model.safetensors`): the fast
+decoder, for `toddler generate --decoder` and `cargo xtask bench generate`.
+
 With --full, only OUT_DIR/sd-turbo-full: the whole SD-Turbo pipeline at full size (the text tower
 above, the SD 2.1 UNet: 320/640/1280/1280, heads 5/10/20/20, linear projections, cross-attention
 1024; the SD VAE), random weights saved as the hub's fp16 variants: 2.6 GB, for the browser's
@@ -84,6 +88,13 @@ def mid_sd(out):
     )
 
 
+def taesd(out):
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(2)
+    AutoencoderTiny().save_pretrained(out)
+
+
 def sd_turbo_full(out):
     from diffusers import AutoencoderKL, EulerAncestralDiscreteScheduler, UNet2DConditionModel
 
@@ -126,4 +137,5 @@ if __name__ == "__main__":
         sys.exit(0)
     sd_turbo_text(root / "sd-turbo-text")
     mid_sd(root / "mid-sd")
+    taesd(root / "taesd")
     print("wrote", root)

@@ -5,6 +5,8 @@ use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, DType, Device, Tensor};
 
 use crate::conv;
@@ -13,9 +15,10 @@ use crate::resnet::{conv1x1, group_norm};
 
 /// Scaled dot-product attention over `[batch, tokens, heads·dim]`.
 ///
-/// Queries are processed in slices so the score tensor of one slice stays small: at 512² the
-/// full `[batch, heads, 4096, 4096]` scores (640 MiB for SD-Turbo's 5 heads with guidance) would
-/// not fit a WebGPU binding (128 MiB by default).
+/// On the GPU, queries are processed in slices so the score tensor of one slice stays small: at
+/// 512² the full `[batch, heads, 4096, 4096]` scores (640 MiB for SD-Turbo's 5 heads with
+/// guidance) would not fit a WebGPU binding (128 MiB by default). On burn's CPU backend the fused
+/// kernel runs instead (see [`fused_on_the_cpu`]).
 pub fn scaled_dot_product(
     query: Tensor<3>,
     key: Tensor<3>,
@@ -30,6 +33,22 @@ pub fn scaled_dot_product(
             .reshape([batch, tokens, heads, head_dim])
             .swap_dims(1, 2)
     };
+    if fused_on_the_cpu(&query.device()) {
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: false,
+        };
+        let context = attention(
+            split(query, queries),
+            split(key, keys),
+            split(value, keys),
+            None,
+            None,
+            options,
+        );
+        return context.swap_dims(1, 2).reshape([batch, queries, width]);
+    }
     let query = upcast(split(query, queries) * (head_dim as f64).powf(-0.5));
     let key_t = upcast(split(key, keys).swap_dims(2, 3));
     let value = split(value, keys);
@@ -48,6 +67,17 @@ pub fn scaled_dot_product(
         Tensor::cat(outputs, 2)
     };
     context.swap_dims(1, 2).reshape([batch, queries, width])
+}
+
+/// Whether attention on `device` goes through burn's fused `attention`: on its CPU backend
+/// outside training. That kernel splits the work by head over the cores, keeps no score matrix
+/// (an online softmax over tiles of keys once there are many) and computes in f32 whatever the
+/// weights' type; the materialised scores it replaces cost a UNet step at 256² a third of its
+/// time, mostly in allocating them (docs/benchmarks.md, issue 18). On the GPU the fused kernel
+/// is the same materialised fallback without autotune, and under autodiff burn differentiates
+/// the fallback anyway.
+fn fused_on_the_cpu(device: &Device) -> bool {
+    !device.is_autodiff() && *device == Device::flex()
 }
 
 /// `softmax(q·kᵀ)` from queries and keys already in f32 ([`upcast`]), in the values' type

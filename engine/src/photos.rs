@@ -71,22 +71,10 @@ pub fn decode(bytes: &[u8], name: &Path) -> Result<DynamicImage> {
             "is not a picture this app can read (use JPEG, PNG or WebP)".into(),
         ));
     }
-    // The JPEG decoder fills a cut-off picture with grey rather than fail.
-    if reader.format() == Some(image::ImageFormat::Jpeg) && !jpeg_is_whole(bytes) {
-        return Err(not_a_picture(
-            "is cut off (the end of the picture is missing): copy the photo again".into(),
-        ));
-    }
-    // The JPEG decoder also draws a picture from scan data far too short for its size (the
-    // rest grey), and spends seconds doing it for a kilobyte that claims 50 megapixels.
     if reader.format() == Some(image::ImageFormat::Jpeg)
-        && let Some(frame) = JpegFrame::read(bytes)
-        && (bytes.len() as u64) < frame.least_entropy_bytes()
+        && let Some(problem) = jpeg_damage(bytes)
     {
-        return Err(not_a_picture(format!(
-            "is damaged (it holds too little to draw its {} × {} pixels): copy the photo again",
-            frame.width, frame.height
-        )));
+        return Err(not_a_picture(problem));
     }
     let mut decoder = reader
         .into_decoder()
@@ -109,6 +97,22 @@ pub fn decode(bytes: &[u8], name: &Path) -> Result<DynamicImage> {
         picture = picture.resize(MAX_SIDE, MAX_SIDE, FilterType::Triangle);
     }
     Ok(picture)
+}
+
+/// What is wrong with a JPEG the decoder would still draw: it fills a picture whose scan data
+/// runs out with grey rather than fail — a cut-off file, or a kilobyte whose header claims
+/// 50 megapixels (seconds of decoding).
+fn jpeg_damage(bytes: &[u8]) -> Option<String> {
+    if !jpeg_is_whole(bytes) {
+        return Some("is cut off (the end of the picture is missing): copy the photo again".into());
+    }
+    let frame = JpegFrame::read(bytes)?;
+    ((bytes.len() as u64) < frame.least_entropy_bytes()).then(|| {
+        format!(
+            "is damaged (it holds too little to draw its {} × {} pixels): copy the photo again",
+            frame.width, frame.height
+        )
+    })
 }
 
 /// Whether a JPEG's last scan is followed by its end marker. Scan data stuffs every 0xFF byte,

@@ -2,20 +2,21 @@
 // pick) on the same UNet, in one headless Chromium: time per UNet step on WebGPU (SwiftShader)
 // and on the CPU (the engine's wasm fallback against ORT's wasm backend, one thread each).
 //
-//   node tests/bench/ort.mjs MODEL_FOLDER UNET.onnx LATENT_SIDE [RUNS]
+//   node tests/bench/ort.mjs MODEL_FOLDER UNET.onnx LATENT_SIDE [RUNS] [BACKENDS]
 //
 // UNET.onnx comes from models/export_unet_onnx.py (same folder, same latent side); the engine
 // runs the bench page of dist-release/ (`cargo xtask bench ort` builds both and runs this).
 // Both sides: a warm-up run first, then the best of RUNS; the engine's step is a 2-step
-// generation's fastest step, ORT's one `session.run` with the output read back.
+// generation's fastest step, ORT's one `session.run` with the output read back. BACKENDS is
+// `webgpu,cpu` (the default), `webgpu` or `cpu`.
 import { mkdtemp, readdir, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startServer, launchBrowser, runBench, repoRoot } from '../e2e/harness.mjs';
 
-const [folder, onnx, sideText, runsText = '5'] = process.argv.slice(2);
+const [folder, onnx, sideText, runsText = '5', backendsText = 'webgpu,cpu'] = process.argv.slice(2);
 if (!folder || !onnx || !sideText) {
-  console.error('usage: node tests/bench/ort.mjs MODEL_FOLDER UNET.onnx LATENT_SIDE [RUNS]');
+  console.error('usage: node tests/bench/ort.mjs MODEL_FOLDER UNET.onnx LATENT_SIDE [RUNS] [BACKENDS]');
   process.exit(2);
 }
 const side = Number(sideText);
@@ -69,7 +70,9 @@ const waitForResult = async (page) => {
 };
 const rows = [];
 try {
-  for (const [backend, ep] of [['webgpu', 'webgpu'], ['cpu', 'wasm']]) {
+  const backends = [['webgpu', 'webgpu'], ['cpu', 'wasm']]
+    .filter(([backend]) => backendsText.split(',').includes(backend));
+  for (const [backend, ep] of backends) {
     const enginePage = await browser.newPage();
     const engine = await runBench(enginePage, server.origin, {
       model: `${server.origin}/hub/bench/model/resolve/main`,

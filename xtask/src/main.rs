@@ -25,8 +25,9 @@ cargo xtask <command>
               and without burn's fusion (native release build; gpu = lavapipe here)
   bench text [DIR]  time loading a text encoder and encoding one prompt (native release build;
                     default DIR: models/fixtures/tiny-sd2)
-  bench generate DIR [SIZE]  1- and 4-step generation at SIZE² (default 256), engine on the CPU
-                    next to diffusers/PyTorch on the CPU (models/.venv) in the same run
+  bench generate DIR [SIZE] [DECODER]  1- and 4-step generation at SIZE² (default 256), engine
+                    on the CPU next to diffusers/PyTorch on the CPU (models/.venv) in the same
+                    run; both decode with DECODER (a TAESD folder) where given
   bench avatar DIR [RES]  time per avatar-training step at RES² (default 256): engine on the
                   CPU beside PyTorch on the CPU (models/.venv), fixture photos
   bench pivotal DIR RES STEPS [ARGS...]  textual inversion alone beside pivotal tuning (vectors
@@ -36,9 +37,10 @@ cargo xtask <command>
   bench browser DIR [key=value...]  one run of the bench page (release build, WebGPU on
                   SwiftShader) on model DIR: per-stage timings, wasm heap; key=value are its
                   URL parameters (noise=FILE is looked up in models/fixtures)
-  bench ort DIR [SIDE]  time per UNet step in one headless Chromium: the engine's bench page
-                  beside ONNX Runtime Web on the same UNet (exported with models/.venv), SIDE×SIDE
-                  latents (default 8), on WebGPU (SwiftShader) and on the CPU (wasm, one thread)
+  bench ort DIR [SIDE] [BACKENDS]  time per UNet step in one headless Chromium: the engine's
+                  bench page beside ONNX Runtime Web on the same UNet (exported with models/.venv),
+                  SIDE×SIDE latents (default 8), on WebGPU (SwiftShader) and on the CPU (wasm, one
+                  thread); BACKENDS `webgpu`, `cpu` or `webgpu,cpu` (the default)
   bench heap DIR  the worker's wasm heap while it streams model DIR (bench browser with
                   load_only=1; make DIR with models/make_bench_models.py OUT --full)
   bench decode [SIZE] [cpu|gpu]  one picture's decode at SIZE² (default 512): SD-Turbo's VAE
@@ -68,8 +70,9 @@ fn main() -> ExitCode {
         ["bench", "kernels", backend, dtype] => bench_kernels(backend, dtype),
         ["bench", "text"] => bench_text(None),
         ["bench", "text", folder] => bench_text(Some(folder)),
-        ["bench", "generate", folder] => bench_generate(folder, "256"),
-        ["bench", "generate", folder, size] => bench_generate(folder, size),
+        ["bench", "generate", folder] => bench_generate(folder, "256", None),
+        ["bench", "generate", folder, size] => bench_generate(folder, size, None),
+        ["bench", "generate", folder, size, decoder] => bench_generate(folder, size, Some(decoder)),
         ["bench", "avatar", folder] => bench_avatar(folder, "256"),
         ["bench", "avatar", folder, resolution] => bench_avatar(folder, resolution),
         ["bench", "pivotal", folder, resolution, steps, rest @ ..] => {
@@ -77,8 +80,9 @@ fn main() -> ExitCode {
         }
         ["bench", "heap", folder] => bench_browser(folder, &["load_only=1"]),
         ["bench", "browser", folder, params @ ..] => bench_browser(folder, params),
-        ["bench", "ort", folder] => bench_ort(folder, "8"),
-        ["bench", "ort", folder, side] => bench_ort(folder, side),
+        ["bench", "ort", folder] => bench_ort(folder, "8", "webgpu,cpu"),
+        ["bench", "ort", folder, side] => bench_ort(folder, side, "webgpu,cpu"),
+        ["bench", "ort", folder, side, backends] => bench_ort(folder, side, backends),
         ["bench", "faces"] => {
             tools::setup().and_then(|()| run_example("face_bench", None, &["cpu"]))
         }
@@ -507,7 +511,7 @@ fn bench_browser(folder: &str, params: &[&str]) -> Result {
 }
 
 /// The engine and ONNX Runtime Web on the same UNet (see tests/bench/ort.mjs).
-fn bench_ort(folder: &str, side: &str) -> Result {
+fn bench_ort(folder: &str, side: &str, backends: &str) -> Result {
     tools::setup_test_machine()?;
     dist()?;
     let python = root().join("models/.venv/bin/python");
@@ -517,7 +521,10 @@ fn bench_ort(folder: &str, side: &str) -> Result {
         &python.display().to_string(),
         &["models/export_unet_onnx.py", folder, &onnx, side],
     )?;
-    run("node", &["tests/bench/ort.mjs", folder, &onnx, side])
+    run(
+        "node",
+        &["tests/bench/ort.mjs", folder, &onnx, side, "5", backends],
+    )
 }
 
 /// The engine's `toddler` binary, release-built.
@@ -547,10 +554,12 @@ fn numbers_in(text: &str) -> Vec<f64> {
         .collect()
 }
 
-/// One UNet step and a 4-step generation: engine (CPU backend) beside diffusers/PyTorch (CPU).
-fn bench_generate(folder: &str, size: &str) -> Result {
+/// One UNet step and a 4-step generation: engine (CPU backend) beside diffusers/PyTorch (CPU),
+/// both decoding with `decoder` (a TAESD folder) where one is given, else with the model's VAE.
+fn bench_generate(folder: &str, size: &str, decoder: Option<&str>) -> Result {
     let binary = release_toddler()?;
     let out = env::temp_dir().join("toddler-bench.png");
+    let decoder_args: Vec<&str> = decoder.map_or(Vec::new(), |folder| vec!["--decoder", folder]);
     let generate = |steps: &str| -> Result<(f64, f64)> {
         let output = Command::new(&binary)
             .args([
@@ -564,6 +573,7 @@ fn bench_generate(folder: &str, size: &str) -> Result {
                 "--steps", steps, "--width", size, "--height", size, "--seed", "0", "--out",
             ])
             .arg(&out)
+            .args(&decoder_args)
             .output()
             .map_err(|error| error.to_string())?;
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -593,6 +603,7 @@ fn bench_generate(folder: &str, size: &str) -> Result {
         let output = Command::new(&python)
             .arg(root().join("models/bench_reference.py"))
             .args([folder, size, size])
+            .args(decoder)
             .output()
             .map_err(|error| error.to_string())?;
         let stdout = String::from_utf8_lossy(&output.stdout);

@@ -81,6 +81,7 @@ fn optimise_modules(staging: &Path, wasm_opt: &Path) -> Result {
                 "--enable-mutable-globals",
                 "--enable-reference-types",
                 "--enable-multivalue",
+                "--enable-simd",
             ])
             .arg(&module)
             .arg("-o")

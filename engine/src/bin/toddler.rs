@@ -7,7 +7,8 @@
 //! toddler encode-prompt --model DIR [--embedding FILE]... --out FILE PROMPT
 //! toddler generate --model DIR --prompt P [--negative-prompt N] [--steps N] [--guidance G]
 //!     [--width W] [--height H] [--seed S] [--noise FILE] [--embedding FILE]...
-//!     [--scheduler euler-ancestral|euler|ddim|lcm] --out PNG [--latents-out FILE]
+//!     [--scheduler euler-ancestral|euler|ddim|lcm] [--decoder TAESD_DIR] --out PNG
+//!     [--latents-out FILE]
 //! toddler train-avatar --model DIR --photos DIR --token "<kid>" [--init-words "toddler"]
 //!     [--vectors N] [--steps N] [--lr X] [--resolution R] [--seed S] --out FILE
 //! ```
@@ -32,7 +33,7 @@ mod cli {
 
     use clap::{Parser, Subcommand};
     use engine::device::{ComputeBackend, Precision};
-    use engine::files::{Folder, block_on};
+    use engine::files::{AsComponent, Folder, block_on};
     use engine::lora::{LoraFile, ScaledLora};
     use engine::pipeline::{GenerationRequest, StableDiffusion};
     use engine::prompt::PromptEncoder;
@@ -179,6 +180,11 @@ mod cli {
         /// Where to write the final latents (safetensors, tensor `latents`).
         #[arg(long)]
         latents_out: Option<PathBuf>,
+        /// A fast decoder's folder (`config.json` + weights, as madebyollin/taesd) to draw the
+        /// picture with instead of the model's own VAE: a tenth of its work, which on the CPU is
+        /// most of a picture's time at 256² and above (docs/benchmarks.md).
+        #[arg(long)]
+        decoder: Option<PathBuf>,
         /// Where to compute: `cpu` or `gpu`.
         #[arg(long, default_value = "cpu")]
         backend: String,
@@ -271,11 +277,19 @@ mod cli {
         let (device, precision) = backend.device_with(parse_precision(args.dtype.as_deref())?)?;
         eprintln!("computing in {precision} on the {backend:?} backend");
         let started = Instant::now();
-        let mut model = block_on(StableDiffusion::load(
-            &Folder(args.model.clone()),
-            None,
-            &device,
-        ))?;
+        let files = Folder(args.model.clone());
+        let mut model = match &args.decoder {
+            Some(folder) => block_on(StableDiffusion::load_with_decoder(
+                &files,
+                &AsComponent {
+                    files: Folder(folder.clone()),
+                    component: "vae",
+                },
+                None,
+                &device,
+            ))?,
+            None => block_on(StableDiffusion::load(&files, None, &device))?,
+        };
         for path in &args.embeddings {
             model.add_embedding(&read_embedding(path)?, path)?;
         }
@@ -355,7 +369,6 @@ mod cli {
 
     fn train_avatar(args: TrainArgs) -> Result<()> {
         use engine::avatar::{AvatarInfo, Frozen, Run, TrainingConfig, photo_latents, start};
-        use engine::files::AsComponent;
         use engine::photos::{Crop, decode};
 
         if args.resolution == 0 || !args.resolution.is_multiple_of(8) {
