@@ -122,10 +122,12 @@ test('without WebGPU the parent is told plainly what happens', async () => {
   await status.waitFor();
   assert.notEqual(await status.getAttribute('data-state'), 'adapter');
   assert.match(await status.textContent(), /will still work by using the processor/);
+  // What to expect, in numbers (docs/benchmarks.md, "What a parent is told").
+  assert.match(await status.textContent(), /each picture will take about \d+ minutes rather than seconds, and learning an avatar about \d+ hours/);
   await screenshot(page, 'webgpu-missing');
   // The screens that draw or learn say it, briefly.
   await page.goto(`${server.origin}/avatars`);
-  await page.getByTestId('slow-device').filter({ hasText: 'Learning an avatar will take minutes' }).waitFor();
+  await page.getByRole('note').filter({ hasText: /Learning an avatar takes about \d+ hours on this browser/ }).waitFor();
   await screenshot(page, 'webgpu-missing-avatars');
   await noGpuBrowser.close();
   assert.deepEqual(problems, []);

@@ -64,23 +64,56 @@ fn adapter_view(report: AdapterReport) -> impl IntoView {
 }
 
 fn no_gpu_view(state: &'static str, reason: &'static str) -> impl IntoView {
+    let expectation = format!(
+        "ToddlerStories will still work by using the processor instead, but each picture will take about \
+         {CPU_MINUTES_PER_PICTURE} minutes rather than seconds, and learning an avatar about {CPU_HOURS_PER_AVATAR} hours. "
+    );
     view! {
         <div data-testid="device-status" data-state=state>
             <p class="status-warn"><Icon name=IconName::Warning /><span>{reason}</span></p>
             <p>
-                "ToddlerStories will still work by using the processor instead, but each picture will take minutes rather than seconds. "
+                {expectation}
                 "For the best experience, open the app in a recent version of Chrome, Edge or Safari on a computer or tablet."
             </p>
         </div>
     }
 }
 
+/// What the processor takes for the default model at the app's defaults (SD-Turbo: one step at
+/// 512² with the fast decoder; an avatar: 300 steps at 512²), in the browser's wasm fallback on
+/// one core of a 2-core machine: the measured rate of a UNet step times each task's work
+/// (docs/benchmarks.md, "What a parent is told", issue 18).
+pub const CPU_MINUTES_PER_PICTURE: u32 = 2;
+pub const CPU_HOURS_PER_AVATAR: u32 = 24;
+
+/// The work a screen does on the processor, for [`SlowDeviceNote`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlowWork {
+    Picture,
+    Avatar,
+}
+
+impl SlowWork {
+    fn expectation(self) -> String {
+        match self {
+            SlowWork::Picture => format!(
+                "Each picture takes about {CPU_MINUTES_PER_PICTURE} minutes on this browser: it cannot use your graphics chip, so the app draws on the processor. "
+            ),
+            SlowWork::Avatar => format!(
+                "Learning an avatar takes about {CPU_HOURS_PER_AVATAR} hours on this browser: it cannot use your graphics chip, so the app learns on the processor. \
+                 Keep this page open; if it closes, learning picks up where it stopped. \
+                 An avatar learned on another device can also be imported here. "
+            ),
+        }
+    }
+}
+
 /// A short note on the screens that draw or learn, shown only where WebGPU is missing: the
-/// work happens on the processor, slowly, and nothing is wrong.
+/// work happens on the processor, how long it takes there, and that nothing is wrong.
 #[component]
 pub fn SlowDeviceNote(
-    /// What is slow here: "Each picture" or "Learning an avatar".
-    what: &'static str,
+    /// What is slow here.
+    work: SlowWork,
 ) -> impl IntoView {
     let status = LocalResource::new(gpu::probe);
     move || {
@@ -91,9 +124,8 @@ pub fn SlowDeviceNote(
                 <p class="notice slow-device" data-testid="slow-device" role="note">
                     <Icon name=IconName::Warning />
                     <span>
-                        {what}
-                        " will take minutes on this browser: it cannot use your graphics chip, so the app uses the processor. "
-                        "Everything still works; Chrome or Edge on a computer with a graphics chip is much faster."
+                        {work.expectation()}
+                        "Everything still works; Chrome or Edge on a computer with a graphics chip takes seconds."
                     </span>
                 </p>
             }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use stories::Avatar;
 use wasm_bindgen::JsCast;
 
-use crate::components::device_check::SlowDeviceNote;
+use crate::components::device_check::{SlowDeviceNote, SlowWork};
 use crate::components::icon::IconName;
 use crate::components::photo_crop::{ChosenPhoto, PhotoCropper};
 use crate::components::stored_picture::StoredPicture;
@@ -107,7 +107,7 @@ pub fn Avatars() -> impl IntoView {
             "An avatar teaches the app what your child looks like, from 3 to 10 photos. It learns right here on "
             "this device: the photos are kept in this browser's private storage and never sent anywhere."
         </p>
-        <SlowDeviceNote what="Learning an avatar" />
+        <SlowDeviceNote work=SlowWork::Avatar />
         <ErrorNote error />
         <ErrorNote error=work.error />
         <NewAvatar work error />

@@ -8,7 +8,7 @@ use leptos_router::hooks::use_query_map;
 use stories::{Book as BookData, Page, PictureLikeness, Variant};
 use wasm_bindgen::JsCast;
 
-use crate::components::device_check::SlowDeviceNote;
+use crate::components::device_check::{SlowDeviceNote, SlowWork};
 use crate::components::empty_state::EmptyState;
 use crate::components::icon::IconName;
 use crate::engine::EngineWorker;
@@ -297,7 +297,7 @@ fn Editor(
                 <button class="button" data-testid="read" on:click=move |_| reading.set(true)>"Read"</button>
             </div>
         </header>
-        <SlowDeviceNote what="Each picture" />
+        <SlowDeviceNote work=SlowWork::Picture />
         {move || book.with(|book| book.as_ref().map(|book| match &book.avatar {
             Some(_) => view! {
                 <p class="notice ok" data-testid="book-stars">
