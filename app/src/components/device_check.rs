@@ -84,7 +84,7 @@ fn no_gpu_view(state: &'static str, reason: &'static str) -> impl IntoView {
 /// one core of a 2-core machine: the measured rate of a UNet step times each task's work
 /// (docs/benchmarks.md, "What a parent is told", issue 18).
 pub const CPU_MINUTES_PER_PICTURE: u32 = 2;
-pub const CPU_HOURS_PER_AVATAR: u32 = 24;
+pub const CPU_HOURS_PER_AVATAR: u32 = 30;
 
 /// The work a screen does on the processor, for [`SlowDeviceNote`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
