@@ -101,7 +101,7 @@ impl SlowWork {
             ),
             SlowWork::Avatar => format!(
                 "Learning an avatar takes about {CPU_HOURS_PER_AVATAR} hours on this browser: it cannot use your graphics chip, so the app learns on the processor. \
-                 Keep this page open; if it closes, learning picks up where it stopped. \
+                 Keep this page open; if it closes, \u{201c}Continue learning\u{201d} picks up where it stopped. \
                  An avatar learned on another device can also be imported here. "
             ),
         }
