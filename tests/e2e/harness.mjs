@@ -213,6 +213,9 @@ const CHROMIUM_BACKGROUND_HOSTS = new Set([
   'redirector.gvt1.com',
   // Autofill's server query, sent by the browser when a page shows a form field.
   'content-autofill.googleapis.com',
+  // Google Cloud Messaging's check-in, sent by the browser once a service worker is registered
+  // (Debian's Chromium 148, 2026-12-03), whatever the worker does.
+  'android.clients.google.com',
 ]);
 
 function isChromiumBackground(origin) {
