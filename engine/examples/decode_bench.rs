@@ -8,9 +8,9 @@
 use std::time::Instant;
 
 use burn::tensor::{Distribution, Tensor};
-use engine::autoencoder_tiny::AutoencoderTinyConfig;
 use engine::device::ComputeBackend;
-use engine::vae::AutoencoderKLConfig;
+use engine::models::autoencoder_tiny::AutoencoderTinyConfig;
+use engine::models::vae::AutoencoderKLConfig;
 
 /// `stabilityai/sd-turbo`'s `vae/config.json` (the SD 2.x autoencoder), the fields the engine reads.
 const SD_TURBO_VAE: &str = r#"{

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use engine::device::ComputeBackend;
 use engine::faces::{self, DESCRIPTOR_FILES, DETECTOR_FILES, FaceModels};
-use engine::files::block_on;
+use engine::loaders::files::block_on;
 use image::RgbImage;
 
 fn root() -> PathBuf {

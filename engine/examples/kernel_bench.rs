@@ -12,9 +12,9 @@ use std::time::Instant;
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::{GroupNormConfig, PaddingConfig2d};
 use burn::tensor::{Distribution, Tensor};
-use engine::attention::scaled_dot_product;
-use engine::conv;
 use engine::device::{ComputeBackend, Precision};
+use engine::models::attention::scaled_dot_product;
+use engine::models::conv;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -2,6 +2,7 @@
 
 use burn::tensor::{DType, Device, DeviceKind, FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::{EngineError, Result};
 
@@ -38,7 +39,7 @@ impl ComputeBackend {
                  for f16); use --dtype f32"
             )));
         }
-        crate::conv::use_matmuls(self == ComputeBackend::Gpu);
+        set_convolve_through_matmuls(self == ComputeBackend::Gpu);
         let configured = configure(&mut device, precision);
         if configured != precision {
             return Err(EngineError::Usage(format!(
@@ -47,6 +48,38 @@ impl ComputeBackend {
         }
         Ok((device, precision))
     }
+}
+
+static CONV_MATMULS: AtomicBool = AtomicBool::new(false);
+
+/// Whether `models::conv` convolves through matmuls: yes on a GPU (set where the device is
+/// chosen), no on burn's CPU backend, whose own convolution already is im2col + GEMM without the
+/// extra copies, and no on a software WebGPU adapter (SwiftShader), which charges about a
+/// millisecond per dispatch, so that one direct kernel beats the dozen dispatches of a banded
+/// im2col.
+pub fn set_convolve_through_matmuls(on: bool) {
+    CONV_MATMULS.store(on, Ordering::Relaxed);
+}
+
+/// What [`set_convolve_through_matmuls`] last chose.
+pub fn convolve_through_matmuls() -> bool {
+    CONV_MATMULS.load(Ordering::Relaxed)
+}
+
+/// A tensor's values as f32, read back without blocking (WebGPU has no blocking reads).
+pub async fn read_values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
+    let failed = |error| {
+        EngineError::Usage(format!(
+            "could not read a result back from the device: {error:?}"
+        ))
+    };
+    tensor
+        .into_data_async()
+        .await
+        .map_err(|error| failed(format!("{error:?}")))?
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|error| failed(format!("{error:?}")))
 }
 
 /// Makes `precision` the device's float type if no tensor exists on it yet; returns the type it

@@ -1,36 +1,29 @@
-//! The ToddlerStories diffusion engine.
+//! The ToddlerStories engine.
 //!
 //! Loads diffusers-format models and runs them on burn. The backend is chosen at run time by the
 //! [`burn::tensor::Device`] passed in: WebGPU (or Vulkan/Metal natively) through burn-wgpu, or
 //! burn's pure-Rust CPU backend where no GPU is available.
 //!
+//! The folders, in the direction dependencies flow (each uses only those before it):
+//! `loaders` (model files, checked) ← `models` (components as burn modules) and `schedulers`
+//! (plain math) ← `pipelines` (the numbered recipes) ← `training` (avatars) ← `web` (the browser
+//! worker) and `bin/` (the CLI). `faces` (the likeness score) and `photos` stand beside the
+//! models; `device`, `error` and `runtime` are used by all.
+//!
 //! Architecture invariant: the engine never touches the DOM. In the browser it runs in its own
 //! Web Worker (`web`), reading model files from the URLs and the on-device store the app names.
 
-pub mod attention;
-pub mod autoencoder_tiny;
-pub mod avatar;
-pub mod clip;
-pub mod conv;
 pub mod device;
-pub mod embeddings;
 pub mod error;
 pub mod faces;
-pub mod files;
-pub mod limits;
-pub mod lora;
+pub mod loaders;
+pub mod models;
 pub mod photos;
-pub mod pipeline;
-pub mod prompt;
-pub mod resnet;
+pub mod pipelines;
 pub mod runtime;
 pub mod schedulers;
-pub mod textual_inversion;
-pub mod tokenizer;
-pub mod unet_2d;
-pub mod vae;
+pub mod training;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
-pub mod weights;
 
 pub use error::{EngineError, Result};

@@ -287,9 +287,9 @@ fn pivotal_tuning_fits_the_photos_better_and_its_lora_draws() {
 #[test]
 fn placeholder_vectors_encode_like_the_saved_embedding() {
     use burn::tensor::{Tensor, TensorData};
-    use engine::files::block_on;
-    use engine::prompt::PromptEncoder;
-    use engine::textual_inversion::TextualInversion;
+    use engine::loaders::files::block_on;
+    use engine::loaders::textual_inversion::TextualInversion;
+    use engine::pipelines::prompt::PromptEncoder;
 
     let files = common::model("tiny-sd2");
     let device = common::device();
@@ -307,12 +307,12 @@ fn placeholder_vectors_encode_like_the_saved_embedding() {
         TensorData::new(vectors.concat(), [2, hidden]),
         &device,
     ));
-    let info = engine::avatar::AvatarInfo {
+    let info = engine::training::avatar::AvatarInfo {
         model: "tiny-sd2".into(),
         steps: 0,
         resolution: 64,
     };
-    let file = engine::avatar::embedding_file("<kid>", &vectors, &info).unwrap();
+    let file = engine::training::avatar::embedding_file("<kid>", &vectors, &info).unwrap();
     let mut loaded = block_on(PromptEncoder::load(&files, None, &device)).unwrap();
     let path = std::path::Path::new("kid.safetensors");
     loaded

@@ -3,14 +3,14 @@
 
 mod common;
 
-use engine::files::block_on;
+use engine::loaders::files::block_on;
 use std::collections::BTreeMap;
 
 use common::{device, model_in_memory, read};
 use engine::EngineError;
-use engine::files::InMemory;
-use engine::prompt::PromptEncoder;
-use engine::textual_inversion::TextualInversion;
+use engine::loaders::files::InMemory;
+use engine::loaders::textual_inversion::TextualInversion;
+use engine::pipelines::prompt::PromptEncoder;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
@@ -257,7 +257,10 @@ fn a_truncated_weights_file_is_named_before_any_tensor_is_used() {
 #[test]
 fn weights_stream_in_batches_that_tile_the_file() {
     let files = common::model("tiny-sd2");
-    let header = block_on(engine::weights::SafetensorsHeader::read(&files, WEIGHTS)).unwrap();
+    let header = block_on(engine::loaders::weights::SafetensorsHeader::read(
+        &files, WEIGHTS,
+    ))
+    .unwrap();
     let size = std::fs::metadata(common::fixtures().join("tiny-sd2").join(WEIGHTS))
         .unwrap()
         .len();

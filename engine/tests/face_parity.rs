@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 
 use engine::faces::{self, FaceModels};
-use engine::files::block_on;
+use engine::loaders::files::block_on;
 use image::RgbImage;
 
 /// Box corners in pixels, the detector's confidence, and each descriptor value (descriptors

@@ -18,8 +18,8 @@ use burn::tensor::DType;
 use common::avatar::{avatar_errors_against_torch, lora_errors_against_peft};
 use common::pipeline::assert_pipeline_within;
 use engine::device::{ComputeBackend, Precision, precision_of};
-use engine::files::block_on;
-use engine::pipeline::StableDiffusion;
+use engine::loaders::files::block_on;
+use engine::pipelines::stable_diffusion::StableDiffusion;
 
 fn f16_device() -> burn::tensor::Device {
     let (device, precision) = ComputeBackend::Gpu

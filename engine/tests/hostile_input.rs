@@ -8,10 +8,10 @@ mod common;
 use std::path::Path;
 
 use common::{device, model_in_memory};
-use engine::files::{InMemory, block_on};
-use engine::lora::LoraFile;
-use engine::pipeline::{GenerationRequest, StableDiffusion, check_model};
-use engine::textual_inversion::TextualInversion;
+use engine::loaders::files::{InMemory, block_on};
+use engine::loaders::lora::LoraFile;
+use engine::loaders::textual_inversion::TextualInversion;
+use engine::pipelines::stable_diffusion::{GenerationRequest, StableDiffusion, check_model};
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use serde_json::{Value, json};

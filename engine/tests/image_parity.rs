@@ -5,8 +5,8 @@ mod common;
 
 use burn::tensor::DType;
 use common::{device, golden_burn, golden_tensor, model, relative_l2, values};
-use engine::files::block_on;
-use engine::unet_2d::UNet2DConditionModel;
+use engine::loaders::files::block_on;
+use engine::models::unet_2d::UNet2DConditionModel;
 
 const GOLDEN: &str = "image-golden.safetensors";
 const TOLERANCE: f64 = 1e-4;
@@ -50,7 +50,7 @@ fn unet_matches_diffusers_sdxs_without_mid_block() {
 
 #[test]
 fn vae_encoder_and_decoder_match_diffusers() {
-    let (vae, config) = block_on(engine::vae::AutoencoderKL::load(
+    let (vae, config) = block_on(engine::models::vae::AutoencoderKL::load(
         &model("tiny-sd2"),
         None,
         &device(),
@@ -71,14 +71,14 @@ fn vae_encoder_and_decoder_match_diffusers() {
 
 #[test]
 fn taesd_encoder_and_decoder_match_diffusers() {
-    let (vae, info) = block_on(engine::vae::Vae::load(
+    let (vae, info) = block_on(engine::models::vae::Vae::load(
         &model("tiny-sd1"),
         None,
         &device(),
         DType::F32,
     ))
     .unwrap();
-    assert!(matches!(vae, engine::vae::Vae::Tiny(_)));
+    assert!(matches!(vae, engine::models::vae::Vae::Tiny(_)));
     assert_eq!(info.scaling_factor, 1.0);
     let latents = values(vae.encode(golden_burn::<4>(GOLDEN, "tiny-sd1.vae.image")));
     let error = relative_l2(&latents, &golden_tensor(GOLDEN, "tiny-sd1.vae.latent_mean"));

@@ -8,9 +8,10 @@ mod common;
 
 use common::pipeline::request;
 use common::{device, fixtures, golden_tensor, model, relative_l2};
-use engine::files::block_on;
-use engine::lora::{LoraFile, ScaledLora};
-use engine::pipeline::StableDiffusion;
+use engine::loaders::files::block_on;
+use engine::loaders::lora::LoraFile;
+use engine::models::lora::ScaledLora;
+use engine::pipelines::stable_diffusion::StableDiffusion;
 
 const GOLDEN: &str = "loras/lora-golden.safetensors";
 /// As the pipelines without LoRA (`pipeline_parity.rs`).
@@ -108,7 +109,7 @@ fn a_lora_for_another_model_is_refused_and_changes_nothing() {
 fn an_avatar_trained_here_draws_in_diffusers_as_here() {
     let mut model = block_on(StableDiffusion::load(&model("tiny-sd2"), None, &device())).unwrap();
     let avatar = fixtures().join("loras/kid.safetensors");
-    let embedding = engine::textual_inversion::TextualInversion::from_safetensors(
+    let embedding = engine::loaders::textual_inversion::TextualInversion::from_safetensors(
         &std::fs::read(&avatar).unwrap(),
         &avatar,
     )

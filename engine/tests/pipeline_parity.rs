@@ -5,8 +5,8 @@ mod common;
 
 use common::pipeline::{assert_pipeline_within, request};
 use common::{device, fixtures, model};
-use engine::files::block_on;
-use engine::pipeline::{StableDiffusion, gaussian};
+use engine::loaders::files::block_on;
+use engine::pipelines::stable_diffusion::{StableDiffusion, gaussian};
 use engine::schedulers::SchedulerKind;
 use rand::SeedableRng;
 
@@ -41,7 +41,7 @@ fn sdxs_like_ddim_with_guidance_and_negative_prompt_matches_diffusers() {
 }
 
 /// The real WGSL kernels (burn-wgpu; lavapipe's Vulkan on machines without a GPU), in f32, with
-/// the GPU's matmul convolutions (`engine::conv`), as the CLI and the browser choose them.
+/// the GPU's matmul convolutions (`engine::models::conv`), as the CLI and the browser choose them.
 #[test]
 fn the_gpu_backend_matches_diffusers_too() {
     let (device, _) = engine::device::ComputeBackend::Gpu

@@ -2,8 +2,8 @@
 //! records each model's `scheduler_config.json`; the app checks the real file again before it
 //! downloads any weights) at the registry's default steps and size.
 
-use engine::files::Checked;
-use engine::pipeline::GenerationRequest;
+use engine::loaders::files::Checked;
+use engine::pipelines::stable_diffusion::GenerationRequest;
 use engine::schedulers::{Scheduler, SchedulerConfig};
 use serde_json::Value;
 

@@ -5,10 +5,10 @@
 mod common;
 
 use common::{device, golden_json, golden_tensor, max_abs_diff, model, values};
-use engine::files::block_on;
-use engine::prompt::PromptEncoder;
-use engine::textual_inversion::TextualInversion;
-use engine::tokenizer::ClipTokenizer;
+use engine::loaders::files::block_on;
+use engine::loaders::textual_inversion::TextualInversion;
+use engine::models::clip::ClipTokenizer;
+use engine::pipelines::prompt::PromptEncoder;
 
 const TOLERANCE: f32 = 1e-4;
 
@@ -216,7 +216,7 @@ fn the_cli_prints_ids_and_writes_hidden_states() {
     // Same as the library for the same prompt (the first golden prompt).
     let (_, golden) = golden_tensor("text-golden.safetensors", "tiny-sd2.f32.hidden_states");
     assert_eq!(hidden.dtype(), safetensors::Dtype::F32);
-    let first = engine::weights::float_values(hidden.dtype(), hidden.data()).unwrap();
+    let first = engine::loaders::weights::float_values(hidden.dtype(), hidden.data()).unwrap();
     let error = first
         .iter()
         .zip(&golden[..77 * 16])

@@ -115,12 +115,37 @@ pub type Result<T = ()> = std::result::Result<T, String>;
 /// One named step of `cargo xtask test`.
 type Step = (&'static str, fn() -> Result);
 
-/// The repository root (xtask lives one level below it).
+/// The root of the checkout `cargo xtask` runs in: the nearest folder, from the current one
+/// upwards, that holds this workspace (its `Cargo.toml` and `xtask/`). Found at run time, not
+/// compiled in: checkouts sharing one target folder share xtask's binary too.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask has a parent folder")
-        .to_path_buf()
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let here = env::current_dir().unwrap_or_else(|error| {
+            eprintln!("xtask: cannot read the current folder: {error}");
+            std::process::exit(2);
+        });
+        workspace_root(&here).unwrap_or_else(|| {
+            eprintln!(
+                "xtask: {} is not inside a ToddlerStories checkout (no Cargo.toml with xtask/ above it)",
+                here.display()
+            );
+            std::process::exit(2);
+        })
+    })
+    .clone()
+}
+
+/// The nearest of `start` and its ancestors that holds a workspace with `xtask/` in it.
+fn workspace_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|folder| {
+            folder.join("xtask/Cargo.toml").is_file()
+                && std::fs::read_to_string(folder.join("Cargo.toml"))
+                    .is_ok_and(|manifest| manifest.contains("[workspace]"))
+        })
+        .map(Path::to_path_buf)
 }
 
 /// Runs a command in the repository root, echoing it first; fails if it fails.
@@ -691,4 +716,25 @@ fn bench_text(folder: Option<&str>) -> Result {
         loads.len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workspace_is_found_from_any_folder_inside_it_and_nowhere_else() {
+        let checkout = env::temp_dir().join(format!("xtask-root-{}", std::process::id()));
+        let inside = checkout.join("engine/src");
+        std::fs::create_dir_all(&inside).unwrap();
+        std::fs::create_dir_all(checkout.join("xtask")).unwrap();
+        std::fs::write(checkout.join("xtask/Cargo.toml"), "[package]\n").unwrap();
+        // A member's manifest on the way up is not the workspace.
+        std::fs::write(checkout.join("engine/Cargo.toml"), "[package]\n").unwrap();
+        assert_eq!(workspace_root(&inside), None, "no workspace manifest yet");
+        std::fs::write(checkout.join("Cargo.toml"), "[workspace]\n").unwrap();
+        assert_eq!(workspace_root(&inside), Some(checkout.clone()));
+        assert_eq!(workspace_root(&checkout), Some(checkout.clone()));
+        std::fs::remove_dir_all(&checkout).unwrap();
+    }
 }

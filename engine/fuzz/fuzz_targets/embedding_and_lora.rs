@@ -1,8 +1,8 @@
 //! The two kinds of file a parent imports from anywhere: a textual-inversion embedding and a LoRA.
 #![no_main]
 
-use engine::lora::LoraFile;
-use engine::textual_inversion::TextualInversion;
+use engine::loaders::lora::LoraFile;
+use engine::loaders::textual_inversion::TextualInversion;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 

@@ -2,8 +2,8 @@
 //! data section and match the file's length, or be an error. Never a panic or a huge allocation.
 #![no_main]
 
-use engine::files::{InMemory, block_on};
-use engine::weights::SafetensorsHeader;
+use engine::loaders::files::{InMemory, block_on};
+use engine::loaders::weights::SafetensorsHeader;
 use libfuzzer_sys::fuzz_target;
 
 const PATH: &str = "unet/diffusion_pytorch_model.safetensors";

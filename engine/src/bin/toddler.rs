@@ -33,12 +33,13 @@ mod cli {
 
     use clap::{Parser, Subcommand};
     use engine::device::{ComputeBackend, Precision};
-    use engine::files::{AsComponent, Folder, block_on};
-    use engine::lora::{LoraFile, ScaledLora};
-    use engine::pipeline::{GenerationRequest, StableDiffusion};
-    use engine::prompt::PromptEncoder;
+    use engine::loaders::files::{AsComponent, Folder, block_on};
+    use engine::loaders::lora::LoraFile;
+    use engine::loaders::textual_inversion::TextualInversion;
+    use engine::models::lora::ScaledLora;
+    use engine::pipelines::prompt::PromptEncoder;
+    use engine::pipelines::stable_diffusion::{GenerationRequest, StableDiffusion};
     use engine::schedulers::SchedulerKind;
-    use engine::textual_inversion::TextualInversion;
     use engine::{EngineError, Result};
 
     #[derive(Parser)]
@@ -135,7 +136,7 @@ mod cli {
         #[arg(long)]
         lora_out: Option<PathBuf>,
         /// The LoRA's AdamW learning rate (the vectors keep `--lr`).
-        #[arg(long, default_value_t = engine::avatar::DEFAULT_LORA_LEARNING_RATE)]
+        #[arg(long, default_value_t = engine::training::avatar::DEFAULT_LORA_LEARNING_RATE)]
         lora_lr: f64,
     }
 
@@ -281,10 +282,7 @@ mod cli {
         let mut model = match &args.decoder {
             Some(folder) => block_on(StableDiffusion::load_with_decoder(
                 &files,
-                &AsComponent {
-                    files: Folder(folder.clone()),
-                    component: "vae",
-                },
+                &AsComponent::vae(Folder(folder.clone())),
                 None,
                 &device,
             ))?,
@@ -368,8 +366,10 @@ mod cli {
     }
 
     fn train_avatar(args: TrainArgs) -> Result<()> {
-        use engine::avatar::{AvatarInfo, Frozen, Run, TrainingConfig, photo_latents, start};
         use engine::photos::{Crop, decode};
+        use engine::training::avatar::{
+            AvatarInfo, Frozen, Run, TrainingConfig, photo_latents, start,
+        };
 
         if args.resolution == 0 || !args.resolution.is_multiple_of(8) {
             return Err(EngineError::Usage(format!(
@@ -440,11 +440,8 @@ mod cli {
         // TAESD's encoder, when asked for: faster than the model's VAE, nearly the same latents.
         let taesd = match &args.encoder {
             Some(folder) => {
-                let files = AsComponent {
-                    files: Folder(folder.clone()),
-                    component: "vae",
-                };
-                let (vae, info) = block_on(engine::vae::Vae::load(
+                let files = AsComponent::vae(Folder(folder.clone()));
+                let (vae, info) = block_on(engine::models::vae::Vae::load(
                     &files,
                     None,
                     &device,
@@ -545,8 +542,11 @@ mod cli {
             steps: config.steps,
             resolution: args.resolution,
         };
-        let file =
-            engine::avatar::embedding_file(&config.token, &block_on(training.vectors())?, &info)?;
+        let file = engine::training::avatar::embedding_file(
+            &config.token,
+            &block_on(training.vectors())?,
+            &info,
+        )?;
         std::fs::write(&args.out, file).map_err(|source| EngineError::Io {
             path: args.out.clone(),
             source,
@@ -653,8 +653,10 @@ mod cli {
                 problem: format!("has type {:?}; expected F32", tensor.dtype()),
             });
         }
-        Ok(engine::weights::float_values(tensor.dtype(), tensor.data())
-            .expect("an F32 tensor, checked above"))
+        Ok(
+            engine::loaders::weights::float_values(tensor.dtype(), tensor.data())
+                .expect("an F32 tensor, checked above"),
+        )
     }
 
     fn load(text: &TextArgs, backend: ComputeBackend) -> Result<PromptEncoder> {

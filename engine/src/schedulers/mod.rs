@@ -56,9 +56,9 @@ pub struct SchedulerConfig {
     pub use_karras_sigmas: bool,
 }
 
-impl crate::files::Checked for SchedulerConfig {
+impl crate::loaders::files::Checked for SchedulerConfig {
     fn check(&self) -> std::result::Result<(), String> {
-        use crate::limits::{MAX_TRAIN_TIMESTEPS, count, positive};
+        use crate::loaders::limits::{MAX_TRAIN_TIMESTEPS, count, positive};
         let timesteps = self.num_train_timesteps;
         count("num_train_timesteps", timesteps, 1, MAX_TRAIN_TIMESTEPS)?;
         count("steps_offset", self.steps_offset, 0, timesteps - 1)?;
@@ -270,7 +270,9 @@ impl Scheduler {
                 "at least one inference step is needed".into(),
             ));
         }
-        let most = config.num_train_timesteps.min(crate::limits::MAX_STEPS);
+        let most = config
+            .num_train_timesteps
+            .min(crate::loaders::limits::MAX_STEPS);
         if steps > most {
             return Err(EngineError::Usage(format!(
                 "{steps} inference steps are more than this model can take ({most} at most)"

@@ -10,16 +10,17 @@ use burn::tensor::Device;
 use protocol::{DeviceInfo, Event, FaceReference, ModelSource};
 use web_time::Instant;
 
-use super::files::{HttpFiles, StoredFiles, read_source, store_read, store_remove, store_write};
-use super::worker::{State, encode_png, post};
-use crate::avatar::{
-    AvatarInfo, Frozen, Run, TrainingConfig, embedding_file, photo_latents, start,
-};
+use super::files::{SourceFiles, read_source, store_read, store_remove, store_write};
+use super::state::State;
+use super::{encode_png, post};
 use crate::error::{EngineError, Result};
 use crate::faces;
-use crate::files::AsComponent;
+use crate::loaders::files::AsComponent;
 use crate::photos::{Crop, decode};
-use crate::pipeline::{GenerationRequest, StableDiffusion};
+use crate::pipelines::stable_diffusion::{GenerationRequest, StableDiffusion};
+use crate::training::avatar::{
+    AvatarInfo, Frozen, Run, TrainingConfig, embedding_file, photo_latents, start,
+};
 
 const CHECKPOINT: &str = "checkpoint.safetensors";
 
@@ -37,15 +38,9 @@ pub(crate) async fn train(
         true => device.autodiff().gradient_checkpointing(),
         false => device.autodiff(),
     };
-    let mut model = match source {
-        ModelSource::Url { base } => {
-            StableDiffusion::load(&HttpFiles::new(base), None, &device).await?
-        }
-        ModelSource::Stored { folder } => {
-            StableDiffusion::load(&StoredFiles::open(folder).await?, None, &device).await?
-        }
-    }
-    .frozen();
+    let mut model = StableDiffusion::load(&SourceFiles::open(source).await?, None, &device)
+        .await?
+        .frozen();
 
     let mut config = TrainingConfig::new(&settings.token);
     config.init_words = settings.init_words.clone();
@@ -88,22 +83,9 @@ pub(crate) async fn train(
         (None, Vec::new(), None)
     };
     // The photos are encoded; previews can now be drawn with a fast decoder.
-    match decoder {
-        Some(ModelSource::Url { base }) => {
-            let files = AsComponent {
-                files: HttpFiles::new(base),
-                component: "vae",
-            };
-            model.replace_decoder(&files).await?;
-        }
-        Some(ModelSource::Stored { folder }) => {
-            let files = AsComponent {
-                files: StoredFiles::open(folder).await?,
-                component: "vae",
-            };
-            model.replace_decoder(&files).await?;
-        }
-        None => {}
+    if let Some(decoder) = decoder {
+        let files = AsComponent::vae(SourceFiles::open(decoder).await?);
+        model.replace_decoder(&files).await?;
     }
     let folder = protocol::store::avatar_folder(&config.token);
     let folder = [protocol::store::AVATARS_DIR, folder.as_str()];

@@ -16,12 +16,12 @@ use image::RgbImage;
 use protocol::{FaceReference, FoundFace, Likeness};
 
 use super::files::{HttpFiles, read_source};
-use super::worker::State;
+use super::state::State;
 use crate::error::{EngineError, Result};
 use crate::faces::{self, DESCRIPTOR_FILES, DETECTOR_FILES, FaceModels};
-use crate::files::ModelFiles;
+use crate::loaders::files::ModelFiles;
 use crate::photos::decode;
-use crate::pipeline::Generated;
+use crate::pipelines::stable_diffusion::Generated;
 
 /// Beside the worker's script, wherever the app is hosted.
 const FOLDER: &str = "engine-worker-faces";

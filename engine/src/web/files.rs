@@ -4,13 +4,14 @@
 use std::ops::Range;
 use std::path::PathBuf;
 
+use protocol::ModelSource;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{FileSystemDirectoryHandle, FileSystemFileHandle, RequestInit, Response};
 
 use super::{describe, scope};
 use crate::error::{EngineError, Result};
-use crate::files::{ModelFiles, short_read};
+use crate::loaders::files::{ModelFiles, short_read};
 
 /// A diffusers folder at `{base}/{relative}`.
 #[derive(Clone, Debug)]
@@ -141,6 +142,52 @@ impl ModelFiles for HttpFiles {
 
     fn display_path(&self, relative: &str) -> PathBuf {
         PathBuf::from(self.url(relative))
+    }
+}
+
+/// A model's files wherever a request names them: a URL or a folder of the on-device store.
+#[derive(Clone, Debug)]
+pub enum SourceFiles {
+    Http(HttpFiles),
+    Stored(StoredFiles),
+}
+
+impl SourceFiles {
+    pub async fn open(source: &ModelSource) -> Result<Self> {
+        Ok(match source {
+            ModelSource::Url { base } => SourceFiles::Http(HttpFiles::new(base)),
+            ModelSource::Stored { folder } => SourceFiles::Stored(StoredFiles::open(folder).await?),
+        })
+    }
+}
+
+impl ModelFiles for SourceFiles {
+    async fn read(&self, relative: &str) -> Result<Option<Vec<u8>>> {
+        match self {
+            SourceFiles::Http(files) => files.read(relative).await,
+            SourceFiles::Stored(files) => files.read(relative).await,
+        }
+    }
+
+    async fn size(&self, relative: &str) -> Result<Option<u64>> {
+        match self {
+            SourceFiles::Http(files) => files.size(relative).await,
+            SourceFiles::Stored(files) => files.size(relative).await,
+        }
+    }
+
+    async fn read_range(&self, relative: &str, range: Range<u64>) -> Result<Vec<u8>> {
+        match self {
+            SourceFiles::Http(files) => files.read_range(relative, range).await,
+            SourceFiles::Stored(files) => files.read_range(relative, range).await,
+        }
+    }
+
+    fn display_path(&self, relative: &str) -> PathBuf {
+        match self {
+            SourceFiles::Http(files) => files.display_path(relative),
+            SourceFiles::Stored(files) => files.display_path(relative),
+        }
     }
 }
 

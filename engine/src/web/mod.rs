@@ -5,11 +5,17 @@
 //! (OPFS); either way weights stream tensor batch by tensor batch, never whole.
 
 mod avatar;
+mod device;
 mod faces;
 pub mod files;
+mod state;
 pub mod worker;
 
+use protocol::{Envelope, Event};
 use wasm_bindgen::{JsCast, JsValue};
+use web_sys::DedicatedWorkerGlobalScope;
+
+use crate::error::{EngineError, Result};
 
 /// A JS exception or rejection as text.
 pub(crate) fn describe(error: &JsValue) -> String {
@@ -31,4 +37,38 @@ pub fn wasm_heap_bytes() -> u64 {
         .buffer()
         .unchecked_into::<js_sys::ArrayBuffer>()
         .byte_length() as u64
+}
+
+/// Sends one event, with `bytes` transferred (not copied) beside it.
+pub(crate) fn post(event: &Event, bytes: Option<Vec<u8>>) {
+    let message = js_sys::Object::new();
+    let json = serde_json::to_string(event).expect("events serialise");
+    let _ = js_sys::Reflect::set(&message, &Envelope::JSON.into(), &json.into());
+    let transfer = js_sys::Array::new();
+    if let Some(bytes) = bytes {
+        let array = js_sys::Uint8Array::from(bytes.as_slice());
+        transfer.push(&array.buffer());
+        let _ = js_sys::Reflect::set(&message, &Envelope::BYTES.into(), &array);
+    }
+    let worker: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    if let Err(error) = worker.post_message_with_transfer(&message, &transfer) {
+        web_sys::console::error_1(
+            &format!("engine worker: could not post: {}", describe(&error)).into(),
+        );
+    }
+}
+
+/// A picture as PNG bytes, as the app stores and shows it.
+pub(crate) fn encode_png(rgb: &[u8], width: usize, height: usize) -> Result<Vec<u8>> {
+    use image::ImageEncoder;
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(
+            rgb,
+            width as u32,
+            height as u32,
+            image::ExtendedColorType::Rgb8,
+        )
+        .map_err(|error| EngineError::Usage(format!("could not encode the picture: {error}")))?;
+    Ok(png)
 }

@@ -2,12 +2,13 @@
 
 use burn::module::Module;
 use burn::tensor::{DType, Tensor, TensorData};
-use engine::avatar::{Example, Frozen, denoising_loss};
-use engine::files::block_on;
-use engine::lora::{LoraFile, TrainableLora};
-use engine::prompt::PromptEncoder;
+use engine::loaders::files::block_on;
+use engine::loaders::lora::LoraFile;
+use engine::models::unet_2d::UNet2DConditionModel;
+use engine::pipelines::prompt::PromptEncoder;
 use engine::schedulers::SchedulerConfig;
-use engine::unet_2d::UNet2DConditionModel;
+use engine::training::avatar::{Example, Frozen, denoising_loss};
+use engine::training::lora::TrainableLora;
 
 use super::{fixtures, golden_tensor, model, relative_l2};
 

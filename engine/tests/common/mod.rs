@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor};
 use engine::device::ComputeBackend;
-use engine::files::{Folder, InMemory, ModelFiles, block_on};
+use engine::loaders::files::{Folder, InMemory, ModelFiles, block_on};
 use safetensors::SafeTensors;
 
 /// The one place that picks the backend the tests run on.
@@ -64,7 +64,7 @@ pub fn golden_tensor(file: &str, name: &str) -> (Vec<usize>, Vec<f32>) {
         .tensor(name)
         .unwrap_or_else(|_| panic!("golden tensor {name} in {file}"));
     assert_eq!(tensor.dtype(), safetensors::Dtype::F32);
-    let values = engine::weights::float_values(tensor.dtype(), tensor.data()).unwrap();
+    let values = engine::loaders::weights::float_values(tensor.dtype(), tensor.data()).unwrap();
     (tensor.shape().to_vec(), values)
 }
 

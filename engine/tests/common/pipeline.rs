@@ -1,7 +1,7 @@
 //! One golden text-to-image run against diffusers', shared by the f32 and f16 suites.
 
-use engine::files::block_on;
-use engine::pipeline::{GenerationRequest, StableDiffusion};
+use engine::loaders::files::block_on;
+use engine::pipelines::stable_diffusion::{GenerationRequest, StableDiffusion};
 
 use super::{fixtures, golden_tensor, relative_l2};
 

@@ -7,16 +7,16 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 use web_time::Instant;
 
-use crate::device::{upcast, weight_dtype};
-use crate::embeddings::timestep_features;
+use crate::device::{read_values, upcast, weight_dtype};
 use crate::error::{EngineError, Result};
-use crate::files::ModelFiles;
-use crate::lora::{AdaptableLayers, ScaledLora};
-use crate::prompt::PromptEncoder;
+use crate::loaders::files::ModelFiles;
+use crate::loaders::textual_inversion::TextualInversion;
+use crate::models::embeddings::timestep_features;
+use crate::models::lora::{AdaptableLayers, ScaledLora};
+use crate::models::unet_2d::UNet2DConditionModel;
+use crate::models::vae::Vae;
+use crate::pipelines::prompt::PromptEncoder;
 use crate::schedulers::{Scheduler, SchedulerConfig, SchedulerKind};
-use crate::textual_inversion::TextualInversion;
-use crate::unet_2d::UNet2DConditionModel;
-use crate::vae::Vae;
 
 /// Everything that decides a picture. Same request, same seed: same picture.
 #[derive(Clone, Debug)]
@@ -37,10 +37,10 @@ pub struct GenerationRequest {
 
 impl GenerationRequest {
     /// What any model could draw: a size in multiples of 8 up to
-    /// [`MAX_PICTURE_SIDE`](crate::limits::MAX_PICTURE_SIDE), and a finite guidance scale. The
+    /// [`MAX_PICTURE_SIDE`](crate::loaders::limits::MAX_PICTURE_SIDE), and a finite guidance scale. The
     /// step count is checked against the scheduler.
     pub fn check(&self) -> std::result::Result<(), String> {
-        let side = crate::limits::MAX_PICTURE_SIDE;
+        let side = crate::loaders::limits::MAX_PICTURE_SIDE;
         let (width, height) = (self.width, self.height);
         if width == 0
             || height == 0
@@ -72,19 +72,19 @@ const SCHEDULER_CONFIG: &str = "scheduler/scheduler_config.json";
 pub async fn check_model(files: &impl ModelFiles) -> Result<()> {
     check_index(files).await?;
     files
-        .config::<crate::unet_2d::UNet2DConditionConfig>(
+        .config::<crate::models::unet_2d::UNet2DConditionConfig>(
             "unet/config.json",
             "the UNet's configuration",
         )
         .await?;
-    crate::vae::check_config(files).await?;
+    crate::models::vae::check_config(files).await?;
     files
-        .config::<crate::clip::ClipTextConfig>(
+        .config::<crate::models::clip::ClipTextConfig>(
             "text_encoder/config.json",
             "the text encoder's configuration",
         )
         .await?;
-    crate::tokenizer::ClipTokenizer::from_model(files).await?;
+    crate::models::clip::ClipTokenizer::from_model(files).await?;
     let scheduler: SchedulerConfig = files
         .config(SCHEDULER_CONFIG, "the scheduler's configuration")
         .await?;
@@ -102,7 +102,7 @@ async fn check_index(files: &impl ModelFiles) -> Result<()> {
     if let Some(bytes) = files.read("model_index.json").await? {
         let path = files.display_path("model_index.json");
         let index: std::collections::BTreeMap<String, serde_json::Value> =
-            crate::files::parse_json(&bytes, &path, "the pipeline's index")?;
+            crate::loaders::files::parse_json(&bytes, &path, "the pipeline's index")?;
         let class = |component: &str| {
             index
                 .get(component)
@@ -192,7 +192,7 @@ impl StableDiffusion {
     }
 
     /// Like [`load`](Self::load), with `vae/` taken from `decoder` instead: a fast decoder such
-    /// as TAESD (see [`crate::files::AsComponent`] for a repo that holds just the decoder).
+    /// as TAESD (see [`crate::loaders::files::AsComponent`] for a repo that holds just the decoder).
     pub async fn load_with_decoder(
         files: &impl ModelFiles,
         decoder: &impl ModelFiles,
@@ -276,7 +276,7 @@ impl StableDiffusion {
     /// does not fit the model is refused, and then nothing changes.
     pub fn set_loras(&mut self, loras: &[ScaledLora]) -> Result<()> {
         let layers = AdaptableLayers::of_unet(&self.unet);
-        let unet = crate::lora::adapt(&self.unet, &layers, loras, &self.device, true)?;
+        let unet = crate::models::lora::adapt(&self.unet, &layers, loras, &self.device, true)?;
         self.text.set_loras(loras)?;
         self.adapted_unet = unet;
         Ok(())
@@ -315,7 +315,7 @@ impl StableDiffusion {
         let condition = self
             .time_condition_dim
             .map(|dim| guidance_embedding(request.guidance - 1.0, dim, &self.device));
-        read(context.clone()).await?;
+        read_values(context.clone()).await?;
         timings.text_ms = elapsed_ms(started);
 
         // 2. Timesteps.
@@ -374,7 +374,7 @@ impl StableDiffusion {
                     + self.tensor(gaussian(&mut rng, shape.iter().product()), shape) * step.noise;
             }
             latents = next;
-            read(latents.clone()).await?;
+            read_values(latents.clone()).await?;
             timings.unet_ms.push(elapsed_ms(step_started));
             crate::runtime::yield_now().await;
             if !progress(Progress {
@@ -387,12 +387,12 @@ impl StableDiffusion {
 
         // 5. Decode to a picture.
         let decode_started = Instant::now();
-        let latent_values = read(latents.clone()).await?;
+        let latent_values = read_values(latents.clone()).await?;
         let image = upcast(
             self.vae
                 .decode((latents / self.scaling_factor).cast(model_dtype)),
         );
-        let pixels = read(
+        let pixels = read_values(
             ((image / 2.0 + 0.5).clamp(0.0, 1.0) * 255.0)
                 .round()
                 .permute([0, 2, 3, 1]),
@@ -428,23 +428,4 @@ pub fn gaussian(rng: &mut StdRng, count: usize) -> Vec<f32> {
 
 pub fn elapsed_ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
-}
-
-/// A tensor's values, read back without blocking (WebGPU has no blocking reads).
-pub(crate) async fn read<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
-    tensor
-        .into_data_async()
-        .await
-        .map_err(|error| {
-            EngineError::Usage(format!(
-                "could not read a result back from the device: {error:?}"
-            ))
-        })?
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|error| {
-            EngineError::Usage(format!(
-                "could not read a result back from the device: {error:?}"
-            ))
-        })
 }

@@ -8,13 +8,15 @@ use burn::tensor::activation::silu;
 use burn::tensor::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use crate::attention::{Transformer2DModel, TransformerShape};
-use crate::conv;
-use crate::embeddings::{TimestepEmbedding, timestep_features};
 use crate::error::Result;
-use crate::files::ModelFiles;
-use crate::resnet::{Downsample2D, ResnetBlock2D, ResnetShape, Upsample2D, conv3x3, group_norm};
-use crate::weights::{WeightFiles, load_into};
+use crate::loaders::files::ModelFiles;
+use crate::loaders::weights::{WeightFiles, load_into};
+use crate::models::attention::{Transformer2DModel, TransformerShape};
+use crate::models::conv;
+use crate::models::embeddings::{TimestepEmbedding, timestep_features};
+use crate::models::resnet::{
+    Downsample2D, ResnetBlock2D, ResnetShape, Upsample2D, conv3x3, group_norm,
+};
 
 /// The checkpoint keys of diffusers' `FeedForward` list, renamed to the fields of ours.
 pub const UNET_KEY_REMAPS: [(&str, &str); 2] = [
@@ -148,7 +150,7 @@ pub struct UNetBlock {
     pub upsamplers: Vec<Upsample2D>,
 }
 
-impl crate::files::Checked for UNet2DConditionConfig {
+impl crate::loaders::files::Checked for UNet2DConditionConfig {
     fn check(&self) -> std::result::Result<(), String> {
         self.validate()
     }
@@ -157,7 +159,7 @@ impl crate::files::Checked for UNet2DConditionConfig {
 impl UNet2DConditionConfig {
     /// Checks what this implementation covers, with a reason for the parent-facing error.
     fn validate(&self) -> std::result::Result<(), String> {
-        use crate::limits::{
+        use crate::loaders::limits::{
             MAX_CHANNELS, MAX_IMAGE_CHANNELS, MAX_LAYERS, count, counts, positive,
         };
         counts(

@@ -15,10 +15,13 @@ use serde_json::{Value, json};
 use tokenizers::{AddedToken, Tokenizer};
 
 use crate::error::{EngineError, Result};
-use crate::files::{ModelFiles, parse_json};
+use crate::loaders::files::{ModelFiles, parse_json};
 
 /// CLIP's context length: every prompt becomes exactly this many ids.
 pub const MAX_LENGTH: usize = 77;
+
+// An embedding's vectors must fit between a prompt's start and end marks.
+const _: () = assert!(crate::loaders::limits::MAX_EMBEDDING_VECTORS == MAX_LENGTH - 2);
 
 /// What transformers' CLIP tokenizer splits words with, before byte-level BPE.
 const CLIP_SPLIT_PATTERN: &str =

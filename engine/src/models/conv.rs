@@ -11,21 +11,12 @@ use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 use burn::tensor::ops::PadMode;
-use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::device::convolve_through_matmuls;
 
 /// Elements in one band's `[batch, 9·channels, rows·width]` column tensor, at most: 32 MiB in
 /// f32, a quarter of WebGPU's default 128 MiB storage-binding limit (as attention's slices).
 pub const MAX_COLUMN_ELEMENTS: usize = 1 << 23;
-
-static MATMULS: AtomicBool = AtomicBool::new(false);
-
-/// Whether [`forward`] convolves through matmuls: yes on a GPU (set where the device is chosen),
-/// no on burn's CPU backend, whose own convolution already is im2col + GEMM without the extra
-/// copies, and no on a software WebGPU adapter (SwiftShader), which charges about a millisecond
-/// per dispatch, so that one direct kernel beats the dozen dispatches of a banded im2col.
-pub fn use_matmuls(on: bool) {
-    MATMULS.store(on, Ordering::Relaxed);
-}
 
 /// Natively, `TODDLER_CONV=direct` keeps burn's kernel everywhere: for benchmarks that put
 /// both paths side by side in one run.
@@ -34,9 +25,10 @@ fn direct_asked() -> bool {
     *DIRECT.get_or_init(|| std::env::var("TODDLER_CONV").is_ok_and(|value| value == "direct"))
 }
 
-/// `conv.forward(input)`, through matmuls where [`use_matmuls`] says so and the shape allows.
+/// `conv.forward(input)`, through matmuls where the device set-up asked for them
+/// ([`crate::device::set_convolve_through_matmuls`]) and the shape allows.
 pub fn forward(conv: &Conv2d, input: Tensor<4>) -> Tensor<4> {
-    if !MATMULS.load(Ordering::Relaxed) || direct_asked() || input.device().is_autodiff() {
+    if !convolve_through_matmuls() || direct_asked() || input.device().is_autodiff() {
         return conv.forward(input);
     }
     through_matmuls(conv, input)

@@ -42,17 +42,18 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::device::{upcast, weight_dtype};
+use crate::device::{read_values, upcast, weight_dtype};
 use crate::error::{EngineError, Result};
-use crate::lora::{LoraFile, LoraWeights, TrainableLora};
-use crate::pipeline::{StableDiffusion, gaussian};
-use crate::prompt::PromptEncoder;
+use crate::loaders::lora::LoraFile;
+use crate::models::clip::MAX_LENGTH;
+use crate::models::unet_2d::UNet2DConditionModel;
+use crate::models::vae::Vae;
+use crate::pipelines::prompt::PromptEncoder;
+use crate::pipelines::stable_diffusion::{StableDiffusion, gaussian};
 use crate::schedulers::{
     PredictionType, SchedulerConfig, add_noise_coefficients, alphas_cumprod, velocity_coefficients,
 };
-use crate::tokenizer::MAX_LENGTH;
-use crate::unet_2d::UNet2DConditionModel;
-use crate::vae::Vae;
+use crate::training::lora::{LoraWeights, TrainableLora};
 
 /// The timesteps training draws from (see the module docs).
 pub const TRAINING_TIMESTEPS: [usize; 4] = [999, 749, 499, 249];
@@ -219,7 +220,7 @@ pub async fn cross_init(text: &PromptEncoder, words: &[String]) -> Result<Vec<f3
         });
     }
     let mean = sum.expect("at least one word") / words.len() as f64;
-    values(mean).await
+    read_values(mean).await
 }
 
 /// A run ready for its first step (see [`start`]).
@@ -348,7 +349,7 @@ impl Training {
     pub async fn vectors(&self) -> Result<Vec<Vec<f32>>> {
         let tensor = self.parameters.vectors.val();
         let [count, hidden] = tensor.dims();
-        let values = values(tensor).await?;
+        let values = read_values(tensor).await?;
         Ok((0..count)
             .map(|row| values[row * hidden..(row + 1) * hidden].to_vec())
             .collect())
@@ -361,7 +362,7 @@ impl Training {
     pub async fn checkpoint(&self) -> Result<Vec<u8>> {
         async fn rows(tensor: Tensor<2>) -> Result<(Vec<usize>, Vec<u8>)> {
             let shape = tensor.dims().to_vec();
-            let values = values(tensor).await?;
+            let values = read_values(tensor).await?;
             Ok((
                 shape,
                 values
@@ -457,7 +458,7 @@ impl Training {
             let tensor = tensors
                 .tensor(name)
                 .map_err(|_| invalid(&format!("has no `{name}`")))?;
-            let values = crate::weights::float_values(tensor.dtype(), tensor.data())
+            let values = crate::loaders::weights::float_values(tensor.dtype(), tensor.data())
                 .ok_or_else(|| invalid("holds no float vectors"))?;
             Ok((tensor.shape().to_vec(), values))
         };
@@ -581,21 +582,8 @@ fn constant<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {
     tensor.detach().set_require_grad(false)
 }
 
-/// A tensor's values, read back without blocking (WebGPU has no blocking reads).
-pub(crate) async fn values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
-    tensor
-        .into_data_async()
-        .await
-        .map_err(|error| {
-            EngineError::Usage(format!("could not read back from the device: {error:?}"))
-        })?
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|error| EngineError::Usage(format!("{error:?}")))
-}
-
 async fn scalar(tensor: Tensor<1>) -> Result<f64> {
-    Ok(f64::from(values(tensor).await?[0]))
+    Ok(f64::from(read_values(tensor).await?[0]))
 }
 
 /// What is written beside the vectors, as safetensors metadata.
@@ -696,7 +684,7 @@ mod tests {
         assert_eq!(metadata["token"], "<mia>");
         assert_eq!(metadata["vectors"], "2");
         assert_eq!(metadata["date"].len(), 10);
-        let read = crate::textual_inversion::TextualInversion::from_safetensors(
+        let read = crate::loaders::textual_inversion::TextualInversion::from_safetensors(
             &bytes,
             std::path::Path::new("mia.safetensors"),
         )

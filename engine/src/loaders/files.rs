@@ -190,6 +190,14 @@ pub struct AsComponent<F> {
 }
 
 impl<F: ModelFiles> AsComponent<F> {
+    /// A fast decoder's repo (TAESD: `config.json` and weights at its root) as a model's `vae/`.
+    pub fn vae(files: F) -> Self {
+        AsComponent {
+            files,
+            component: "vae",
+        }
+    }
+
     fn inner<'a>(&self, relative: &'a str) -> &'a str {
         relative
             .strip_prefix(self.component)

@@ -12,10 +12,10 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use crate::conv;
 use crate::error::Result;
-use crate::files::ModelFiles;
-use crate::weights::{WeightFiles, load_into};
+use crate::loaders::files::ModelFiles;
+use crate::loaders::weights::{WeightFiles, load_into};
+use crate::models::conv;
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct AutoencoderTinyConfig {
@@ -118,9 +118,9 @@ fn block(device: &Device, channels: usize) -> TinyBlock {
     }
 }
 
-impl crate::files::Checked for AutoencoderTinyConfig {
+impl crate::loaders::files::Checked for AutoencoderTinyConfig {
     fn check(&self) -> std::result::Result<(), String> {
-        use crate::limits::{
+        use crate::loaders::limits::{
             MAX_CHANNELS, MAX_IMAGE_CHANNELS, MAX_LAYERS, count, counts, positive,
         };
         count("in_channels", self.in_channels, 1, MAX_IMAGE_CHANNELS)?;

@@ -3,8 +3,8 @@
 //! Field names are the checkpoint's key segments, so a parameter's path is its safetensors key
 //! (`encoder.layers.0.self_attn.q_proj.weight`); see `weights.rs` for the loading.
 
-use crate::attention::attention_weights;
 use crate::device::upcast;
+use crate::models::attention::attention_weights;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, sigmoid};
@@ -68,9 +68,9 @@ pub enum Activation {
     Gelu,
 }
 
-impl crate::files::Checked for ClipTextConfig {
+impl crate::loaders::files::Checked for ClipTextConfig {
     fn check(&self) -> std::result::Result<(), String> {
-        use crate::limits::{
+        use crate::loaders::limits::{
             MAX_CHANNELS, MAX_LAYERS, MAX_POSITIONS, MAX_VOCABULARY, count, positive,
         };
         count("vocab_size", self.vocab_size, 1, MAX_VOCABULARY)?;
@@ -88,7 +88,7 @@ impl crate::files::Checked for ClipTextConfig {
             1,
             self.hidden_size,
         )?;
-        let positions = crate::tokenizer::MAX_LENGTH;
+        let positions = crate::models::clip::MAX_LENGTH;
         count(
             "max_position_embeddings",
             self.max_position_embeddings,

@@ -4,13 +4,13 @@
 use burn::module::Param;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use crate::clip::{ClipTextConfig, ClipTextModel};
 use crate::error::{EngineError, Result};
-use crate::files::ModelFiles;
-use crate::lora::{AdaptableLayers, ScaledLora};
-use crate::textual_inversion::TextualInversion;
-use crate::tokenizer::{ClipTokenizer, MAX_LENGTH};
-use crate::weights::{WeightFiles, load_into};
+use crate::loaders::files::ModelFiles;
+use crate::loaders::textual_inversion::TextualInversion;
+use crate::loaders::weights::{WeightFiles, load_into};
+use crate::models::clip::{ClipTextConfig, ClipTextModel};
+use crate::models::clip::{ClipTokenizer, MAX_LENGTH};
+use crate::models::lora::{AdaptableLayers, ScaledLora};
 
 pub struct PromptEncoder {
     pub tokenizer: ClipTokenizer,
@@ -186,7 +186,8 @@ impl PromptEncoder {
     /// now on; an empty list removes them. On error nothing changes.
     pub fn set_loras(&mut self, loras: &[ScaledLora]) -> Result<()> {
         let layers = AdaptableLayers::of_text_encoder(&self.text_encoder);
-        self.adapted = crate::lora::adapt(&self.text_encoder, &layers, loras, &self.device, true)?;
+        self.adapted =
+            crate::models::lora::adapt(&self.text_encoder, &layers, loras, &self.device, true)?;
         self.loras = loras.to_vec();
         Ok(())
     }

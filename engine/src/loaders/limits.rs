@@ -22,6 +22,9 @@ pub const MAX_TRAIN_TIMESTEPS: usize = 100_000;
 pub const MAX_PICTURE_SIDE: usize = 2048;
 /// Inference steps of one picture.
 pub const MAX_STEPS: usize = 1000;
+/// Vectors of one textual-inversion embedding: a CLIP prompt's 77 tokens less its start and end
+/// marks (`models::clip::MAX_LENGTH − 2`).
+pub const MAX_EMBEDDING_VECTORS: usize = 75;
 
 /// `Err` naming `field` unless `min ≤ value ≤ max`.
 pub fn count(field: &str, value: usize, min: usize, max: usize) -> Result<(), String> {

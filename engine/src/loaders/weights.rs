@@ -16,7 +16,7 @@ use burn_store::{
 use serde::Deserialize;
 
 use crate::error::{EngineError, Result};
-use crate::files::{ModelFiles, parse_json};
+use crate::loaders::files::{ModelFiles, parse_json};
 
 /// Checkpoint buffers that the math does not need (transformers derives position ids itself).
 const IGNORED_TENSORS: [&str; 1] = ["embeddings.position_ids"];

@@ -9,9 +9,9 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, DType, Device, Tensor};
 
-use crate::conv;
 use crate::device::upcast;
-use crate::resnet::{conv1x1, group_norm};
+use crate::models::conv;
+use crate::models::resnet::{conv1x1, group_norm};
 
 /// Scaled dot-product attention over `[batch, tokens, heads·dim]`.
 ///

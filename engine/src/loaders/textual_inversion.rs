@@ -14,7 +14,8 @@ use std::path::Path;
 use safetensors::SafeTensors;
 
 use crate::error::{EngineError, Result};
-use crate::weights::float_values;
+use crate::loaders::limits::{MAX_CHANNELS, MAX_EMBEDDING_VECTORS};
+use crate::loaders::weights::float_values;
 
 /// One learned token and its vectors.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,13 +92,12 @@ impl TextualInversion {
         if rows == 0 || dim == 0 {
             return Err(error(format!("tensor `{name}` is empty")));
         }
-        // A prompt holds 75 tokens between its start and end marks.
-        let most_vectors = crate::tokenizer::MAX_LENGTH - 2;
-        if rows > most_vectors || dim > crate::limits::MAX_CHANNELS {
+        let most_vectors = MAX_EMBEDDING_VECTORS;
+        if rows > most_vectors || dim > MAX_CHANNELS {
             return Err(error(format!(
                 "tensor `{name}` has {rows} vectors of {dim} numbers; an embedding has at most \
                  {most_vectors} vectors of at most {} numbers",
-                crate::limits::MAX_CHANNELS
+                MAX_CHANNELS
             )));
         }
         let values = float_values(tensor.dtype(), tensor.data()).ok_or_else(|| {

@@ -8,7 +8,7 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 
-use crate::conv;
+use crate::models::conv;
 
 pub fn conv3x3(device: &Device, inputs: usize, outputs: usize) -> Conv2d {
     Conv2dConfig::new([inputs, outputs], [3, 3])

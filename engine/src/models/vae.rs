@@ -8,14 +8,14 @@ use burn::tensor::activation::silu;
 use burn::tensor::{DType, Device, Tensor};
 use serde::Deserialize;
 
-use crate::attention::SpatialAttention;
-use crate::conv;
 use crate::error::Result;
-use crate::files::ModelFiles;
-use crate::resnet::{
+use crate::loaders::files::ModelFiles;
+use crate::loaders::weights::{WeightFiles, load_into};
+use crate::models::attention::SpatialAttention;
+use crate::models::conv;
+use crate::models::resnet::{
     Downsample2D, ResnetBlock2D, ResnetShape, Upsample2D, conv1x1, conv3x3, group_norm,
 };
-use crate::weights::{WeightFiles, load_into};
 
 /// The VAE's normalisation epsilon (fixed in diffusers' encoder and decoder).
 const EPSILON: f64 = 1e-6;
@@ -197,9 +197,9 @@ impl AutoencoderKLConfig {
     }
 }
 
-impl crate::files::Checked for AutoencoderKLConfig {
+impl crate::loaders::files::Checked for AutoencoderKLConfig {
     fn check(&self) -> std::result::Result<(), String> {
-        use crate::limits::{
+        use crate::loaders::limits::{
             MAX_CHANNELS, MAX_IMAGE_CHANNELS, MAX_LAYERS, count, counts, positive,
         };
         counts(
@@ -320,7 +320,7 @@ impl VaeMidBlock {
 /// Whichever autoencoder a folder's `vae/` holds: `AutoencoderKL`, or TAESD's `AutoencoderTiny`.
 pub enum Vae {
     Kl(Box<AutoencoderKL>),
-    Tiny(crate::autoencoder_tiny::AutoencoderTiny),
+    Tiny(crate::models::autoencoder_tiny::AutoencoderTiny),
 }
 
 /// What the pipeline needs to know of either autoencoder.
@@ -334,7 +334,10 @@ pub async fn check_config(files: &impl ModelFiles) -> Result<()> {
     let what = "the VAE's configuration";
     if is_tiny(files).await? {
         files
-            .config::<crate::autoencoder_tiny::AutoencoderTinyConfig>("vae/config.json", what)
+            .config::<crate::models::autoencoder_tiny::AutoencoderTinyConfig>(
+                "vae/config.json",
+                what,
+            )
             .await?;
     } else {
         files
@@ -365,9 +368,10 @@ impl Vae {
         dtype: DType,
     ) -> Result<(Self, VaeInfo)> {
         if is_tiny(files).await? {
-            let (vae, config) =
-                crate::autoencoder_tiny::AutoencoderTiny::load(files, variant, device, dtype)
-                    .await?;
+            let (vae, config) = crate::models::autoencoder_tiny::AutoencoderTiny::load(
+                files, variant, device, dtype,
+            )
+            .await?;
             let info = VaeInfo {
                 latent_channels: config.latent_channels,
                 scaling_factor: config.scaling_factor,

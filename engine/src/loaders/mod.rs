@@ -1,0 +1,13 @@
+//! Reading model files, each checked before anything is built from it: access to a diffusers
+//! folder (`files`), the bounds every config must keep (`limits`), the one safetensors loader
+//! (`weights`), and the files people add to a model — textual-inversion embeddings and LoRA
+//! files. A new file format (the story writer's GGUF) joins them here.
+//!
+//! Architecture invariant: loaders depend on nothing in the engine but `error` and `runtime`;
+//! model components, pipelines, training and the worker depend on them.
+
+pub mod files;
+pub mod limits;
+pub mod lora;
+pub mod textual_inversion;
+pub mod weights;
