@@ -11,7 +11,7 @@ use crate::pages::{avatars, bench, book, library, models, not_found, settings, s
 #[component]
 pub fn App() -> impl IntoView {
     // Work that outlives any one screen keeps its state here.
-    avatars::AvatarTraining::provide();
+    avatars::training::AvatarTraining::provide();
     models::ModelWork::provide();
     view! {
         <Router>

@@ -6,6 +6,7 @@ mod crash;
 mod engine;
 mod gpu;
 mod model_store;
+mod opfs;
 mod pages;
 mod safetensors;
 mod service_worker;

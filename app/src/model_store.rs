@@ -10,12 +10,16 @@ use std::sync::OnceLock;
 
 use js_sys::{Reflect, Uint8Array};
 use serde::{Deserialize, Serialize};
-use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    FileSystemCreateWritableOptions, FileSystemDirectoryHandle, FileSystemFileHandle,
-    FileSystemGetDirectoryOptions, FileSystemGetFileOptions, FileSystemRemoveOptions,
-    FileSystemWritableFileStream, ReadableStreamDefaultReader, RequestInit, Response,
+    FileSystemDirectoryHandle, FileSystemFileHandle, FileSystemRemoveOptions,
+    ReadableStreamDefaultReader, RequestInit, Response,
+};
+
+use crate::opfs::{
+    describe, directory, file, file_handle, file_size, is_not_found, open_writable, read_slice,
+    root,
 };
 
 /// What arrived is committed to disk at least this often (a closed tab loses less).
@@ -572,21 +576,6 @@ async fn models_folder() -> Result<FileSystemDirectoryHandle, String> {
         .map(|folder| folder.expect("created"))
 }
 
-/// The origin-private file system's root.
-pub(crate) async fn root() -> Result<FileSystemDirectoryHandle, String> {
-    let storage = web_sys::window().ok_or("no window")?.navigator().storage();
-    let root: FileSystemDirectoryHandle = JsFuture::from(storage.get_directory())
-        .await
-        .map_err(|error| {
-            format!(
-                "This browser gives the app no private storage ({}).",
-                describe(error)
-            )
-        })?
-        .unchecked_into();
-    Ok(root)
-}
-
 async fn model_folder(
     model: &ModelEntry,
     create: bool,
@@ -594,111 +583,8 @@ async fn model_folder(
     directory(&models_folder().await?, &model.folder(), create).await
 }
 
-pub(crate) async fn directory(
-    parent: &FileSystemDirectoryHandle,
-    name: &str,
-    create: bool,
-) -> Result<Option<FileSystemDirectoryHandle>, String> {
-    let options = FileSystemGetDirectoryOptions::new();
-    options.set_create(create);
-    match JsFuture::from(parent.get_directory_handle_with_options(name, &options)).await {
-        Ok(handle) => Ok(Some(handle.unchecked_into())),
-        Err(error) if is_not_found(&error) => Ok(None),
-        Err(error) => Err(describe(error)),
-    }
-}
-
-/// `relative` (with `/`s) under `folder`.
-pub(crate) async fn file_handle(
-    folder: &FileSystemDirectoryHandle,
-    relative: &str,
-    create: bool,
-) -> Result<Option<FileSystemFileHandle>, String> {
-    let mut parts: Vec<&str> = relative.split('/').collect();
-    let name = parts.pop().unwrap_or_default();
-    let mut current = folder.clone();
-    for part in parts {
-        match directory(&current, part, create).await? {
-            Some(next) => current = next,
-            None => return Ok(None),
-        }
-    }
-    let options = FileSystemGetFileOptions::new();
-    options.set_create(create);
-    match JsFuture::from(current.get_file_handle_with_options(name, &options)).await {
-        Ok(handle) => Ok(Some(handle.unchecked_into())),
-        Err(error) if is_not_found(&error) => Ok(None),
-        Err(error) => Err(describe(error)),
-    }
-}
-
-pub(crate) async fn file(handle: &FileSystemFileHandle) -> Result<web_sys::File, String> {
-    JsFuture::from(handle.get_file())
-        .await
-        .map(JsCast::unchecked_into)
-        .map_err(describe)
-}
-
-async fn file_size(handle: &FileSystemFileHandle) -> Result<u64, String> {
-    Ok(file(handle).await?.size() as u64)
-}
-
-async fn read_slice(file: &web_sys::File, start: u64, end: u64) -> Result<Vec<u8>, String> {
-    let blob = file
-        .slice_with_f64_and_f64(start as f64, end as f64)
-        .map_err(describe)?;
-    let buffer = JsFuture::from(blob.array_buffer())
-        .await
-        .map_err(describe)?;
-    Ok(Uint8Array::new(&buffer).to_vec())
-}
-
-pub(crate) async fn open_writable(
-    handle: &FileSystemFileHandle,
-    keep: bool,
-) -> Result<FileSystemWritableFileStream, String> {
-    let options = FileSystemCreateWritableOptions::new();
-    options.set_keep_existing_data(keep);
-    JsFuture::from(handle.create_writable_with_options(&options))
-        .await
-        .map(JsCast::unchecked_into)
-        .map_err(|error| {
-            format!(
-                "Could not write to the app's storage ({}).",
-                describe(error)
-            )
-        })
-}
-
 fn local_storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok().flatten()
-}
-
-pub(crate) fn is_not_found(error: &JsValue) -> bool {
-    error
-        .dyn_ref::<web_sys::DomException>()
-        .is_some_and(|exception| exception.name() == "NotFoundError")
-}
-
-pub(crate) fn describe(error: JsValue) -> String {
-    // Any storage step may be the one that finds the disk full (creating a folder, opening a
-    // file for writing, the write itself): each says it the same way.
-    if is_quota_exceeded(&error) {
-        return STORAGE_FULL.into();
-    }
-    if let Some(error) = error.dyn_ref::<js_sys::Error>() {
-        return String::from(error.message());
-    }
-    error.as_string().unwrap_or_else(|| format!("{error:?}"))
-}
-
-const STORAGE_FULL: &str = "This device's storage for the app is full. Delete a model, an avatar or a book in Settings, then try again. Nothing you made was lost.";
-
-/// Whether `error` is the browser saying the origin's storage quota is used up.
-pub(crate) fn is_quota_exceeded(error: &JsValue) -> bool {
-    error
-        .dyn_ref::<web_sys::DomException>()
-        .is_some_and(|exception| exception.name() == "QuotaExceededError")
 }
 
 /// "1.7 GB", "512 KB": sizes as a parent reads them.

@@ -9,13 +9,19 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{FileSystemDirectoryHandle, FileSystemRemoveOptions};
 
-use crate::model_store::{
+use crate::opfs::{
     describe, directory, file, file_handle, is_not_found, is_quota_exceeded, open_writable, root,
 };
 
 pub const BOOKS_DIR: &str = "books";
 pub const BOOK_FILE: &str = "book.json";
 pub const AVATAR_INFO: &str = "avatar.json";
+/// An avatar's latest training preview, beside its record.
+pub const AVATAR_PREVIEW: &str = "preview.png";
+/// The folder of an avatar's photos (`photo-0.jpg` …).
+pub const AVATAR_PHOTOS: &str = "photos";
+/// The parent's squares, by photo file name (`BTreeMap<String, PhotoCrop>` as JSON).
+pub const AVATAR_CROPS: &str = "crops.json";
 
 /// A folder by path; `None` when it does not exist and `create` is false.
 async fn folder(path: &str, create: bool) -> Result<Option<FileSystemDirectoryHandle>, String> {

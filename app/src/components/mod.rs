@@ -2,6 +2,7 @@
 
 pub mod device_check;
 pub mod empty_state;
+pub mod error_note;
 pub mod icon;
 pub mod nav;
 pub mod photo_crop;

@@ -5,16 +5,17 @@ use leptos_router::components::A;
 use stories::Book;
 
 use crate::components::empty_state::EmptyState;
+use crate::components::error_note::ErrorNote;
 use crate::components::icon::IconName;
 use crate::components::stored_picture::StoredPicture;
-use crate::pages::avatars::ErrorNote;
-use crate::storage::{self, BOOKS_DIR};
+use crate::pages::avatars::training::AvatarTraining;
+use crate::storage::{self, AVATAR_PREVIEW, BOOKS_DIR};
 use crate::studio::{self, avatar_path, book_path};
 
 #[component]
 pub fn Library() -> impl IntoView {
     let version = RwSignal::new(0u32);
-    let avatars_changed = crate::pages::avatars::AvatarTraining::get().changed;
+    let avatars_changed = AvatarTraining::get().changed;
     let shelf = LocalResource::new(move || {
         version.track();
         avatars_changed.track();
@@ -52,7 +53,7 @@ pub fn Library() -> impl IntoView {
                         <ul class="card-grid" data-testid="shelf-avatars">
                             {avatars.into_iter().map(|avatar| view! {
                                 <li class="card small-card">
-                                    <StoredPicture path=Some(avatar_path(&avatar.token, "preview.png")) alt=String::new()
+                                    <StoredPicture path=Some(avatar_path(&avatar.token, AVATAR_PREVIEW)) alt=String::new()
                                         placeholder=IconName::Avatar />
                                     <A href="/avatars">{avatar.name.clone()}</A>
                                 </li>

@@ -163,23 +163,23 @@ async fn check_with_engine(model: &ModelEntry) -> Result<(), String> {
 fn ModelCard(model: ModelEntry) -> impl IntoView {
     let work = ModelWork::get();
     let slug = model.repo.replace('/', "-");
-    let stored = RwSignal::new(None::<Stored>);
     let deleting = RwSignal::new(false);
     let repo = StoredValue::new(model.repo.clone());
     let model = StoredValue::new(model);
-    Effect::new(move || {
+    // What the store holds of this model, read again whenever a stored model changes; `None`
+    // until first read.
+    let stored = LocalResource::new(move || {
         work.changed.track();
-        // Values, not the card's stored ones: the parent may leave the page before this ends.
+        // A value, not the card's stored one: the parent may leave the page before this ends.
         let entry = model.get_value();
-        leptos::task::spawn_local(async move {
-            let status = model_store::status(&entry).await.unwrap_or_else(|message| {
+        async move {
+            model_store::status(&entry).await.unwrap_or_else(|message| {
                 work.errors.update(|errors| {
                     errors.insert(entry.repo.clone(), message);
                 });
                 Stored::Missing
-            });
-            stored.try_set(Some(status));
-        });
+            })
+        }
     });
     let progress = move || {
         work.progress
@@ -347,19 +347,17 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
 #[component]
 pub fn ModelHost() -> impl IntoView {
     let current = RwSignal::new(model_store::hub_base());
-    let message = RwSignal::new(None::<String>);
-    let save = move |_| {
-        let value = current.get_untracked();
-        leptos::task::spawn_local(async move {
-            let base = value.trim().to_owned();
+    let save = Action::new_local(|value: &String| {
+        let base = value.trim().to_owned();
+        async move {
             let is_default = base.is_empty() || base == model_store::registry().hub_base;
-            let result = model_store::set_hub_base((!is_default).then_some(base.as_str())).await;
-            message.try_set(Some(match result {
-                Ok(()) => "Saved. Reload the app to download from this host.".into(),
+            match model_store::set_hub_base((!is_default).then_some(base.as_str())).await {
+                Ok(()) => "Saved. Reload the app to download from this host.".to_owned(),
                 Err(error) => error,
-            }));
-        });
-    };
+            }
+        }
+    });
+    let message = save.value();
     view! {
         <section class="card">
             <h2>"Model host"</h2>
@@ -369,7 +367,7 @@ pub fn ModelHost() -> impl IntoView {
                     "Host address"
                     <input type="url" data-testid="hub-base" prop:value=move || current.get() on:input=move |event| current.set(event_target_value(&event)) />
                 </label>
-                <button class="button" data-testid="hub-base-save" on:click=save>"Save"</button>
+                <button class="button" data-testid="hub-base-save" on:click=move |_| { save.dispatch(current.get_untracked()); }>"Save"</button>
             </div>
             {move || message.get().map(|text| view! { <p aria-live="polite" data-testid="hub-base-message">{text}</p> })}
         </section>

@@ -44,24 +44,23 @@ fn Choices() -> impl IntoView {
         protocol::Backend::Cpu => "cpu",
     };
     let size = preferences.picture_size.to_string();
-    let full_decoder = preferences.full_decoder;
+    let decoder = if preferences.full_decoder {
+        "full"
+    } else {
+        "fast"
+    };
     let precision = preferences
         .precision
         .map_or("auto", protocol::Precision::name);
     view! {
         <section class="card form">
             <h2>"Drawing"</h2>
-            <label>
-                "Where pictures are drawn"
-                <select data-testid="backend-choice" on:change=move |event| {
-                    set_preference(BACKEND_KEY, &event_target_value(&event));
-                    studio::forget_loaded();
-                }>
-                    <option value="auto" selected=backend == "auto">"The graphics chip when there is one (recommended)"</option>
-                    <option value="webgpu" selected=backend == "webgpu">"The graphics chip (WebGPU)"</option>
-                    <option value="cpu" selected=backend == "cpu">"The processor (slow, but works everywhere)"</option>
-                </select>
-            </label>
+            <LoadingChoice label="Where pictures are drawn" test_id="backend-choice" key=BACKEND_KEY current=backend
+                options=&[
+                    ("auto", "The graphics chip when there is one (recommended)"),
+                    ("webgpu", "The graphics chip (WebGPU)"),
+                    ("cpu", "The processor (slow, but works everywhere)"),
+                ] />
             <label>
                 "Picture size for new books"
                 <select data-testid="size-choice" on:change=move |event| set_preference(SIZE_KEY, &event_target_value(&event))>
@@ -71,30 +70,53 @@ fn Choices() -> impl IntoView {
                     }).collect_view()}
                 </select>
             </label>
-            <label>
-                "Picture quality"
-                <select data-testid="decoder-choice" on:change=move |event| {
-                    set_preference(DECODER_KEY, &event_target_value(&event));
-                    studio::forget_loaded();
-                }>
-                    <option value="fast" selected=!full_decoder>"Fast: the small picture decoder (recommended)"</option>
-                    <option value="full" selected=full_decoder>"Finest pictures: the model's full decoder (each picture takes several times longer)"</option>
-                </select>
-            </label>
-            <label>
-                "Number precision"
-                <select data-testid="precision-choice" on:change=move |event| {
-                    set_preference(PRECISION_KEY, &event_target_value(&event));
-                    // A running engine keeps its precision: the next picture starts a new one.
-                    studio::forget_loaded();
-                    EngineWorker::restart();
-                }>
-                    <option value="auto" selected=precision == "auto">"Automatic: half precision where the graphics chip supports it (recommended)"</option>
-                    <option value="f16" selected=precision == "f16">"Half precision: faster, and the model needs half the memory"</option>
-                    <option value="f32" selected=precision == "f32">"Full precision: slower; for a graphics chip that draws wrong colours in half precision"</option>
-                </select>
-            </label>
+            <LoadingChoice label="Picture quality" test_id="decoder-choice" key=DECODER_KEY current=decoder
+                options=&[
+                    ("fast", "Fast: the small picture decoder (recommended)"),
+                    ("full", "Finest pictures: the model's full decoder (each picture takes several times longer)"),
+                ] />
+            // A running engine keeps its precision: the next picture starts a new one.
+            <LoadingChoice label="Number precision" test_id="precision-choice" key=PRECISION_KEY current=precision
+                restart_engine=true
+                options=&[
+                    ("auto", "Automatic: half precision where the graphics chip supports it (recommended)"),
+                    ("f16", "Half precision: faster, and the model needs half the memory"),
+                    ("f32", "Full precision: slower; for a graphics chip that draws wrong colours in half precision"),
+                ] />
         </section>
+    }
+}
+
+/// A choice of how the model is loaded, kept in the preference `key`: a new value unloads the
+/// model, so the next picture loads it the new way.
+#[component]
+fn LoadingChoice(
+    label: &'static str,
+    test_id: &'static str,
+    key: &'static str,
+    /// The value chosen now.
+    current: &'static str,
+    /// Each option's value and what the parent reads.
+    options: &'static [(&'static str, &'static str)],
+    /// Also start a fresh engine worker: a worker keeps its precision for its life.
+    #[prop(optional)]
+    restart_engine: bool,
+) -> impl IntoView {
+    view! {
+        <label>
+            {label}
+            <select data-testid=test_id on:change=move |event| {
+                set_preference(key, &event_target_value(&event));
+                studio::forget_loaded();
+                if restart_engine {
+                    EngineWorker::restart();
+                }
+            }>
+                {options.iter().map(|&(value, text)| view! {
+                    <option value=value selected=value == current>{text}</option>
+                }).collect_view()}
+            </select>
+        </label>
     }
 }
 
@@ -162,32 +184,33 @@ fn StorageItems() -> impl IntoView {
 
 #[component]
 fn DeleteEverything() -> impl IntoView {
-    let done = RwSignal::new(None::<String>);
+    // Its value is what the parent reads afterwards.
+    let delete_all = Action::new_local(|&()| async {
+        let mut problems = Vec::new();
+        for folder in [
+            storage::BOOKS_DIR,
+            protocol::store::AVATARS_DIR,
+            protocol::store::MODELS_DIR,
+        ] {
+            if let Err(message) = storage::remove(folder).await {
+                problems.push(message);
+            }
+        }
+        studio::forget_loaded();
+        if problems.is_empty() {
+            "Everything was deleted from this device.".to_owned()
+        } else {
+            problems.join(" ")
+        }
+    });
     let delete = move |_| {
-        if !storage::confirm(
+        if storage::confirm(
             "Delete everything ToddlerStories keeps on this device: books, avatars, photos and the picture model? This cannot be undone.",
         ) {
-            return;
+            delete_all.dispatch(());
         }
-        leptos::task::spawn_local(async move {
-            let mut problems = Vec::new();
-            for folder in [
-                storage::BOOKS_DIR,
-                protocol::store::AVATARS_DIR,
-                protocol::store::MODELS_DIR,
-            ] {
-                if let Err(message) = storage::remove(folder).await {
-                    problems.push(message);
-                }
-            }
-            studio::forget_loaded();
-            done.try_set(Some(if problems.is_empty() {
-                "Everything was deleted from this device.".to_owned()
-            } else {
-                problems.join(" ")
-            }));
-        });
     };
+    let done = delete_all.value();
     view! {
         <section class="card">
             <h2>"Start over"</h2>

@@ -6,7 +6,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_query_map};
 use stories::{Avatar, Book, BookSetup, Child, Drawing, Pronouns, Style, likely_avatar, templates};
 
-use crate::pages::avatars::ErrorNote;
+use crate::components::error_note::ErrorNote;
 use crate::storage;
 use crate::studio::{self, Preferences};
 
