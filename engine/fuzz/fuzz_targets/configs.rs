@@ -2,12 +2,12 @@
 //! anything; a scheduler that passes is built for a few step counts.
 #![no_main]
 
+use engine::loaders::files::{InMemory, ModelFiles, block_on};
 use engine::models::autoencoder_tiny::AutoencoderTinyConfig;
 use engine::models::clip::ClipTextConfig;
-use engine::loaders::files::{InMemory, ModelFiles, block_on};
-use engine::schedulers::{Scheduler, SchedulerConfig, SchedulerKind};
 use engine::models::unet_2d::UNet2DConditionConfig;
 use engine::models::vae::AutoencoderKLConfig;
+use engine::schedulers::{Scheduler, SchedulerConfig, SchedulerKind};
 use libfuzzer_sys::fuzz_target;
 
 const PATH: &str = "config.json";

@@ -1,24 +1,8 @@
 //! A picture as the face models take it, exactly as face-api.js' `NetInput.toBatchTensor` makes
-//! it, and a face cut out of its picture as `extractFaceTensors` does.
+//! it.
 
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use image::RgbImage;
-
-use super::detector::Face;
-
-/// The box cut out of the picture as face-api.js' `extractFaceTensors` does: clipped to the
-/// picture, then each of x, y, width and height rounded down.
-pub(super) fn crop_clipped(picture: &RgbImage, face: &Face) -> Option<RgbImage> {
-    let (width, height) = (f64::from(picture.width()), f64::from(picture.height()));
-    let x = face.x.max(0.0);
-    let y = face.y.max(0.0);
-    let w = (face.x + face.width - x).min(width - x);
-    let h = (face.y + face.height - y).min(height - y);
-    let (x, y, w, h) = (x.floor(), y.floor(), w.floor(), h.floor());
-    (w > 0.0 && h > 0.0).then(|| {
-        image::imageops::crop_imm(picture, x as u32, y as u32, w as u32, h as u32).to_image()
-    })
-}
 
 /// The picture as `[height, width, 3]` floats, padded with black to a square — at the bottom or
 /// right (`centred` false), or split around it (`centred`: the larger half after) — and resized

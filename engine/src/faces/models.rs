@@ -7,7 +7,6 @@ use image::RgbImage;
 
 use super::descriptor::{DESCRIPTOR_FILES, Descriptor};
 use super::detector::{DETECTOR_FILES, Detector, Face};
-use super::input::crop_clipped;
 use super::tfjs::TfjsWeights;
 use crate::error::{EngineError, Result};
 
@@ -89,4 +88,18 @@ impl FaceModels {
     pub async fn describe(&self, face: &RgbImage) -> Result<Vec<f32>> {
         self.descriptor.describe(face, &self.device).await
     }
+}
+
+/// The box cut out of the picture as face-api.js' `extractFaceTensors` does: clipped to the
+/// picture, then each of x, y, width and height rounded down.
+fn crop_clipped(picture: &RgbImage, face: &Face) -> Option<RgbImage> {
+    let (width, height) = (f64::from(picture.width()), f64::from(picture.height()));
+    let x = face.x.max(0.0);
+    let y = face.y.max(0.0);
+    let w = (face.x + face.width - x).min(width - x);
+    let h = (face.y + face.height - y).min(height - y);
+    let (x, y, w, h) = (x.floor(), y.floor(), w.floor(), h.floor());
+    (w > 0.0 && h > 0.0).then(|| {
+        image::imageops::crop_imm(picture, x as u32, y as u32, w as u32, h as u32).to_image()
+    })
 }

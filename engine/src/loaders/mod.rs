@@ -3,7 +3,7 @@
 //! (`weights`), and the files people add to a model — textual-inversion embeddings and LoRA
 //! files. A new file format (the story writer's GGUF) joins them here.
 //!
-//! Architecture invariant: loaders depend on nothing in the engine but `error` and `runtime`;
+//! Architecture invariant: loaders depend on nothing in the engine but `error`;
 //! model components, pipelines, training and the worker depend on them.
 
 pub mod files;

@@ -1,7 +1,7 @@
 //! CLIP's text transformer (`transformers.CLIPTextModel`), the prompt encoder of Stable Diffusion.
 //!
 //! Field names are the checkpoint's key segments, so a parameter's path is its safetensors key
-//! (`encoder.layers.0.self_attn.q_proj.weight`); see `weights.rs` for the loading.
+//! (`encoder.layers.0.self_attn.q_proj.weight`); see `loaders/weights.rs` for the loading.
 
 use crate::device::upcast;
 use crate::models::attention::attention_weights;
