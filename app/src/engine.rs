@@ -1,5 +1,11 @@
 //! The app's side of the engine worker: started on first use (the engine's wasm is downloaded
 //! only then), spoken to in [`protocol`] messages.
+//!
+//! A worker can die: wasm32's memory runs out, the engine traps, the GPU device is lost. The
+//! browser then reports an uncaught error on the worker; every request still waiting is answered
+//! with a plain-words failure ([`EngineFailure::Stopped`]) instead of waiting for ever, the dead
+//! worker is ended, and the next request starts a fresh one. Nothing the parent made lives in the
+//! worker, so nothing is lost.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -10,13 +16,49 @@ use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use protocol::{Envelope, Event, Request};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
+use web_sys::{ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
 
 /// The engine worker's loader script, written by Trunk (`app/index.html`, `data-loader-shim`).
 const WORKER_SCRIPT: &str = "/engine-worker_loader.js";
 
 /// An event with the bytes that travelled beside it (a picture).
 pub type Delivery = (Event, Option<Vec<u8>>);
+
+/// Why a request did not succeed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EngineFailure {
+    /// The engine answered with a failure: the request (its model, its file) is at fault.
+    Failed(String),
+    /// The worker died before it answered (out of memory, a trap, a lost GPU): the request may
+    /// be fine, and a fresh worker serves the next one.
+    Stopped(String),
+}
+
+impl EngineFailure {
+    pub fn message(&self) -> &str {
+        match self {
+            EngineFailure::Failed(message) | EngineFailure::Stopped(message) => message,
+        }
+    }
+}
+
+impl From<EngineFailure> for String {
+    fn from(failure: EngineFailure) -> String {
+        match failure {
+            EngineFailure::Failed(message) | EngineFailure::Stopped(message) => message,
+        }
+    }
+}
+
+/// What a parent reads when the worker died; `reason` is the browser's own words.
+fn stopped_message(reason: &str) -> String {
+    format!(
+        "The picture engine stopped unexpectedly, most likely because this device ran out of \
+         memory for the picture model. Nothing you made is lost. Try again; if it stops again, \
+         close other tabs, or choose a smaller picture model on the Models screen. (The browser \
+         said: {reason})"
+    )
+}
 
 pub struct EngineWorker {
     worker: Worker,
@@ -27,6 +69,8 @@ pub struct EngineWorker {
     next_id: Cell<u32>,
     /// Replaced by a fresh worker: stops once its last request has finished.
     retired: Rc<Cell<bool>>,
+    /// Set when the worker died, to what its requests were told.
+    stopped: Rc<RefCell<Option<String>>>,
 }
 
 thread_local! {
@@ -37,7 +81,9 @@ impl EngineWorker {
     /// The one engine worker of this page, started now if it is not running yet.
     pub fn get() -> Result<Rc<EngineWorker>, String> {
         ENGINE.with(|engine| {
-            if let Some(engine) = engine.borrow().as_ref() {
+            if let Some(engine) = engine.borrow().as_ref()
+                && engine.stopped.borrow().is_none()
+            {
                 return Ok(engine.clone());
             }
             let started = Rc::new(EngineWorker::start()?);
@@ -70,6 +116,7 @@ impl EngineWorker {
         let queued: Rc<RefCell<Vec<String>>> = Rc::default();
         let listeners: Rc<RefCell<HashMap<u32, UnboundedSender<Delivery>>>> = Rc::default();
         let retired = Rc::new(Cell::new(false));
+        let stopped: Rc<RefCell<Option<String>>> = Rc::default();
         let on_message = {
             let (worker, ready, queued, listeners, retired) = (
                 worker.clone(),
@@ -114,6 +161,39 @@ impl EngineWorker {
         };
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         on_message.forget();
+        // An uncaught error in the engine's wasm is a trap (or the script never loaded): the
+        // instance cannot be trusted again.
+        let on_error = {
+            let (worker, queued, listeners, stopped) = (
+                worker.clone(),
+                queued.clone(),
+                listeners.clone(),
+                stopped.clone(),
+            );
+            Closure::<dyn FnMut(web_sys::Event)>::new(move |event: web_sys::Event| {
+                // Handled here: the page itself has not failed.
+                event.prevent_default();
+                let reason = event
+                    .dyn_ref::<ErrorEvent>()
+                    .map(ErrorEvent::message)
+                    .filter(|message| !message.is_empty())
+                    .unwrap_or_else(|| "the engine could not start".into());
+                web_sys::console::warn_1(&format!("engine worker stopped: {reason}").into());
+                let message = stopped_message(&reason);
+                *stopped.borrow_mut() = Some(message.clone());
+                worker.terminate();
+                queued.borrow_mut().clear();
+                for (id, listener) in listeners.borrow_mut().drain() {
+                    let failed = Event::Failed {
+                        id,
+                        message: message.clone(),
+                    };
+                    let _ = listener.unbounded_send((failed, None));
+                }
+            })
+        };
+        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        on_error.forget();
         Ok(EngineWorker {
             worker,
             ready,
@@ -121,6 +201,7 @@ impl EngineWorker {
             listeners,
             next_id: Cell::new(1),
             retired,
+            stopped,
         })
     }
 
@@ -135,6 +216,11 @@ impl EngineWorker {
     /// the returned stream, which ends after the final one.
     pub fn send(&self, id: u32, request: &Request) -> UnboundedReceiver<Delivery> {
         let (sender, receiver) = unbounded();
+        if let Some(message) = self.stopped.borrow().clone() {
+            // Held past its death by a caller: answer at once.
+            let _ = sender.unbounded_send((Event::Failed { id, message }, None));
+            return receiver;
+        }
         self.listeners.borrow_mut().insert(id, sender);
         let json = serde_json::to_string(request).expect("requests serialise");
         if self.ready.get() {
@@ -151,18 +237,25 @@ impl EngineWorker {
         id: u32,
         request: &Request,
         mut on_progress: impl FnMut(&Event),
-    ) -> Result<Delivery, String> {
+    ) -> Result<Delivery, EngineFailure> {
         let mut events = self.send(id, request);
         while let Some((event, bytes)) = events.next().await {
             if is_final(&event) {
                 return match event {
-                    Event::Failed { message, .. } => Err(message),
+                    Event::Failed { message, .. }
+                        if self.stopped.borrow().as_deref() == Some(message.as_str()) =>
+                    {
+                        Err(EngineFailure::Stopped(message))
+                    }
+                    Event::Failed { message, .. } => Err(EngineFailure::Failed(message)),
                     event => Ok((event, bytes)),
                 };
             }
             on_progress(&event);
         }
-        Err("the picture engine stopped unexpectedly".into())
+        Err(EngineFailure::Stopped(stopped_message(
+            "it ended without answering",
+        )))
     }
 
     pub fn cancel(&self, id: u32) {

@@ -17,6 +17,7 @@ use web_sys::{
     ReadableStreamDefaultReader, RequestInit, Response,
 };
 
+use crate::engine::EngineFailure;
 use crate::opfs::{
     describe, directory, file, file_handle, file_size, is_not_found, open_writable, read_slice,
     root,
@@ -232,7 +233,7 @@ pub async fn host_bytes(model: &ModelEntry) -> Result<u64, String> {
 pub async fn download(
     model: &ModelEntry,
     mut on_progress: impl FnMut(&Progress),
-    check: impl AsyncFnOnce() -> Result<(), String>,
+    check: impl AsyncFnOnce() -> Result<(), EngineFailure>,
 ) -> Result<(), String> {
     let hub = hub_base();
     let folder = model_folder(model, true)
@@ -260,14 +261,20 @@ pub async fn download(
     for index in small.into_iter().chain(large) {
         if !is_small(&model.files[index].path)
             && let Some(check) = check.take()
-            && let Err(problem) = check().await
         {
-            delete(model).await?;
-            return Err(format!(
-                "{} cannot be used in this app yet: its files ask for something the app cannot \
-                 do. Nothing large was downloaded. (Details: {problem})",
-                model.name
-            ));
+            match check().await {
+                Ok(()) => {}
+                // The engine could not look: what is downloaded stays, and resumes.
+                Err(EngineFailure::Stopped(message)) => return Err(message),
+                Err(EngineFailure::Failed(problem)) => {
+                    delete(model).await?;
+                    return Err(format!(
+                        "{} cannot be used in this app yet: its files ask for something the app \
+                         cannot do. Nothing large was downloaded. (Details: {problem})",
+                        model.name
+                    ));
+                }
+            }
         }
         let path = model.files[index].path.clone();
         let handle = file_handle(&folder, &path, true)
@@ -320,7 +327,7 @@ pub async fn import(
     model: &ModelEntry,
     picked: Vec<web_sys::File>,
     mut on_progress: impl FnMut(&Progress),
-    check: impl AsyncFnOnce() -> Result<(), String>,
+    check: impl AsyncFnOnce() -> Result<(), EngineFailure>,
 ) -> Result<(), String> {
     // `webkitRelativePath` is `picked-folder/unet/config.json`: drop the first part.
     let relative = |file: &web_sys::File| {
@@ -369,13 +376,21 @@ pub async fn import(
         progress.done += size;
         on_progress(&progress);
     }
-    if let Err(problem) = check().await {
-        delete(model).await?;
-        return Err(format!(
-            "{} cannot be used in this app yet: its files ask for something the app cannot do. \
-             The copy was removed again. (Details: {problem})",
-            model.name
-        ));
+    match check().await {
+        Ok(()) => {}
+        // The engine could not look; the parent's folder is untouched, to import again.
+        Err(EngineFailure::Stopped(message)) => {
+            delete(model).await?;
+            return Err(message);
+        }
+        Err(EngineFailure::Failed(problem)) => {
+            delete(model).await?;
+            return Err(format!(
+                "{} cannot be used in this app yet: its files ask for something the app cannot \
+                 do. The copy was removed again. (Details: {problem})",
+                model.name
+            ));
+        }
     }
     finish(model, &folder, &progress).await
 }

@@ -7,7 +7,7 @@ use protocol::store::{AVATAR_FILE, AVATAR_LORA_FILE, AVATARS_DIR, avatar_folder}
 use protocol::{Backend, Event, ModelSource, Precision, Request};
 use stories::{Avatar, Book};
 
-use crate::engine::EngineWorker;
+use crate::engine::{EngineFailure, EngineWorker};
 use crate::model_store::{self, ModelEntry, Stored};
 use crate::storage::{self, AVATAR_INFO, BOOK_FILE, BOOKS_DIR};
 
@@ -131,10 +131,11 @@ pub async fn check_file(bytes: &[u8], name: &str, kind: protocol::FileKind) -> R
     let checked = engine.call(id, &request, |_| {}).await.map(|_| ());
     let _ = web_sys::Url::revoke_object_url(&url);
     // The engine's message starts with the file's name, which the app says itself.
-    checked.map_err(|message| {
-        message
+    checked.map_err(|failure| match failure {
+        EngineFailure::Failed(message) => message
             .strip_prefix(&format!("{name}: "))
-            .map_or(message.clone(), str::to_owned)
+            .map_or(message.clone(), str::to_owned),
+        EngineFailure::Stopped(message) => message,
     })
 }
 
@@ -254,12 +255,12 @@ pub async fn ensure_loaded(
     engine
         .call(id, &request, |_| {})
         .await
-        .map_err(|message| match &style {
+        .map_err(|failure| match (&style, failure) {
             // The engine names the file; the parent knows it as the book's style.
-            Some(style) if message.contains(&style.url) => format!(
+            (Some(style), EngineFailure::Failed(message)) if message.contains(&style.url) => format!(
                 "The book's picture style add-on does not fit this picture model, so nothing was drawn. Remove it (or add one made for this model) and draw again. ({message})"
             ),
-            _ => message,
+            (_, failure) => failure.into(),
         })?;
     LOADED.with(|loaded| *loaded.borrow_mut() = Some(wanted));
     Ok(())

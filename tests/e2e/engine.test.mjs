@@ -157,6 +157,32 @@ test('without WebGPU the worker draws on the CPU and says why, in plain words', 
   }
 });
 
+test('an engine worker that dies mid-load is reported at once in plain words, not waited on', async () => {
+  const context = trackContext(server, await browser.newContext());
+  const page = await context.newPage();
+  const problems = watchPage(page);
+  // Once the UNet's weights start to stream, the worker dies as a wasm trap (out of memory, a
+  // lost GPU) kills it: an uncaught RuntimeError.
+  page.on('worker', (worker) => {
+    if (!worker.url().includes('engine-worker')) return;
+    worker.evaluate(() => {
+      const fetchFirst = self.fetch.bind(self);
+      self.fetch = (request, ...rest) => {
+        if (String(request?.url ?? request).includes('unet/diffusion_pytorch_model')) {
+          setTimeout(() => { throw new WebAssembly.RuntimeError('unreachable'); });
+        }
+        return fetchFirst(request, ...rest);
+      };
+    }).catch(() => {});
+  });
+  const result = await runBench(page, server.origin, benchParams('tiny-sd2', 'webgpu'), { timeout: 60_000 });
+  await context.close();
+  assert.match(result.error ?? '', /The picture engine stopped unexpectedly/, JSON.stringify(result));
+  assert.match(result.error, /Nothing you made is lost/);
+  assert.match(result.error, /RuntimeError: unreachable/);
+  assert.deepEqual(problems.filter((problem) => !problem.includes('RuntimeError: unreachable')), []);
+});
+
 test('a separate decoder (TAESD layout) loads from its own repo, and loading reports progress', async () => {
   const context = trackContext(server, await browser.newContext());
   const page = await context.newPage();

@@ -188,3 +188,41 @@ test('a model the engine cannot run is refused before any of its weights downloa
   await card().getByTestId('model-status').filter({ hasText: 'Ready on this device' }).waitFor();
   assert.deepEqual(problems.filter((problem) => !problem.includes('Failed to load resource')), []);
 });
+
+test('an engine worker that dies while it checks a model is noticed: the parent is told, nothing is lost, a fresh worker carries on', async () => {
+  await page.goto(`${server.origin}/models`);
+  await waitForApp(page);
+  await card().getByTestId('model-status').filter({ hasText: 'Ready on this device' }).waitFor();
+  page.once('dialog', (dialog) => dialog.accept());
+  await card().getByRole('button', { name: 'Delete' }).click();
+  await card().getByTestId('model-status').filter({ hasText: 'Not on this device' }).waitFor();
+  // The engine worker starts with the download's check; it then dies on its first request as a
+  // wasm trap (out of memory, a lost GPU) kills it: an uncaught RuntimeError in the worker.
+  const started = page.waitForEvent('worker', (worker) => worker.url().includes('engine-worker'));
+  await card().getByRole('button', { name: 'Download' }).click();
+  await card().getByRole('button', { name: /^Download \d/ }).click();
+  const worker = await started;
+  await worker.evaluate(() => {
+    self.addEventListener('message', () => {
+      throw new WebAssembly.RuntimeError('unreachable');
+    }, { once: true });
+  });
+  const message = card().getByRole('alert');
+  await message.waitFor({ timeout: 60_000 });
+  const text = await message.textContent();
+  assert.match(text, /The picture engine stopped unexpectedly/);
+  assert.match(text, /Nothing you made is lost/);
+  assert.match(text, /RuntimeError: unreachable/);
+  assert.doesNotMatch(text, /cannot be used/, 'the model is not blamed for the engine stopping');
+  await screenshot(page, 'models-engine-stopped');
+  // What was downloaded stays; resuming asks a fresh worker, which checks the model and it is ready.
+  await card().getByTestId('model-status').filter({ hasText: 'Partly downloaded' }).waitFor();
+  await card().getByRole('button', { name: 'Resume download' }).click();
+  await card().getByTestId('model-status').filter({ hasText: 'Ready on this device' }).waitFor({ timeout: 120_000 });
+  assert.equal(await card().getByRole('alert').count(), 0, 'the old message is gone once it worked');
+  // The fast decoder's card says "default" once, not "(fast decoder) (default fast decoder)".
+  const decoderHeading = await page.getByRole('heading', { name: /^TAESD/ }).innerText();
+  assert.match(decoderHeading, /^TAESD \(fast decoder\)\s+\(default\)$/);
+  // The stop was reported once as a warning; nothing else went wrong.
+  assert.deepEqual(problems.filter((problem) => !problem.includes('Failed to load resource') && !problem.includes('RuntimeError: unreachable')), []);
+});

@@ -7,6 +7,7 @@ use leptos_router::components::A;
 use wasm_bindgen::JsCast;
 
 use crate::components::device_check::DeviceCheck;
+use crate::engine::EngineFailure;
 use crate::model_store::{self, ModelEntry, Progress, Stored, format_bytes};
 
 #[component]
@@ -144,11 +145,11 @@ impl ModelWork {
 
 /// The engine's look at a pipeline's small files, already in the store (a decoder alone is
 /// checked when a model loads it).
-async fn check_with_engine(model: &ModelEntry) -> Result<(), String> {
+async fn check_with_engine(model: &ModelEntry) -> Result<(), EngineFailure> {
     if model.role != "pipeline" {
         return Ok(());
     }
-    let engine = crate::engine::EngineWorker::get()?;
+    let engine = crate::engine::EngineWorker::get().map_err(EngineFailure::Stopped)?;
     let id = engine.next_id();
     let request = protocol::Request::CheckModel {
         id,
@@ -277,7 +278,7 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
     };
     view! {
         <section class="card model-card" data-testid=format!("model-{slug}")>
-            <h2>{entry.name.clone()} {entry.is_default().then_some(if entry.role == "pipeline" { " (default)" } else { " (default fast decoder)" })}</h2>
+            <h2>{entry.name.clone()} {entry.is_default().then_some(" (default)")}</h2>
             <p>{entry.description.clone()}</p>
             {(entry.repo == model_store::registry().default_model).then(|| view! {
                 <p class="muted">"Downloading it also fetches the default fast decoder, which finishes every picture in a fraction of the time."</p>
