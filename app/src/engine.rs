@@ -66,7 +66,6 @@ pub struct EngineWorker {
     /// Requests written before the worker said it was ready.
     queued: Rc<RefCell<Vec<String>>>,
     listeners: Rc<RefCell<HashMap<u32, UnboundedSender<Delivery>>>>,
-    next_id: Cell<u32>,
     /// Replaced by a fresh worker: stops once its last request has finished.
     retired: Rc<Cell<bool>>,
     /// Set when the worker died, to what its requests were told.
@@ -75,6 +74,11 @@ pub struct EngineWorker {
 
 thread_local! {
     static ENGINE: RefCell<Option<Rc<EngineWorker>>> = const { RefCell::new(None) };
+    /// Workers replaced by [`EngineWorker::restart`] that still answer requests: a cancel must
+    /// reach the worker that holds the request.
+    static RETIRED: RefCell<Vec<Rc<EngineWorker>>> = const { RefCell::new(Vec::new()) };
+    /// Request ids, unique in the page whichever worker a request goes to.
+    static NEXT_ID: Cell<u32> = const { Cell::new(1) };
 }
 
 impl EngineWorker {
@@ -101,6 +105,8 @@ impl EngineWorker {
                 old.retired.set(true);
                 if old.listeners.borrow().is_empty() {
                     old.worker.terminate();
+                } else {
+                    RETIRED.with(|retired| retired.borrow_mut().push(old));
                 }
             }
         });
@@ -199,17 +205,18 @@ impl EngineWorker {
             ready,
             queued,
             listeners,
-            next_id: Cell::new(1),
             retired,
             stopped,
         })
     }
 
-    /// A fresh request id.
+    /// A fresh request id, unique in the page.
     pub fn next_id(&self) -> u32 {
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
-        id
+        NEXT_ID.with(|next| {
+            let id = next.get();
+            next.set(id + 1);
+            id
+        })
     }
 
     /// Sends `request` (whose id came from [`next_id`](Self::next_id)); its events arrive on
@@ -258,9 +265,24 @@ impl EngineWorker {
         )))
     }
 
-    pub fn cancel(&self, id: u32) {
-        let json = serde_json::to_string(&Request::Cancel { id }).expect("requests serialise");
-        post(&self.worker, &json);
+    /// Asks the worker that holds request `id` (the current one or a retired one still
+    /// finishing) to stop it; nothing when no worker holds it (it ended, or its worker died).
+    /// Starts no worker.
+    pub fn cancel(id: u32) {
+        let current = ENGINE.with(|engine| engine.borrow().clone());
+        let retired = RETIRED.with(|retired| {
+            let mut retired = retired.borrow_mut();
+            retired.retain(|worker| !worker.listeners.borrow().is_empty());
+            retired.clone()
+        });
+        let holder = current
+            .into_iter()
+            .chain(retired)
+            .find(|worker| worker.listeners.borrow().contains_key(&id));
+        if let Some(worker) = holder {
+            let json = serde_json::to_string(&Request::Cancel { id }).expect("requests serialise");
+            post(&worker.worker, &json);
+        }
     }
 }
 

@@ -46,8 +46,8 @@ pub fn Bench() -> impl IntoView {
                 class="button"
                 data-testid="bench-cancel"
                 on:click=move |_| {
-                    if let (Some(id), Ok(engine)) = (drawing.get_untracked(), EngineWorker::get()) {
-                        engine.cancel(id);
+                    if let Some(id) = drawing.get_untracked() {
+                        EngineWorker::cancel(id);
                     }
                 }
             >

@@ -209,8 +209,8 @@ pub fn TrainingPanel(state: TrainingState) -> impl IntoView {
     };
     let id = state.id;
     let cancel = move |_| {
-        if let (Some(id), Ok(engine)) = (id, EngineWorker::get()) {
-            engine.cancel(id);
+        if let Some(id) = id {
+            EngineWorker::cancel(id);
         }
     };
     view! {

@@ -156,14 +156,11 @@ pub fn Editor(
     };
     let cancel = move |_| {
         cancelled.set(true);
-        if let (
-            Some(Illustrating {
-                request: Some(id), ..
-            }),
-            Ok(engine),
-        ) = (illustrating.get_untracked(), EngineWorker::get())
+        if let Some(Illustrating {
+            request: Some(id), ..
+        }) = illustrating.get_untracked()
         {
-            engine.cancel(id);
+            EngineWorker::cancel(id);
         }
     };
     let edit = move |change: Box<dyn FnOnce(&mut BookData)>| {

@@ -65,9 +65,8 @@ pub fn Book() -> impl IntoView {
             request: Some(request),
             ..
         })) = illustrating.try_get_untracked()
-            && let Ok(engine) = EngineWorker::get()
         {
-            engine.cancel(request);
+            EngineWorker::cancel(request);
         }
     });
     let loaded = Memo::new(move |_| book.with(Option::is_some));
