@@ -34,14 +34,6 @@ pub enum EngineFailure {
     Stopped(String),
 }
 
-impl EngineFailure {
-    pub fn message(&self) -> &str {
-        match self {
-            EngineFailure::Failed(message) | EngineFailure::Stopped(message) => message,
-        }
-    }
-}
-
 impl From<EngineFailure> for String {
     fn from(failure: EngineFailure) -> String {
         match failure {

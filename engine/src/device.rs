@@ -68,9 +68,9 @@ pub fn convolve_through_matmuls() -> bool {
 
 /// A tensor's values as f32, read back without blocking (WebGPU has no blocking reads).
 pub async fn read_values<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>> {
-    let failed = |error| {
+    let failed = |error: String| {
         EngineError::Usage(format!(
-            "could not read a result back from the device: {error:?}"
+            "could not read a result back from the device: {error}"
         ))
     };
     tensor
