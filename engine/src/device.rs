@@ -50,6 +50,76 @@ impl ComputeBackend {
     }
 }
 
+/// A GPU device that may use only WebGPU's default memory limits — 128 MiB per storage binding,
+/// 256 MiB per buffer, 8 storage buffers per stage, 16 KiB of workgroup memory — whatever more
+/// the adapter grants: what a parent's GPU may offer, proven on adapters that grant more
+/// (SwiftShader: 1 GiB; lavapipe). Also returns the adapter's name and whether it has
+/// `shader-f16`.
+///
+/// The workgroup-size limits stay the adapter's: cubecl sizes its workgroups from the adapter's
+/// limits, not the device's.
+pub async fn gpu_within_default_limits() -> Result<(Device, String, bool)> {
+    use burn::tensor::wgpu::{WgpuSetup, wgpu};
+    let failed = |what: &str, error: String| {
+        EngineError::Usage(format!("could not set up the GPU ({what}): {error}"))
+    };
+    let backends = if cfg!(target_family = "wasm") {
+        wgpu::Backends::BROWSER_WEBGPU
+    } else {
+        wgpu::Backends::all()
+    };
+    let mut descriptor = wgpu::InstanceDescriptor::new_without_display_handle();
+    descriptor.backends = backends;
+    let instance = wgpu::Instance::new(descriptor);
+    let adapter = instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| failed("no adapter", error.to_string()))?;
+    let granted = adapter.limits();
+    let limits = wgpu::Limits {
+        max_compute_invocations_per_workgroup: granted.max_compute_invocations_per_workgroup,
+        max_compute_workgroup_size_x: granted.max_compute_workgroup_size_x,
+        max_compute_workgroup_size_y: granted.max_compute_workgroup_size_y,
+        max_compute_workgroup_size_z: granted.max_compute_workgroup_size_z,
+        max_compute_workgroups_per_dimension: granted.max_compute_workgroups_per_dimension,
+        ..wgpu::Limits::default()
+    };
+    let features = adapter
+        .features()
+        .difference(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS);
+    let (device, queue) = adapter
+        .request_device(&wgpu::DeviceDescriptor {
+            label: None,
+            required_features: features,
+            required_limits: limits,
+            memory_hints: wgpu::MemoryHints::MemoryUsage,
+            trace: wgpu::Trace::Off,
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+        })
+        .await
+        .map_err(|error| failed("the device", error.to_string()))?;
+    let info = adapter.get_info();
+    let setup = WgpuSetup {
+        instance,
+        adapter,
+        device,
+        queue,
+        backend: info.backend,
+    };
+    let device = Device::wgpu_options()
+        .setup(setup)
+        .init()
+        .map_err(|error| failed("burn's runtime", error.to_string()))?;
+    Ok((
+        device,
+        info.name,
+        features.contains(wgpu::Features::SHADER_F16),
+    ))
+}
+
 static CONV_MATMULS: AtomicBool = AtomicBool::new(false);
 
 /// Whether `models::conv` convolves through matmuls: yes on a GPU (set where the device is
@@ -161,9 +231,26 @@ pub fn upcast<const D: usize>(tensor: Tensor<D>) -> Tensor<D> {
     tensor.cast(FloatDType::F32)
 }
 
-/// The float type a device's weights are loaded in.
-pub fn weight_dtype(device: &Device) -> DType {
+/// The float type a device computes in: activations, and the weights as each layer reads them.
+pub fn compute_dtype(device: &Device) -> DType {
     precision_of(device).dtype()
+}
+
+/// The float type weights are loaded into on `device`; `None` keeps each tensor as its file
+/// stores it (f16, bf16 or f32).
+///
+/// burn's CPU backend computing in f32 keeps half-precision files as they are and widens each
+/// weight when a layer reads it (`models::held_weights`): SD-Turbo's UNet and text encoder are
+/// 2.4 GB in f16 but 4.9 GB in f32, beyond the 4 GiB a browser gives WebAssembly, and the
+/// widening is exact, so the results are those of f32 weights. A GPU holds what it computes in
+/// (f16 needs `shader-f16`; without it no f16 buffer can be read at all).
+pub fn load_dtype(device: &Device) -> Option<DType> {
+    let computes_f32 = precision_of(device) == Precision::F32;
+    if computes_f32 && *device == Device::flex() {
+        None
+    } else {
+        Some(compute_dtype(device))
+    }
 }
 
 impl std::fmt::Display for Precision {

@@ -27,7 +27,7 @@ fn gradient_checkpointing_gives_the_same_lora_gradients() {
 }
 
 fn check(device: burn::tensor::Device) {
-    for errors in lora_errors_against_peft(device) {
+    for errors in lora_errors_against_peft(device, None) {
         assert!(errors.loss <= TOLERANCE, "loss {}", errors.loss);
         assert!(errors.vectors <= TOLERANCE, "vectors {}", errors.vectors);
         // Every factor on its own, not only all together.

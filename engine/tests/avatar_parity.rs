@@ -24,7 +24,7 @@ fn gradient_checkpointing_gives_the_same_gradients() {
 }
 
 fn check_against_torch(device: burn::tensor::Device) {
-    for (loss_error, gradient_error) in avatar_errors_against_torch(device) {
+    for (loss_error, gradient_error) in avatar_errors_against_torch(device, None) {
         assert!(loss_error <= 1e-4, "loss relative error {loss_error}");
         assert!(
             gradient_error <= 1e-4,

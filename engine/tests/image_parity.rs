@@ -3,7 +3,6 @@
 
 mod common;
 
-use burn::tensor::DType;
 use common::{device, golden_burn, golden_tensor, model, relative_l2, values};
 use engine::loaders::files::block_on;
 use engine::models::unet_2d::UNet2DConditionModel;
@@ -12,13 +11,8 @@ const GOLDEN: &str = "image-golden.safetensors";
 const TOLERANCE: f64 = 1e-4;
 
 fn assert_unet_matches(name: &str) {
-    let (unet, config) = block_on(UNet2DConditionModel::load(
-        &model(name),
-        None,
-        &device(),
-        DType::F32,
-    ))
-    .unwrap();
+    let (unet, config) =
+        block_on(UNet2DConditionModel::load(&model(name), None, &device())).unwrap();
     let sample = golden_burn::<4>(GOLDEN, &format!("{name}.unet.sample"));
     let context = golden_burn::<3>(GOLDEN, &format!("{name}.unet.context"));
     let condition = config
@@ -54,7 +48,6 @@ fn vae_encoder_and_decoder_match_diffusers() {
         &model("tiny-sd2"),
         None,
         &device(),
-        DType::F32,
     ))
     .unwrap();
     assert_eq!(config.scaling_factor, 0.18215);
@@ -75,7 +68,6 @@ fn taesd_encoder_and_decoder_match_diffusers() {
         &model("tiny-sd1"),
         None,
         &device(),
-        DType::F32,
     ))
     .unwrap();
     assert!(matches!(vae, engine::models::vae::Vae::Tiny(_)));
@@ -103,7 +95,6 @@ fn unet_loads_the_diffusers_fp16_variant() {
         &model(name),
         Some("fp16"),
         &device(),
-        DType::F32,
     ))
     .unwrap();
     let sample = golden_burn::<4>(GOLDEN, &format!("{name}.unet.sample"));
@@ -126,7 +117,6 @@ fn unet_matches_diffusers_in_sdxs_512_layout_only_cross_attention() {
         &model("tiny-sdxs-512"),
         None,
         &device(),
-        DType::F32,
     ))
     .unwrap();
     assert!(config.mid_block_type.is_none());

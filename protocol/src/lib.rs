@@ -23,6 +23,11 @@ pub enum Backend {
     /// WebGPU when the browser has an adapter, else the CPU (and the parent is told).
     Auto,
     Webgpu,
+    /// WebGPU using only WebGPU's default memory limits (128 MiB per binding, 256 MiB per
+    /// buffer), whatever the adapter grants: the bench page's `limits=default`, which proves the
+    /// engine on the limits every WebGPU device has. A worker keeps the limits of its first
+    /// WebGPU request.
+    WebgpuDefaultLimits,
     Cpu,
 }
 
@@ -31,6 +36,7 @@ impl Backend {
         match name {
             "auto" => Some(Backend::Auto),
             "webgpu" | "gpu" => Some(Backend::Webgpu),
+            "webgpu_default_limits" => Some(Backend::WebgpuDefaultLimits),
             "cpu" => Some(Backend::Cpu),
             _ => None,
         }

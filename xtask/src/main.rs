@@ -2,6 +2,7 @@
 //!
 //! Standard library only, so that it compiles in seconds on a fresh machine.
 
+mod full_size;
 mod fuzz;
 mod precache;
 mod tools;
@@ -53,6 +54,10 @@ cargo xtask <command>
               decoder, RUNS executions each (default 1000000), seeded from models/fixtures;
               prints executions, time and coverage per target (crashes land in
               engine/fuzz/artifacts/)
+  full-size-model [OUT]  SD-Turbo in its real shapes with seeded random weights (2.5 GB of fp16
+              files) from models/fixtures/sd-turbo-layout, kept in OUT (default
+              ~/.cache/toddlerstories/models/sd-turbo-full-random) and made again only when the
+              layout or the recipe changes
   precache    (Trunk post-build hook) write the service worker's file list and version
 ";
 
@@ -96,6 +101,8 @@ fn main() -> ExitCode {
         ["fuzz", runs] => fuzz::run_all(runs, None),
         ["fuzz", runs, target] => fuzz::run_all(runs, Some(target)),
         ["precache"] => precache::run(),
+        ["full-size-model"] => full_size::make(&full_size::default_folder()),
+        ["full-size-model", out] => full_size::make(Path::new(out)),
         _ => {
             eprint!("{HELP}");
             return ExitCode::from(2);

@@ -120,6 +120,16 @@ async fn run(
     let backend_name = text("backend").unwrap_or_else(|| "webgpu".into());
     let backend = Backend::parse(&backend_name)
         .ok_or_else(|| format!("parameter `backend`: `{backend_name}` is not webgpu or cpu"))?;
+    // `limits=default`: WebGPU with only its default limits, on adapters that grant more.
+    let backend = match (backend, text("limits").as_deref()) {
+        (_, None | Some("adapter")) => backend,
+        (Backend::Webgpu, Some("default")) => Backend::WebgpuDefaultLimits,
+        (_, Some(other)) => {
+            return Err(format!(
+                "parameter `limits`: `{other}` is not `default` or `adapter` (and needs backend=webgpu)"
+            ));
+        }
+    };
     // `dtype=f16|f32`; without it the engine chooses (f16 where the GPU computes in it).
     let precision = text("dtype")
         .map(|name| {

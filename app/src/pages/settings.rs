@@ -40,7 +40,7 @@ fn Choices() -> impl IntoView {
     let preferences = Preferences::read();
     let backend = match preferences.backend {
         protocol::Backend::Auto => "auto",
-        protocol::Backend::Webgpu => "webgpu",
+        protocol::Backend::Webgpu | protocol::Backend::WebgpuDefaultLimits => "webgpu",
         protocol::Backend::Cpu => "cpu",
     };
     let size = preferences.picture_size.to_string();

@@ -441,12 +441,7 @@ mod cli {
         let taesd = match &args.encoder {
             Some(folder) => {
                 let files = AsComponent::vae(Folder(folder.clone()));
-                let (vae, info) = block_on(engine::models::vae::Vae::load(
-                    &files,
-                    None,
-                    &device,
-                    engine::device::weight_dtype(&device),
-                ))?;
+                let (vae, info) = block_on(engine::models::vae::Vae::load(&files, None, &device))?;
                 Some((vae.no_grad(), info))
             }
             None => None,

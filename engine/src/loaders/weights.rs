@@ -191,18 +191,32 @@ impl SafetensorsHeader {
     }
 }
 
-/// Loads `weights` into `module`, converting every float tensor to `dtype`. `remaps` are
-/// (regex, replacement) pairs from checkpoint keys to module paths, for the few places where
-/// diffusers' layout is not a plain field path (a `text_model.` prefix, list-valued layers).
+/// Loads `weights` into `module`, converting every float tensor to `dtype` (`None`: each stays as
+/// stored, see `device::load_dtype`). `remaps` are (regex, replacement) pairs from checkpoint keys
+/// to module paths, for the few places where diffusers' layout is not a plain field path (a
+/// `text_model.` prefix, list-valued layers).
 ///
 /// Files are streamed: header first, then [`BATCH_BYTES`] of tensors at a time, each batch
 /// uploaded to the device before the next is read.
 pub async fn load_into<M: Module + ModuleSnapshot>(
+    module: M,
+    files: &impl ModelFiles,
+    weights: &WeightFiles,
+    remaps: &[(&str, &str)],
+    dtype: Option<DType>,
+) -> Result<M> {
+    load_into_except(module, files, weights, remaps, dtype, &[]).await
+}
+
+/// [`load_into`], leaving the tensors named `held_elsewhere` (module paths, after `remaps`) to
+/// the caller, who reads them with [`read_tensor`].
+pub async fn load_into_except<M: Module + ModuleSnapshot>(
     mut module: M,
     files: &impl ModelFiles,
     weights: &WeightFiles,
     remaps: &[(&str, &str)],
-    dtype: DType,
+    dtype: Option<DType>,
+    held_elsewhere: &[&str],
 ) -> Result<M> {
     let mut expected: Option<BTreeSet<String>> = None;
     let mut applied = BTreeSet::new();
@@ -213,13 +227,18 @@ pub async fn load_into<M: Module + ModuleSnapshot>(
             let bytes = files.read_range(file, range.clone()).await?;
             let batch = header.standalone(&names, &range, &bytes);
             drop(bytes);
-            let mut store = SafetensorsStore::from_bytes(Some(batch))
-                .with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(dtype)))
-                .allow_partial(true)
-                // `proj_in` is a linear layer or a convolution: an enum whose variant is not in
-                // the key.
-                .skip_enum_variants(true)
-                .validate(false);
+            let store = SafetensorsStore::from_bytes(Some(batch));
+            let mut store = match dtype {
+                Some(dtype) => {
+                    store.with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(dtype)))
+                }
+                None => store.with_from_adapter(PyTorchToBurnAdapter),
+            }
+            .allow_partial(true)
+            // `proj_in` is a linear layer or a convolution: an enum whose variant is not in
+            // the key.
+            .skip_enum_variants(true)
+            .validate(false);
             for (pattern, replacement) in remaps {
                 store = store.with_key_remapping(*pattern, *replacement);
             }
@@ -232,11 +251,9 @@ pub async fn load_into<M: Module + ModuleSnapshot>(
             if let Some(error) = result.errors.first() {
                 return Err(tensor_error(&path, error));
             }
-            if let Some(unused) = result
-                .unused
-                .iter()
-                .find(|key| !IGNORED_TENSORS.contains(&key.as_str()))
-            {
+            if let Some(unused) = result.unused.iter().find(|key| {
+                !IGNORED_TENSORS.contains(&key.as_str()) && !held_elsewhere.contains(&key.as_str())
+            }) {
                 return Err(EngineError::Tensor {
                     path,
                     tensor: unused.clone(),
@@ -263,6 +280,31 @@ pub async fn load_into<M: Module + ModuleSnapshot>(
         });
     }
     Ok(module)
+}
+
+/// One tensor of `weights` as stored: its type, shape and little-endian bytes. `names` are the
+/// keys it may be stored under (with or without a prefix); the first found is read.
+pub async fn read_tensor(
+    files: &impl ModelFiles,
+    weights: &WeightFiles,
+    names: &[&str],
+) -> Result<(safetensors::Dtype, Vec<usize>, Vec<u8>)> {
+    for file in &weights.files {
+        let header = SafetensorsHeader::read(files, file).await?;
+        for name in names {
+            if let Some(info) = header.metadata.info(name) {
+                let (start, end) = info.data_offsets;
+                let range = header.data_start + start as u64..header.data_start + end as u64;
+                let bytes = files.read_range(file, range).await?;
+                return Ok((info.dtype, info.shape.clone(), bytes));
+            }
+        }
+    }
+    Err(EngineError::Tensor {
+        path: files.display_path(&weights.files[0]),
+        tensor: names[0].to_owned(),
+        problem: "is missing from the weights".into(),
+    })
 }
 
 fn tensor_error(path: &std::path::Path, error: &ApplyError) -> EngineError {

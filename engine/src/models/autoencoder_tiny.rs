@@ -9,13 +9,15 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::activation::relu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 
+use crate::device::load_dtype;
 use crate::error::Result;
 use crate::loaders::files::ModelFiles;
 use crate::loaders::weights::{WeightFiles, load_into};
 use crate::models::conv;
+use crate::models::held_weights::for_compute;
 
 #[derive(Clone, Debug, Deserialize)]
 pub struct AutoencoderTinyConfig {
@@ -299,24 +301,32 @@ impl AutoencoderTiny {
         files: &impl ModelFiles,
         variant: Option<&str>,
         device: &Device,
-        dtype: DType,
     ) -> Result<(Self, AutoencoderTinyConfig)> {
         let config: AutoencoderTinyConfig = files
             .config("vae/config.json", "the VAE's configuration")
             .await?;
         let weights = WeightFiles::find(files, "vae", "diffusion_pytorch_model", variant).await?;
-        let vae = load_into(config.init(device), files, &weights, &[], dtype).await?;
+        let vae = load_into(
+            config.init(device),
+            files,
+            &weights,
+            &[],
+            load_dtype(device),
+        )
+        .await?;
         Ok((vae, config))
     }
 
     /// Pictures in [-1, 1] → latents (TAESD works in [0, 1] internally).
     pub fn encode(&self, image: Tensor<4>) -> Tensor<4> {
-        self.encoder.forward((image + 1.0) / 2.0)
+        let this = for_compute(self);
+        this.encoder.forward((image + 1.0) / 2.0)
     }
 
     /// Latents → pictures in [-1, 1]; the input is soft-clamped to ±3 first, as TAESD expects.
     pub fn decode(&self, latents: Tensor<4>) -> Tensor<4> {
+        let this = for_compute(self);
         let clamped = (latents / 3.0).tanh() * 3.0;
-        self.decoder.forward(clamped) * 2.0 - 1.0
+        this.decoder.forward(clamped) * 2.0 - 1.0
     }
 }

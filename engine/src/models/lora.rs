@@ -16,6 +16,7 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use crate::error::{EngineError, Result};
 use crate::loaders::lora::{Component, Factor, LayerName, LoraFile, alpha_over_rank};
 use crate::models::clip::ClipTextModel;
+use crate::models::held_weights::to_compute_dtype;
 use crate::models::unet_2d::UNet2DConditionModel;
 
 /// A layer of a model that a LoRA can adapt: a linear layer's or a convolution's weight.
@@ -188,6 +189,10 @@ impl LowRankPair {
 #[derive(Module, Debug)]
 pub struct LowRankUpdates {
     pub pairs: Vec<LowRankPair>,
+    /// Whether the sum is formed in the weight's stored type, to be merged into it (generation);
+    /// otherwise in the device's compute type (training, where a weight held in f16 on the CPU
+    /// is widened to f32 first: `models::held_weights`).
+    pub in_stored_type: bool,
 }
 
 impl Reparameterization for LowRankUpdates {
@@ -200,6 +205,11 @@ impl Reparameterization for LowRankUpdates {
             .map(LowRankPair::delta)
             .reduce(|sum, delta| sum + delta)
             .expect("at least one pair");
+        let base = if self.in_stored_type {
+            base
+        } else {
+            to_compute_dtype(base)
+        };
         let dtype = base.dtype();
         // burn's linear weight is `[in, out]`, PyTorch's (and the delta's) `[out, in]`; a
         // convolution's is `[out, in, kh, kw]` in both.
@@ -208,7 +218,7 @@ impl Reparameterization for LowRankUpdates {
         } else {
             delta.reshape(base.shape())
         };
-        // The sum is formed in f32 and joins the weight in its own type (f16 on most GPUs).
+        // The sum is formed in f32 and joins the weight in its type (f16 on most GPUs).
         base + delta.cast(dtype)
     }
 }
@@ -238,6 +248,9 @@ pub(crate) fn attach<M: Module>(
 ) -> M {
     if updates.is_empty() {
         return module;
+    }
+    for terms in updates.values_mut() {
+        terms.in_stored_type = merge;
     }
     let module = module.apply_reparameterization(Attach(&mut updates));
     debug_assert!(updates.is_empty(), "every adapted weight was found");
@@ -303,7 +316,10 @@ fn updates_for(
             };
             updates
                 .entry(target.param_path.clone())
-                .or_insert_with(|| LowRankUpdates { pairs: Vec::new() })
+                .or_insert_with(|| LowRankUpdates {
+                    pairs: Vec::new(),
+                    in_stored_type: true,
+                })
                 .pairs
                 .push(LowRankPair {
                     down: tensor(down, [rank, width]),

@@ -16,6 +16,7 @@ pub mod autoencoder_tiny;
 pub mod clip;
 pub mod conv;
 pub mod embeddings;
+pub mod held_weights;
 pub mod lora;
 pub mod resnet;
 pub mod unet_2d;

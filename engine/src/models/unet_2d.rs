@@ -5,15 +5,17 @@ use burn::module::Module;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::silu;
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 
+use crate::device::load_dtype;
 use crate::error::Result;
 use crate::loaders::files::ModelFiles;
 use crate::loaders::weights::{WeightFiles, load_into};
 use crate::models::attention::{Transformer2DModel, TransformerShape};
 use crate::models::conv;
 use crate::models::embeddings::{TimestepEmbedding, timestep_features};
+use crate::models::held_weights::for_compute;
 use crate::models::resnet::{
     Downsample2D, ResnetBlock2D, ResnetShape, Upsample2D, conv3x3, group_norm,
 };
@@ -410,7 +412,6 @@ impl UNet2DConditionModel {
         files: &impl ModelFiles,
         variant: Option<&str>,
         device: &Device,
-        dtype: DType,
     ) -> Result<(Self, UNet2DConditionConfig)> {
         let config: UNet2DConditionConfig = files
             .config("unet/config.json", "the UNet's configuration")
@@ -421,7 +422,7 @@ impl UNet2DConditionModel {
             files,
             &weights,
             &UNET_KEY_REMAPS,
-            dtype,
+            load_dtype(device),
         )
         .await?;
         Ok((unet, config))
@@ -436,20 +437,21 @@ impl UNet2DConditionModel {
         context: &Tensor<3>,
         condition: Option<Tensor<2>>,
     ) -> Tensor<4> {
+        let this = for_compute(self);
         let [batch, _, _, _] = sample.dims();
         let device = sample.device();
         let features = timestep_features(
             &vec![timestep; batch],
-            self.feature_channels,
-            self.flip_sin_to_cos,
-            self.freq_shift,
+            this.feature_channels,
+            this.flip_sin_to_cos,
+            this.freq_shift,
             &device,
         );
-        let time = self.time_embedding.forward(features, condition);
+        let time = this.time_embedding.forward(features, condition);
 
-        let mut hidden = conv::forward(&self.conv_in, sample);
+        let mut hidden = conv::forward(&this.conv_in, sample);
         let mut skips = vec![hidden.clone()];
-        for block in &self.down_blocks {
+        for block in &this.down_blocks {
             for (index, resnet) in block.resnets.iter().enumerate() {
                 hidden = resnet.forward(hidden, Some(&time));
                 if let Some(attention) = block.attentions.get(index) {
@@ -462,12 +464,12 @@ impl UNet2DConditionModel {
                 skips.push(hidden.clone());
             }
         }
-        if let Some(mid) = &self.mid_block {
+        if let Some(mid) = &this.mid_block {
             hidden = mid.resnets[0].forward(hidden, Some(&time));
             hidden = mid.attentions[0].forward(hidden, context);
             hidden = mid.resnets[1].forward(hidden, Some(&time));
         }
-        for block in &self.up_blocks {
+        for block in &this.up_blocks {
             for (index, resnet) in block.resnets.iter().enumerate() {
                 let skip = skips
                     .pop()
@@ -486,7 +488,7 @@ impl UNet2DConditionModel {
                 hidden = upsampler.forward(hidden, size);
             }
         }
-        conv::forward(&self.conv_out, silu(self.conv_norm_out.forward(hidden)))
+        conv::forward(&this.conv_out, silu(this.conv_norm_out.forward(hidden)))
     }
 }
 

@@ -5,14 +5,16 @@ use burn::module::Module;
 use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::silu;
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 use serde::Deserialize;
 
+use crate::device::load_dtype;
 use crate::error::Result;
 use crate::loaders::files::ModelFiles;
 use crate::loaders::weights::{WeightFiles, load_into};
 use crate::models::attention::SpatialAttention;
 use crate::models::conv;
+use crate::models::held_weights::for_compute;
 use crate::models::resnet::{
     Downsample2D, ResnetBlock2D, ResnetShape, Upsample2D, conv1x1, conv3x3, group_norm,
 };
@@ -239,7 +241,6 @@ impl AutoencoderKL {
         files: &impl ModelFiles,
         variant: Option<&str>,
         device: &Device,
-        dtype: DType,
     ) -> Result<(Self, AutoencoderKLConfig)> {
         let config: AutoencoderKLConfig = files
             .config("vae/config.json", "the VAE's configuration")
@@ -250,7 +251,7 @@ impl AutoencoderKL {
             files,
             &weights,
             &LEGACY_ATTENTION_KEYS,
-            dtype,
+            load_dtype(device),
         )
         .await?;
         Ok((vae, config))
@@ -258,7 +259,8 @@ impl AutoencoderKL {
 
     /// Pictures in [-1, 1] `[batch, 3, h, w]` → the mean of the latent distribution (unscaled).
     pub fn encode_mean(&self, image: Tensor<4>) -> Tensor<4> {
-        let encoder = &self.encoder;
+        let this = for_compute(self);
+        let encoder = &this.encoder;
         let mut hidden = conv::forward(&encoder.conv_in, image);
         for block in &encoder.down_blocks {
             for resnet in &block.resnets {
@@ -273,7 +275,7 @@ impl AutoencoderKL {
             &encoder.conv_out,
             silu(encoder.conv_norm_out.forward(hidden)),
         );
-        let moments = match &self.quant_conv {
+        let moments = match &this.quant_conv {
             Some(quant) => conv::forward(quant, moments),
             None => moments,
         };
@@ -283,8 +285,9 @@ impl AutoencoderKL {
 
     /// Latents (already divided by the scaling factor) → pictures in about [-1, 1].
     pub fn decode(&self, latents: Tensor<4>) -> Tensor<4> {
-        let decoder = &self.decoder;
-        let latents = match &self.post_quant_conv {
+        let this = for_compute(self);
+        let decoder = &this.decoder;
+        let latents = match &this.post_quant_conv {
             Some(quant) => conv::forward(quant, latents),
             None => latents,
         };
@@ -365,20 +368,18 @@ impl Vae {
         files: &impl ModelFiles,
         variant: Option<&str>,
         device: &Device,
-        dtype: DType,
     ) -> Result<(Self, VaeInfo)> {
         if is_tiny(files).await? {
-            let (vae, config) = crate::models::autoencoder_tiny::AutoencoderTiny::load(
-                files, variant, device, dtype,
-            )
-            .await?;
+            let (vae, config) =
+                crate::models::autoencoder_tiny::AutoencoderTiny::load(files, variant, device)
+                    .await?;
             let info = VaeInfo {
                 latent_channels: config.latent_channels,
                 scaling_factor: config.scaling_factor,
             };
             Ok((Vae::Tiny(vae), info))
         } else {
-            let (vae, config) = AutoencoderKL::load(files, variant, device, dtype).await?;
+            let (vae, config) = AutoencoderKL::load(files, variant, device).await?;
             let info = VaeInfo {
                 latent_channels: config.latent_channels,
                 scaling_factor: config.scaling_factor,

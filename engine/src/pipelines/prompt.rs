@@ -1,16 +1,20 @@
 //! The text side of a Stable Diffusion pipeline: tokenizer + CLIP text encoder + any
 //! textual-inversion embeddings, as diffusers' `encode_prompt` and `load_textual_inversion` do it.
 
-use burn::module::Param;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
+use crate::device::load_dtype;
 use crate::error::{EngineError, Result};
 use crate::loaders::files::ModelFiles;
 use crate::loaders::textual_inversion::TextualInversion;
-use crate::loaders::weights::{WeightFiles, load_into};
+use crate::loaders::weights::{WeightFiles, load_into_except, read_tensor};
+use crate::models::clip::token_table::TokenTable;
 use crate::models::clip::{ClipTextConfig, ClipTextModel};
 use crate::models::clip::{ClipTokenizer, MAX_LENGTH};
 use crate::models::lora::{AdaptableLayers, ScaledLora};
+
+/// The token table's key in the text encoder's weights (after `text_model.`).
+const TOKEN_TABLE: &str = "embeddings.token_embedding.weight";
 
 pub struct PromptEncoder {
     pub tokenizer: ClipTokenizer,
@@ -27,8 +31,8 @@ pub struct PromptEncoder {
 
 impl PromptEncoder {
     /// Loads `tokenizer/` and `text_encoder/` of a diffusers folder; `variant` picks e.g. the
-    /// `model.fp16.safetensors` weights when present. Weights are converted to the device's
-    /// float type (`device::weight_dtype`).
+    /// `model.fp16.safetensors` weights when present. Weights are held as `device::load_dtype`
+    /// says; the token table stays in host memory (`clip::token_table`).
     pub async fn load(
         files: &impl ModelFiles,
         variant: Option<&str>,
@@ -42,14 +46,31 @@ impl PromptEncoder {
             )
             .await?;
         let weights = WeightFiles::find(files, "text_encoder", "model", variant).await?;
-        let text_encoder = load_into(
+        let mut text_encoder = load_into_except(
             config.init(device),
             files,
             &weights,
             &[(r"^text_model\.", "")],
-            crate::device::weight_dtype(device),
+            load_dtype(device),
+            &[TOKEN_TABLE],
         )
         .await?;
+        let (dtype, shape, bytes) = read_tensor(
+            files,
+            &weights,
+            &[&format!("text_model.{TOKEN_TABLE}"), TOKEN_TABLE],
+        )
+        .await?;
+        let expected = [config.vocab_size, config.hidden_size];
+        text_encoder.embeddings.token_table = TokenTable::from_bytes(dtype, &shape, &bytes)
+            .filter(|table| [table.rows(), table.width()] == expected)
+            .ok_or_else(|| EngineError::Tensor {
+                path: files.display_path(&weights.files[0]),
+                tensor: TOKEN_TABLE.into(),
+                problem: format!(
+                    "is a {dtype:?} tensor of shape {shape:?}, but this model needs a float table of {expected:?}"
+                ),
+            })?;
         Ok(PromptEncoder {
             tokenizer,
             text_encoder,
@@ -98,11 +119,7 @@ impl PromptEncoder {
             });
         }
         let values: Vec<f32> = embedding.vectors.iter().flatten().copied().collect();
-        let new_rows =
-            Tensor::<2>::from_data(TensorData::new(values, [tokens.len(), dim]), &self.device);
-        let table = &mut self.text_encoder.embeddings.token_embedding.weight;
-        let grown = Tensor::cat(vec![table.val(), new_rows], 0);
-        *table = Param::from_tensor(grown);
+        self.text_encoder.embeddings.token_table.append(&values);
         self.refresh_loras()
     }
 
@@ -154,27 +171,26 @@ impl PromptEncoder {
     /// Like [`encode`](Self::encode), with `vectors` `[n, hidden]` as the rows of the tokens
     /// added by [`add_placeholder_tokens`](Self::add_placeholder_tokens).
     pub fn encode_with_vectors(&self, prompts: &[&str], vectors: Tensor<2>) -> Result<Tensor<3>> {
-        Ok(self
-            .encoder()
-            .forward_with_extra_rows(self.ids_tensor(prompts)?, Some(vectors)))
+        self.encoder()
+            .forward_with_extra_rows(&self.ids(prompts)?, prompts.len(), Some(vectors))
     }
 
-    fn ids_tensor(&self, prompts: &[&str]) -> Result<Tensor<2, Int>> {
+    /// The ids of `prompts`, one after another.
+    fn ids(&self, prompts: &[&str]) -> Result<Vec<u32>> {
         let mut ids = Vec::with_capacity(prompts.len() * MAX_LENGTH);
         for prompt in prompts {
-            ids.extend(self.input_ids(prompt)?.into_iter().map(i64::from));
+            ids.extend(self.input_ids(prompt)?);
         }
-        Ok(Tensor::<2, Int>::from_data(
-            TensorData::new(ids, [prompts.len(), MAX_LENGTH]),
-            &self.device,
-        ))
+        Ok(ids)
     }
 
     /// Last hidden states `[prompts, 77, hidden]`.
     pub fn encode(&self, prompts: &[&str]) -> Result<Tensor<3>> {
-        Ok(self
-            .encoder()
-            .forward_with_extra_rows(self.ids_tensor(prompts)?, self.placeholder_vectors.clone()))
+        self.encoder().forward_with_extra_rows(
+            &self.ids(prompts)?,
+            prompts.len(),
+            self.placeholder_vectors.clone(),
+        )
     }
 
     /// The text encoder prompts go through: with the LoRAs when there are any.

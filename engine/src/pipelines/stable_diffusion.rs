@@ -7,7 +7,7 @@ use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 use web_time::Instant;
 
-use crate::device::{read_values, upcast, weight_dtype};
+use crate::device::{compute_dtype, read_values, upcast};
 use crate::error::{EngineError, Result};
 use crate::loaders::files::ModelFiles;
 use crate::loaders::textual_inversion::TextualInversion;
@@ -201,9 +201,8 @@ impl StableDiffusion {
     ) -> Result<Self> {
         check_index(files).await?;
         let text = PromptEncoder::load(files, variant, device).await?;
-        let (unet, unet_config) =
-            UNet2DConditionModel::load(files, variant, device, weight_dtype(device)).await?;
-        let (vae, vae_info) = Vae::load(decoder, variant, device, weight_dtype(device)).await?;
+        let (unet, unet_config) = UNet2DConditionModel::load(files, variant, device).await?;
+        let (vae, vae_info) = Vae::load(decoder, variant, device).await?;
         let scheduler_config: SchedulerConfig = files
             .config(SCHEDULER_CONFIG, "the scheduler's configuration")
             .await?;
@@ -239,8 +238,7 @@ impl StableDiffusion {
     /// Decodes with `decoder`'s `vae/` from now on (a fast decoder for training previews, once
     /// the photos are encoded with the model's own VAE); its weights keep no gradient.
     pub async fn replace_decoder(&mut self, decoder: &impl ModelFiles) -> Result<()> {
-        let (vae, info) =
-            Vae::load(decoder, None, &self.device, weight_dtype(&self.device)).await?;
+        let (vae, info) = Vae::load(decoder, None, &self.device).await?;
         if info.latent_channels != self.latent_channels {
             return Err(EngineError::Usage(format!(
                 "{} decodes {} latent channels, but the model makes {}",
@@ -299,7 +297,7 @@ impl StableDiffusion {
             request.width / 8,
         ];
         let mut rng = StdRng::seed_from_u64(request.seed);
-        let model_dtype = weight_dtype(&self.device);
+        let model_dtype = compute_dtype(&self.device);
         let mut timings = StageTimings::default();
         let started = Instant::now();
 

@@ -42,7 +42,7 @@ use burn::tensor::{DType, Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::device::{read_values, upcast, weight_dtype};
+use crate::device::{compute_dtype, read_values, upcast};
 use crate::error::{EngineError, Result};
 use crate::loaders::lora::LoraFile;
 use crate::models::clip::MAX_LENGTH;
@@ -116,7 +116,7 @@ pub fn denoising_loss(frozen: &Frozen, vectors: Tensor<2>, example: &Example) ->
     let (sample_scale, noise_scale) = add_noise_coefficients(&alphas, timestep);
     // Latents, noise, the vectors and the loss are f32; the frozen model runs in its own type
     // (f16 on most GPUs), the casts passing the gradient through.
-    let model_dtype = weight_dtype(&example.latents.device());
+    let model_dtype = compute_dtype(&example.latents.device());
     let noisy = example.latents.clone() * sample_scale + example.noise.clone() * noise_scale;
     let context = frozen
         .text

@@ -183,6 +183,8 @@ impl TrainableLora {
                             up: pair.up.clone(),
                             scale,
                         }],
+                        // `attach` sets it: live or merged.
+                        in_stored_type: false,
                     },
                 )
             })

@@ -55,7 +55,7 @@ async fn backend_device(
     let outcome = match tried {
         Some(outcome) => outcome,
         None => {
-            let outcome = webgpu().await;
+            let outcome = webgpu(backend == Backend::WebgpuDefaultLimits).await;
             state.borrow_mut().gpu = Some(outcome.clone());
             outcome
         }
@@ -66,8 +66,9 @@ async fn backend_device(
     }
 }
 
-/// Sets up burn's WebGPU runtime with the adapter's own limits.
-async fn webgpu() -> std::result::Result<(Device, DeviceInfo), String> {
+/// Sets up burn's WebGPU runtime with the adapter's own limits, or with WebGPU's defaults
+/// (`default_limits`, see [`crate::device::gpu_within_default_limits`]).
+async fn webgpu(default_limits: bool) -> std::result::Result<(Device, DeviceInfo), String> {
     const NO_GPU: &str = "This browser does not offer WebGPU here, so pictures are drawn on the \
         processor instead. That works, but it is much slower (minutes per picture).";
     let navigator = scope().navigator();
@@ -90,16 +91,24 @@ async fn webgpu() -> std::result::Result<(Device, DeviceInfo), String> {
     if adapter.is_null() || adapter.is_undefined() {
         return Err(NO_GPU.into());
     }
-    let (device, setup) = Device::wgpu_options()
-        .init_with_setup_async()
-        .await
-        .map_err(|error| format!("{NO_GPU} ({error})"))?;
+    let (device, f16) = if default_limits {
+        let (device, _, f16) = crate::device::gpu_within_default_limits()
+            .await
+            .map_err(|error| format!("{NO_GPU} ({error})"))?;
+        (device, f16)
+    } else {
+        let (device, setup) = Device::wgpu_options()
+            .init_with_setup_async()
+            .await
+            .map_err(|error| format!("{NO_GPU} ({error})"))?;
+        let f16 = setup
+            .adapter
+            .features()
+            .contains(burn::tensor::wgpu::wgpu::Features::SHADER_F16);
+        (device, f16)
+    };
     let name = adapter_name(&adapter);
     let software = is_software(&adapter, &name);
-    let f16 = setup
-        .adapter
-        .features()
-        .contains(burn::tensor::wgpu::wgpu::Features::SHADER_F16);
     Ok((
         device,
         DeviceInfo {

@@ -14,10 +14,12 @@ use super::{fixtures, golden_tensor, model, relative_l2};
 
 const GOLDEN: &str = "avatar-golden.safetensors";
 
-/// The golden avatar case's model parts, frozen, on `device` in its float type: the text side
-/// with the case's tokens added, the UNet, the scheduler, and avatar-golden.json.
+/// The golden avatar case's model parts, frozen, on `device` in its float type, from the weights
+/// of `variant` (`Some("fp16")`: the half-precision files): the text side with the case's tokens
+/// added, the UNet, the scheduler, and avatar-golden.json.
 pub fn golden_case(
     device: &burn::tensor::Device,
+    variant: Option<&str>,
 ) -> (
     PromptEncoder,
     UNet2DConditionModel,
@@ -25,15 +27,9 @@ pub fn golden_case(
     serde_json::Value,
 ) {
     let files = model("tiny-sd2");
-    let mut text = block_on(PromptEncoder::load(&files, None, device)).unwrap();
+    let mut text = block_on(PromptEncoder::load(&files, variant, device)).unwrap();
     text.text_encoder = text.text_encoder.no_grad();
-    let (unet, _) = block_on(UNet2DConditionModel::load(
-        &files,
-        None,
-        device,
-        engine::device::weight_dtype(device),
-    ))
-    .unwrap();
+    let (unet, _) = block_on(UNet2DConditionModel::load(&files, variant, device)).unwrap();
     let scheduler: SchedulerConfig = serde_json::from_slice(
         &std::fs::read(fixtures().join("tiny-sd2/scheduler/scheduler_config.json")).unwrap(),
     )
@@ -48,8 +44,11 @@ pub fn golden_case(
 
 /// The loss's and the vectors' gradient's relative errors against torch autograd, for each
 /// golden case, with the model loaded on `device` (an autodiff device) in its float type.
-pub fn avatar_errors_against_torch(device: burn::tensor::Device) -> Vec<(f32, f64)> {
-    let (text, unet, scheduler, golden) = golden_case(&device);
+pub fn avatar_errors_against_torch(
+    device: burn::tensor::Device,
+    variant: Option<&str>,
+) -> Vec<(f32, f64)> {
+    let (text, unet, scheduler, golden) = golden_case(&device, variant);
     // The engine expands `<kid>` to both vectors, as diffusers' maybe_convert_prompt does.
     let prompt = "a photo of <kid>";
     let expected_ids: Vec<u32> = serde_json::from_value(golden["input_ids"].clone()).unwrap();
@@ -127,9 +126,12 @@ pub struct LoraErrors {
 }
 
 /// [`LoraErrors`] for each golden case, on `device` (an autodiff device).
-pub fn lora_errors_against_peft(device: burn::tensor::Device) -> Vec<LoraErrors> {
+pub fn lora_errors_against_peft(
+    device: burn::tensor::Device,
+    variant: Option<&str>,
+) -> Vec<LoraErrors> {
     let mut errors = Vec::new();
-    let (text, unet, scheduler, golden) = golden_case(&device);
+    let (text, unet, scheduler, golden) = golden_case(&device, variant);
 
     let start = fixtures().join("loras/avatar-lora-start.safetensors");
     let file = LoraFile::from_safetensors(&std::fs::read(&start).unwrap(), &start).unwrap();

@@ -2,6 +2,7 @@
 //! (`text_model.rs`, transformers' `CLIPTextModel`) and its tokenizer (`tokenizer.rs`).
 
 pub mod text_model;
+pub mod token_table;
 pub mod tokenizer;
 
 pub use text_model::{ClipTextConfig, ClipTextModel};

@@ -3,8 +3,11 @@
 //! Field names are the checkpoint's key segments, so a parameter's path is its safetensors key
 //! (`encoder.layers.0.self_attn.q_proj.weight`); see `loaders/weights.rs` for the loading.
 
-use crate::device::upcast;
+use crate::device::{compute_dtype, upcast};
+use crate::error::{EngineError, Result};
 use crate::models::attention::attention_weights;
+use crate::models::clip::token_table::TokenTable;
+use crate::models::held_weights::for_compute;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, sigmoid};
@@ -110,8 +113,7 @@ impl ClipTextConfig {
     pub fn init(&self, device: &Device) -> ClipTextModel {
         ClipTextModel {
             embeddings: ClipTextEmbeddings {
-                token_embedding: EmbeddingConfig::new(self.vocab_size, self.hidden_size)
-                    .init(device),
+                token_table: TokenTable::empty(self.hidden_size),
                 position_embedding: EmbeddingConfig::new(
                     self.max_position_embeddings,
                     self.hidden_size,
@@ -167,7 +169,9 @@ pub struct ClipTextModel {
 
 #[derive(Module, Debug)]
 pub struct ClipTextEmbeddings {
-    pub token_embedding: Embedding,
+    /// `embeddings.token_embedding.weight`, held apart from the device (see `token_table.rs`).
+    #[module(skip)]
+    pub token_table: TokenTable,
     pub position_embedding: Embedding,
 }
 
@@ -199,51 +203,82 @@ pub struct ClipMlp {
 }
 
 impl ClipTextModel {
-    /// Token ids `[batch, seq]` → last hidden state `[batch, seq, hidden]` (after the final layer
-    /// norm), which is what Stable Diffusion conditions on.
-    pub fn forward(&self, input_ids: Tensor<2, Int>) -> Tensor<3> {
-        self.forward_with_extra_rows(input_ids, None)
+    /// Token ids, `batch` rows of equal length one after another → last hidden state
+    /// `[batch, seq, hidden]` (after the final layer norm), which is what Stable Diffusion
+    /// conditions on.
+    pub fn forward(&self, input_ids: &[u32], batch: usize) -> Result<Tensor<3>> {
+        self.forward_with_extra_rows(input_ids, batch, None)
     }
 
-    /// [`forward`](Self::forward) with `extra` rows `[n, hidden]` appended to the token table for
-    /// this call only: ids past the vocabulary pick them. Avatar training passes its trainable
-    /// vectors here, so gradients reach them and nothing else.
+    /// [`forward`](Self::forward) with `extra` rows `[n, hidden]` after the token table for this
+    /// call only: ids past the table pick them. Avatar training passes its trainable vectors
+    /// here, so gradients reach them and nothing else.
     pub fn forward_with_extra_rows(
         &self,
-        input_ids: Tensor<2, Int>,
+        input_ids: &[u32],
+        batch: usize,
         extra: Option<Tensor<2>>,
-    ) -> Tensor<3> {
-        let [batch, seq_len] = input_ids.dims();
-        let device = input_ids.device();
+    ) -> Result<Tensor<3>> {
+        let this = for_compute(self);
+        let device = this.embeddings.position_embedding.weight.device();
+        let dtype = compute_dtype(&device);
+        let seq_len = input_ids.len() / batch.max(1);
+        let table = &this.embeddings.token_table;
+        let (rows, width) = (table.rows(), table.width());
+        let extra_rows = extra.as_ref().map_or(0, |extra| extra.dims()[0]);
+        if batch == 0 || input_ids.len() != batch * seq_len {
+            return Err(EngineError::Usage(format!(
+                "{} token ids do not make {batch} prompts of equal length",
+                input_ids.len()
+            )));
+        }
+        if let Some(id) = input_ids
+            .iter()
+            .find(|id| **id as usize >= rows + extra_rows)
+        {
+            return Err(EngineError::Usage(format!(
+                "token id {id} is past the text encoder's {} rows",
+                rows + extra_rows
+            )));
+        }
+        let gathered = TensorData::new(table.gather(input_ids), [batch, seq_len, width]);
+        let mut tokens = Tensor::<3>::from_data(gathered, (&device, dtype));
+        if let Some(extra) = extra.filter(|_| extra_rows > 0) {
+            // An avatar's vectors train in f32; the model may compute in f16.
+            let picks: Vec<i64> = input_ids
+                .iter()
+                .map(|id| (*id as usize).saturating_sub(rows) as i64)
+                .collect();
+            let picks =
+                Tensor::<1, Int>::from_data(TensorData::new(picks, [batch * seq_len]), &device);
+            let picked = extra
+                .cast(dtype)
+                .select(0, picks)
+                .reshape([batch, seq_len, width]);
+            let past_table: Vec<bool> = input_ids.iter().map(|id| *id as usize >= rows).collect();
+            let past_table = Tensor::<3, Bool>::from_data(
+                TensorData::new(past_table, [batch, seq_len, 1]),
+                &device,
+            )
+            .expand([batch, seq_len, width]);
+            tokens = tokens.mask_where(past_table, picked);
+        }
         let positions = Tensor::<1, Int>::arange(0..seq_len as i64, &device).unsqueeze::<2>();
-        let tokens = match extra {
-            None => self.embeddings.token_embedding.forward(input_ids),
-            Some(extra) => {
-                // An avatar's vectors train in f32; the table may be f16.
-                let table = self.embeddings.token_embedding.weight.val();
-                let extra = extra.cast(table.dtype());
-                let table = Tensor::cat(vec![table, extra], 0);
-                let width = table.dims()[1];
-                table
-                    .select(0, input_ids.reshape([batch * seq_len]))
-                    .reshape([batch, seq_len, width])
-            }
-        };
-        let hidden = tokens + self.embeddings.position_embedding.forward(positions);
+        let hidden = tokens + this.embeddings.position_embedding.forward(positions);
         let mask = causal_mask(seq_len, &device);
-        let hidden = self.encoder.layers.iter().fold(hidden, |hidden, layer| {
-            layer.forward(hidden, &mask, self.num_heads, self.activation)
+        let hidden = this.encoder.layers.iter().fold(hidden, |hidden, layer| {
+            layer.forward(hidden, &mask, this.num_heads, this.activation)
         });
-        self.final_layer_norm.forward(hidden)
+        Ok(this.final_layer_norm.forward(hidden))
     }
 
     /// The number of token-embedding rows (vocabulary plus added tokens).
     pub fn vocab_rows(&self) -> usize {
-        self.embeddings.token_embedding.weight.dims()[0]
+        self.embeddings.token_table.rows()
     }
 
     pub fn hidden_size(&self) -> usize {
-        self.embeddings.token_embedding.weight.dims()[1]
+        self.embeddings.token_table.width()
     }
 }
 
