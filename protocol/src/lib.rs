@@ -370,6 +370,10 @@ pub struct Generated {
     pub height: usize,
     pub timings: Timings,
     pub wasm_heap_bytes: u64,
+    /// On a GPU: what burn's allocator holds (it keeps every page it needed, so this is the
+    /// peak) and the largest single buffer it handed out.
+    #[serde(default)]
+    pub gpu_memory: Option<GpuMemory>,
     #[serde(default)]
     pub latent_shape: Vec<usize>,
     #[serde(default)]
@@ -377,6 +381,13 @@ pub struct Generated {
     /// Present when [`Generate::likeness_of`] asked for it.
     #[serde(default)]
     pub likeness: Option<Likeness>,
+}
+
+/// A GPU's memory as burn's allocator reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuMemory {
+    pub reserved_bytes: u64,
+    pub largest_buffer_bytes: u64,
 }
 
 /// Worker → app.

@@ -185,7 +185,7 @@ fn serve() -> Result {
 /// Every check CI runs, in order from quickest to slowest, with each step's time.
 fn test() -> Result {
     let started = Instant::now();
-    let steps: [Step; 7] = [
+    let steps: [Step; 8] = [
         ("tools", tools::setup),
         ("test machine", tools::setup_test_machine),
         ("rustfmt", || run("cargo", &["fmt", "--all", "--check"])),
@@ -236,9 +236,17 @@ fn test() -> Result {
                 ],
             )
         }),
+        ("full-size model", || {
+            full_size::make(&full_size::default_folder())
+        }),
         ("app + browser tests", || {
             run("trunk", &["build"])?;
-            run("npm", &["test", "--prefix", "tests"])
+            let model = full_size::default_folder().display().to_string();
+            run_with_env(
+                "npm",
+                &["test", "--prefix", "tests"],
+                &[("TODDLER_FULL_SIZE_MODEL", &model)],
+            )
         }),
     ];
     for (name, step) in steps {

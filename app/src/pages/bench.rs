@@ -267,6 +267,10 @@ async fn run(
             "total": now() - started,
         },
         "wasm_heap_peak_bytes": result.wasm_heap_bytes,
+        "gpu_memory": result.gpu_memory.map(|memory| json!({
+            "reserved_bytes": memory.reserved_bytes,
+            "largest_buffer_bytes": memory.largest_buffer_bytes,
+        })),
         "latents": { "shape": result.latent_shape, "data": result.latents },
     }))
 }

@@ -352,12 +352,29 @@ async fn generate(
             height: generated.height,
             timings,
             wasm_heap_bytes: wasm_heap_bytes(),
+            gpu_memory: gpu_memory(model.device()),
             latent_shape,
             latents,
             likeness,
         },
         png,
     ))
+}
+
+/// What burn's GPU allocator holds on `device`; `None` on the CPU (no pools).
+fn gpu_memory(device: &burn::tensor::Device) -> Option<protocol::GpuMemory> {
+    let usage = device.memory_pool_usage()?;
+    let largest = device
+        .memory_pool_report()
+        .unwrap_or_default()
+        .iter()
+        .map(|pool| pool.largest_alloc)
+        .max()
+        .unwrap_or(0);
+    Some(protocol::GpuMemory {
+        reserved_bytes: usage.bytes_reserved,
+        largest_buffer_bytes: largest,
+    })
 }
 
 /// The `noise` tensor of a safetensors file at `url`.

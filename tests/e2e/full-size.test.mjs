@@ -1,0 +1,102 @@
+// SD-Turbo at its real size (865 M-parameter UNet, OpenCLIP-H text encoder, SD VAE: 2.5 GB of
+// fp16 files, seeded random weights made by `cargo xtask full-size-model`) in the engine worker,
+// on the two paths a browser without `shader-f16` takes: WebGPU in f32 asking for nothing beyond
+// WebGPU's default limits (128 MiB per binding, 256 MiB per buffer; SwiftShader grants 1 GiB), and
+// the CPU fallback, whose wasm32 memory ends at 4 GiB. Each 64² picture must match the native
+// engine's latents on the same files (the native engine is held to diffusers by the parity
+// suites); the worker's wasm heap is reported.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import {
+  startServer, launchBrowser, trackContext, watchPage, saveArtifact, readSafetensors, relativeL2, runBench, repoRoot, HUB_REPOS,
+} from './harness.mjs';
+
+const modelFolder = process.env.TODDLER_FULL_SIZE_MODEL
+  ?? join(homedir(), '.cache', 'toddlerstories', 'models', 'sd-turbo-full-random');
+const targetDir = process.env.CARGO_TARGET_DIR ?? join(repoRoot, 'target');
+const toddler = join(targetDir, 'debug', 'toddler');
+
+const RUN = { prompt: 'a toddler in a red raincoat jumping in puddles', steps: '1', guidance: '0', width: '64', height: '64', seed: '0' };
+// The same engine code in f32; the wasm CPU's and SwiftShader's sums round in other orders than
+// the native CPU's over a 2.5 GB model with random weights.
+const TOLERANCE = 1e-3;
+const WASM32_LIMIT = 4 * 1024 ** 3;
+
+let server;
+let browser;
+let native;
+
+before(async () => {
+  assert.ok(existsSync(join(modelFolder, 'unet', 'diffusion_pytorch_model.fp16.safetensors')),
+    `no full-size model in ${modelFolder}: run \`cargo xtask full-size-model\``);
+  assert.ok(existsSync(toddler), `no native engine at ${toddler}: run \`cargo test\` (or cargo build -p engine) first`);
+  // The native engine's latents for the same run (CPU, f32 arithmetic on the same files).
+  const latentsFile = join(tmpdir(), `full-size-native-${process.pid}.safetensors`);
+  await promisify(execFile)(toddler, [
+    'generate', '--model', modelFolder, '--prompt', RUN.prompt, '--steps', RUN.steps, '--guidance', RUN.guidance,
+    '--width', RUN.width, '--height', RUN.height, '--seed', RUN.seed,
+    '--out', join(tmpdir(), `full-size-native-${process.pid}.png`), '--latents-out', latentsFile,
+  ], { timeout: 600_000 });
+  native = (await readSafetensors(latentsFile)).latents;
+  server = await startServer({ hub: { ...HUB_REPOS, 'full/sd-turbo': modelFolder } });
+  browser = await launchBrowser(server);
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.close();
+});
+
+async function drawAtFullSize(params) {
+  const context = trackContext(server, await browser.newContext());
+  const page = await context.newPage();
+  const problems = watchPage(page);
+  const result = await runBench(page, server.origin, {
+    model: `${server.origin}/hub/full/sd-turbo/resolve/main`,
+    ...RUN,
+    ...params,
+  }, { timeout: 1_500_000 });
+  await context.close();
+  return { result, problems };
+}
+
+function checkAgainstNative(name, result, problems) {
+  assert.equal(result.error, undefined, `bench failed: ${result.error}`);
+  assert.deepEqual(result.latents.shape, native.shape);
+  assert.ok(result.latents.data.every(Number.isFinite), 'latents are finite');
+  const error = relativeL2(result.latents.data, native.data);
+  console.log(`full-size SD-Turbo, ${name} (${result.adapter}, ${result.precision}): relative L2 ${error.toExponential(2)} `
+    + `against the native engine; timings ${JSON.stringify(result.timings_ms)}, `
+    + `wasm heap ${(result.wasm_heap_peak_bytes / 2 ** 20).toFixed(0)} MiB`);
+  assert.ok(error <= TOLERANCE, `relative L2 ${error}`);
+  assert.ok(result.wasm_heap_peak_bytes < WASM32_LIMIT);
+  assert.deepEqual(problems, []);
+}
+
+test('SD-Turbo at full size draws on the CPU fallback within wasm32 memory and matches the native engine', async () => {
+  const { result, problems } = await drawAtFullSize({ backend: 'cpu' });
+  await saveArtifact('full-size-cpu.json', { ...result, latents: { shape: result.latents?.shape } });
+  assert.equal(result.backend, 'cpu');
+  checkAgainstNative('CPU fallback', result, problems);
+  // Weights held as stored (f16): 2.5 GB of weights, not the 4.9 GB f32 copies that ended the
+  // worker before, with room left for a larger picture's activations.
+  assert.ok(result.wasm_heap_peak_bytes < 3.3 * 1024 ** 3, `heap ${result.wasm_heap_peak_bytes}`);
+});
+
+test("SD-Turbo at full size draws on WebGPU in f32 within WebGPU's default limits and matches the native engine", async () => {
+  const { result, problems } = await drawAtFullSize({ backend: 'webgpu', limits: 'default' });
+  await saveArtifact('full-size-webgpu-default-limits.json', { ...result, latents: { shape: result.latents?.shape } });
+  assert.equal(result.backend, 'webgpu');
+  assert.equal(result.f16, false, 'SwiftShader offers no shader-f16');
+  assert.equal(result.precision, 'f32');
+  checkAgainstNative('WebGPU f32, default limits', result, problems);
+  const { reserved_bytes: reserved, largest_buffer_bytes: largest } = result.gpu_memory;
+  console.log(`GPU memory: ${(reserved / 2 ** 20).toFixed(0)} MiB reserved, largest buffer ${(largest / 2 ** 20).toFixed(1)} MiB`);
+  assert.ok(largest <= 128 * 2 ** 20, `a ${largest}-byte buffer passes WebGPU's default binding limit`);
+});
