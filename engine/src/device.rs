@@ -173,8 +173,9 @@ pub enum Precision {
 
 impl Precision {
     /// f16 on a GPU that computes in it (WebGPU's `shader-f16`, Vulkan's `shaderFloat16`), f32
-    /// elsewhere: burn's CPU backend converts f16 to f32 for most kernels, so it gains nothing
-    /// there, and SwiftShader has no f16 at all.
+    /// elsewhere: SwiftShader has no f16 at all, and burn's CPU backend draws exactly in f32 from
+    /// weights held in f16 (`load_dtype`). (Training a full-size avatar on the CPU needs f16
+    /// arithmetic to fit in memory: asked for, the CPU computes in f16, docs/benchmarks.md.)
     pub fn best_for(backend: ComputeBackend, device: &Device) -> Self {
         match backend {
             ComputeBackend::Gpu if device.supports_dtype(DType::F16) => Precision::F16,

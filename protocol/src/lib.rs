@@ -457,6 +457,9 @@ pub enum Event {
         face_reference: Option<Vec<f32>>,
         #[serde(default)]
         photos_without_face: Vec<usize>,
+        /// The wasm heap's size after training (its peak: it never shrinks).
+        #[serde(default)]
+        wasm_heap_bytes: u64,
     },
     /// The faces in each picture of [`Request::FindFaces`], most confident first.
     FacesFound {

@@ -361,6 +361,7 @@ async fn train(
         eval_loss_after,
         resumed_from,
         embedding_bytes,
+        wasm_heap_bytes,
         ..
     } = done
     else {
@@ -380,6 +381,7 @@ async fn train(
         "resumed_from": resumed_from,
         "eval_loss_before": eval_loss_before,
         "eval_loss_after": eval_loss_after,
+        "wasm_heap_peak_bytes": wasm_heap_bytes,
         "embedding_bytes": embedding_bytes.or(file.as_ref().map(Vec::len)).unwrap_or(0),
         "lora_bytes": embedding_bytes.map_or(0, |length| file.map_or(0, |file| file.len() - length)),
     }))

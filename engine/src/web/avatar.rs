@@ -201,6 +201,7 @@ pub(crate) async fn train(
             embedding_bytes,
             face_reference,
             photos_without_face,
+            wasm_heap_bytes: super::wasm_heap_bytes(),
         },
         file,
     ))

@@ -216,3 +216,31 @@ fn unet_factor_count(file: &LoraFile) -> usize {
         .map(|(_, view)| view.shape().iter().product::<usize>())
         .sum()
 }
+
+/// The avatar's loss and vector gradient against torch within f16's tolerances (stated in
+/// tests/half_precision.rs): for every suite whose weights or arithmetic are half precision.
+pub fn assert_avatar_gradients_within_f16(device: burn::tensor::Device, variant: Option<&str>) {
+    for (loss_error, gradient_error) in avatar_errors_against_torch(device, variant) {
+        assert!(loss_error <= 1e-3, "loss relative error {loss_error}");
+        assert!(
+            gradient_error <= 2e-2,
+            "gradient relative L2 error {gradient_error}"
+        );
+    }
+}
+
+/// Pivotal tuning's gradients against peft within f16's tolerances (tests/half_precision.rs).
+pub fn assert_lora_gradients_within_f16(device: burn::tensor::Device, variant: Option<&str>) {
+    for errors in lora_errors_against_peft(device, variant) {
+        assert!(errors.loss <= 1e-3, "loss relative error {}", errors.loss);
+        assert!(errors.vectors <= 2e-2, "vector gradient {}", errors.vectors);
+        assert!(
+            errors.factors <= 2e-2,
+            "factor gradients {}",
+            errors.factors
+        );
+        // The smallest gradients (self-attention keys) lose most to f16's rounding.
+        let (worst, name) = errors.worst;
+        assert!(worst <= 5e-2, "{name}: gradient relative L2 {worst}");
+    }
+}
