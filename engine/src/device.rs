@@ -58,7 +58,7 @@ impl ComputeBackend {
 ///
 /// The workgroup-size limits stay the adapter's: cubecl sizes its workgroups from the adapter's
 /// limits, not the device's.
-pub async fn gpu_within_default_limits() -> Result<(Device, String, bool)> {
+pub async fn gpu_within_default_limits() -> Result<(Device, String, bool, u64)> {
     use burn::tensor::wgpu::{WgpuSetup, wgpu};
     let failed = |what: &str, error: String| {
         EngineError::Usage(format!("could not set up the GPU ({what}): {error}"))
@@ -102,6 +102,7 @@ pub async fn gpu_within_default_limits() -> Result<(Device, String, bool)> {
         .await
         .map_err(|error| failed("the device", error.to_string()))?;
     let info = adapter.get_info();
+    let max_binding = device.limits().max_storage_buffer_binding_size;
     let setup = WgpuSetup {
         instance,
         adapter,
@@ -117,6 +118,7 @@ pub async fn gpu_within_default_limits() -> Result<(Device, String, bool)> {
         device,
         info.name,
         features.contains(wgpu::Features::SHADER_F16),
+        max_binding,
     ))
 }
 

@@ -352,6 +352,10 @@ pub struct DeviceInfo {
     /// Why the CPU is used when WebGPU was wanted, in words for a parent.
     #[serde(default)]
     pub fallback_reason: Option<String>,
+    /// On WebGPU: the largest storage binding the device was created with (128 MiB at WebGPU's
+    /// default limits; whatever the adapter grants otherwise).
+    #[serde(default)]
+    pub max_binding_bytes: Option<u64>,
 }
 
 /// Per-stage wall-clock times of one generation, in milliseconds.
@@ -371,7 +375,7 @@ pub struct Generated {
     pub timings: Timings,
     pub wasm_heap_bytes: u64,
     /// On a GPU: what burn's allocator holds (it keeps every page it needed, so this is the
-    /// peak) and the largest single buffer it handed out.
+    /// peak).
     #[serde(default)]
     pub gpu_memory: Option<GpuMemory>,
     #[serde(default)]
@@ -387,7 +391,6 @@ pub struct Generated {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuMemory {
     pub reserved_bytes: u64,
-    pub largest_buffer_bytes: u64,
 }
 
 /// Worker → app.

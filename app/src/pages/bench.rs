@@ -269,8 +269,8 @@ async fn run(
         "wasm_heap_peak_bytes": result.wasm_heap_bytes,
         "gpu_memory": result.gpu_memory.map(|memory| json!({
             "reserved_bytes": memory.reserved_bytes,
-            "largest_buffer_bytes": memory.largest_buffer_bytes,
         })),
+        "max_binding_bytes": device.max_binding_bytes,
         "latents": { "shape": result.latent_shape, "data": result.latents },
     }))
 }

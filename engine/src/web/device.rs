@@ -45,6 +45,7 @@ async fn backend_device(
             precision: protocol::Precision::F32,
             software: true,
             fallback_reason,
+            max_binding_bytes: None,
         };
         (Device::flex(), ComputeBackend::Cpu, info)
     };
@@ -91,11 +92,11 @@ async fn webgpu(default_limits: bool) -> std::result::Result<(Device, DeviceInfo
     if adapter.is_null() || adapter.is_undefined() {
         return Err(NO_GPU.into());
     }
-    let (device, f16) = if default_limits {
-        let (device, _, f16) = crate::device::gpu_within_default_limits()
+    let (device, f16, max_binding) = if default_limits {
+        let (device, _, f16, max_binding) = crate::device::gpu_within_default_limits()
             .await
             .map_err(|error| format!("{NO_GPU} ({error})"))?;
-        (device, f16)
+        (device, f16, max_binding)
     } else {
         let (device, setup) = Device::wgpu_options()
             .init_with_setup_async()
@@ -105,7 +106,8 @@ async fn webgpu(default_limits: bool) -> std::result::Result<(Device, DeviceInfo
             .adapter
             .features()
             .contains(burn::tensor::wgpu::wgpu::Features::SHADER_F16);
-        (device, f16)
+        let max_binding = setup.device.limits().max_storage_buffer_binding_size;
+        (device, f16, max_binding)
     };
     let name = adapter_name(&adapter);
     let software = is_software(&adapter, &name);
@@ -118,6 +120,7 @@ async fn webgpu(default_limits: bool) -> std::result::Result<(Device, DeviceInfo
             precision: protocol::Precision::F32,
             software,
             fallback_reason: None,
+            max_binding_bytes: Some(max_binding),
         },
     ))
 }

@@ -364,16 +364,8 @@ async fn generate(
 /// What burn's GPU allocator holds on `device`; `None` on the CPU (no pools).
 fn gpu_memory(device: &burn::tensor::Device) -> Option<protocol::GpuMemory> {
     let usage = device.memory_pool_usage()?;
-    let largest = device
-        .memory_pool_report()
-        .unwrap_or_default()
-        .iter()
-        .map(|pool| pool.largest_alloc)
-        .max()
-        .unwrap_or(0);
     Some(protocol::GpuMemory {
         reserved_bytes: usage.bytes_reserved,
-        largest_buffer_bytes: largest,
     })
 }
 
