@@ -166,6 +166,13 @@ impl SafetensorsHeader {
         batches
     }
 
+    /// Where tensor `name`'s bytes lie within the bytes read from `range`.
+    fn within(&self, name: &str, range: &Range<u64>) -> Range<usize> {
+        let (start, end) = self.info(name).data_offsets;
+        let offset = |at: usize| (self.data_start + at as u64 - range.start) as usize;
+        offset(start)..offset(end)
+    }
+
     fn info(&self, name: &str) -> &safetensors::tensor::TensorInfo {
         self.metadata
             .info(name)
@@ -177,12 +184,10 @@ impl SafetensorsHeader {
     fn standalone(&self, names: &[String], range: &Range<u64>, bytes: &[u8]) -> Vec<u8> {
         let views = names.iter().map(|name| {
             let info = self.info(name);
-            let start = (self.data_start + info.data_offsets.0 as u64 - range.start) as usize;
-            let end = (self.data_start + info.data_offsets.1 as u64 - range.start) as usize;
             let view = safetensors::tensor::TensorView::new(
                 info.dtype,
                 info.shape.clone(),
-                &bytes[start..end],
+                &bytes[self.within(name, range)],
             )
             .expect("the header was validated");
             (name.as_str(), view)
@@ -205,26 +210,51 @@ pub async fn load_into<M: Module + ModuleSnapshot>(
     remaps: &[(&str, &str)],
     dtype: Option<DType>,
 ) -> Result<M> {
-    load_into_except(module, files, weights, remaps, dtype, &[]).await
+    let (module, _) = load_into_except(module, files, weights, remaps, dtype, &[]).await?;
+    Ok(module)
 }
 
-/// [`load_into`], leaving the tensors named `held_elsewhere` (module paths, after `remaps`) to
-/// the caller, who reads them with [`read_tensor`].
+/// A tensor as its file stores it: type, shape and little-endian bytes.
+pub struct StoredTensor {
+    pub name: String,
+    pub dtype: safetensors::Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+/// [`load_into`], setting aside the tensors whose file keys are in `set_aside`: they are handed
+/// back as stored, from the same single read of the files, and never reach the module.
 pub async fn load_into_except<M: Module + ModuleSnapshot>(
     mut module: M,
     files: &impl ModelFiles,
     weights: &WeightFiles,
     remaps: &[(&str, &str)],
     dtype: Option<DType>,
-    held_elsewhere: &[&str],
-) -> Result<M> {
+    set_aside: &[&str],
+) -> Result<(M, Vec<StoredTensor>)> {
     let mut expected: Option<BTreeSet<String>> = None;
     let mut applied = BTreeSet::new();
+    let mut aside = Vec::new();
     for file in &weights.files {
         let path = files.display_path(file);
         let header = SafetensorsHeader::read(files, file).await?;
         for (names, range) in header.batches(BATCH_BYTES) {
             let bytes = files.read_range(file, range.clone()).await?;
+            let (asked, names): (Vec<String>, Vec<String>) = names
+                .into_iter()
+                .partition(|name| set_aside.contains(&name.as_str()));
+            for name in asked {
+                let info = header.info(&name);
+                aside.push(StoredTensor {
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    bytes: bytes[header.within(&name, &range)].to_vec(),
+                    name,
+                });
+            }
+            if names.is_empty() {
+                continue;
+            }
             let batch = header.standalone(&names, &range, &bytes);
             drop(bytes);
             let store = SafetensorsStore::from_bytes(Some(batch));
@@ -251,9 +281,11 @@ pub async fn load_into_except<M: Module + ModuleSnapshot>(
             if let Some(error) = result.errors.first() {
                 return Err(tensor_error(&path, error));
             }
-            if let Some(unused) = result.unused.iter().find(|key| {
-                !IGNORED_TENSORS.contains(&key.as_str()) && !held_elsewhere.contains(&key.as_str())
-            }) {
+            if let Some(unused) = result
+                .unused
+                .iter()
+                .find(|key| !IGNORED_TENSORS.contains(&key.as_str()))
+            {
                 return Err(EngineError::Tensor {
                     path,
                     tensor: unused.clone(),
@@ -279,32 +311,7 @@ pub async fn load_into_except<M: Module + ModuleSnapshot>(
             problem: "is missing from the weights".into(),
         });
     }
-    Ok(module)
-}
-
-/// One tensor of `weights` as stored: its type, shape and little-endian bytes. `names` are the
-/// keys it may be stored under (with or without a prefix); the first found is read.
-pub async fn read_tensor(
-    files: &impl ModelFiles,
-    weights: &WeightFiles,
-    names: &[&str],
-) -> Result<(safetensors::Dtype, Vec<usize>, Vec<u8>)> {
-    for file in &weights.files {
-        let header = SafetensorsHeader::read(files, file).await?;
-        for name in names {
-            if let Some(info) = header.metadata.info(name) {
-                let (start, end) = info.data_offsets;
-                let range = header.data_start + start as u64..header.data_start + end as u64;
-                let bytes = files.read_range(file, range).await?;
-                return Ok((info.dtype, info.shape.clone(), bytes));
-            }
-        }
-    }
-    Err(EngineError::Tensor {
-        path: files.display_path(&weights.files[0]),
-        tensor: names[0].to_owned(),
-        problem: "is missing from the weights".into(),
-    })
+    Ok((module, aside))
 }
 
 fn tensor_error(path: &std::path::Path, error: &ApplyError) -> EngineError {

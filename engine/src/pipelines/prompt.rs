@@ -7,7 +7,7 @@ use crate::device::load_dtype;
 use crate::error::{EngineError, Result};
 use crate::loaders::files::ModelFiles;
 use crate::loaders::textual_inversion::TextualInversion;
-use crate::loaders::weights::{WeightFiles, load_into_except, read_tensor};
+use crate::loaders::weights::{WeightFiles, load_into_except};
 use crate::models::clip::token_table::TokenTable;
 use crate::models::clip::{ClipTextConfig, ClipTextModel};
 use crate::models::clip::{ClipTokenizer, MAX_LENGTH};
@@ -46,26 +46,32 @@ impl PromptEncoder {
             )
             .await?;
         let weights = WeightFiles::find(files, "text_encoder", "model", variant).await?;
-        let mut text_encoder = load_into_except(
+        let prefixed = format!("text_model.{TOKEN_TABLE}");
+        let (mut text_encoder, aside) = load_into_except(
             config.init(device),
             files,
             &weights,
             &[(r"^text_model\.", "")],
             load_dtype(device),
-            &[TOKEN_TABLE],
+            &[&prefixed, TOKEN_TABLE],
         )
         .await?;
-        let (dtype, shape, bytes) = read_tensor(
-            files,
-            &weights,
-            &[&format!("text_model.{TOKEN_TABLE}"), TOKEN_TABLE],
-        )
-        .await?;
+        let path = files.display_path(&weights.files[0]);
+        let [table] = <[_; 1]>::try_from(aside).map_err(|aside| EngineError::Tensor {
+            path: path.clone(),
+            tensor: TOKEN_TABLE.into(),
+            problem: if aside.is_empty() {
+                "is missing from the weights".into()
+            } else {
+                "is stored twice (with and without `text_model.`)".into()
+            },
+        })?;
+        let (dtype, shape) = (table.dtype, table.shape);
         let expected = [config.vocab_size, config.hidden_size];
-        text_encoder.embeddings.token_table = TokenTable::from_bytes(dtype, &shape, &bytes)
+        text_encoder.embeddings.token_table = TokenTable::from_bytes(dtype, &shape, &table.bytes)
             .filter(|table| [table.rows(), table.width()] == expected)
             .ok_or_else(|| EngineError::Tensor {
-                path: files.display_path(&weights.files[0]),
+                path,
                 tensor: TOKEN_TABLE.into(),
                 problem: format!(
                     "is a {dtype:?} tensor of shape {shape:?}, but this model needs a float table of {expected:?}"
