@@ -299,6 +299,7 @@ fn event_id(event: &Event) -> Option<u32> {
         | Event::AvatarTrained { id, .. }
         | Event::FacesFound { id, .. }
         | Event::ModelChecked { id, .. }
+        | Event::Estimated { id, .. }
         | Event::FileChecked { id, .. }
         | Event::Failed { id, .. } => Some(*id),
     }
@@ -312,6 +313,7 @@ fn is_final(event: &Event) -> bool {
             | Event::AvatarTrained { .. }
             | Event::FacesFound { .. }
             | Event::ModelChecked { .. }
+            | Event::Estimated { .. }
             | Event::FileChecked { .. }
             | Event::Cancelled { .. }
             | Event::Failed { .. }

@@ -4,6 +4,7 @@ mod app;
 mod components;
 mod crash;
 mod engine;
+mod estimate;
 mod gpu;
 mod model_store;
 mod opfs;

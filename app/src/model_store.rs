@@ -85,6 +85,32 @@ impl ModelEntry {
         protocol::store::folder_name(&self.repo, &self.revision)
     }
 
+    /// Where the engine reads this model: the store once it is there, else the model host
+    /// (the few KB of configs an estimate reads before a download).
+    pub async fn source(&self) -> protocol::ModelSource {
+        match status(self).await {
+            Ok(Stored::Ready { .. }) => protocol::ModelSource::Stored {
+                folder: self.folder(),
+            },
+            _ => protocol::ModelSource::Url {
+                base: self.url(&hub_base(), "").trim_end_matches('/').to_owned(),
+            },
+        }
+    }
+
+    /// The type the weights' files store: the hub's `*.fp16.safetensors` hold f16.
+    pub fn stored_precision(&self) -> protocol::Precision {
+        let half = self
+            .files
+            .iter()
+            .any(|file| file.path.ends_with(".fp16.safetensors"));
+        if half {
+            protocol::Precision::F16
+        } else {
+            protocol::Precision::F32
+        }
+    }
+
     fn url(&self, hub_base: &str, path: &str) -> String {
         format!(
             "{}/{}/resolve/{}/{path}",

@@ -266,6 +266,13 @@ pub async fn ensure_loaded(
     Ok(())
 }
 
+/// Whether the engine computes on the processor: the parent chose it, or the browser offers
+/// no WebGPU adapter.
+pub async fn draws_on_processor() -> bool {
+    Preferences::read().backend == Backend::Cpu
+        || !matches!(crate::gpu::probe().await, crate::gpu::GpuStatus::Adapter(_))
+}
+
 /// After training, the worker's model no longer matches what was loaded.
 pub fn forget_loaded() {
     LOADED.with(|loaded| *loaded.borrow_mut() = None);

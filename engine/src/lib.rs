@@ -15,6 +15,7 @@
 
 pub mod device;
 pub mod error;
+pub mod estimate;
 pub mod faces;
 pub mod loaders;
 pub mod models;

@@ -138,6 +138,80 @@ pub struct LoraSource {
 /// LoRA scripts default to; 3.3 MB for SD-Turbo (docs/benchmarks.md).
 pub const STRONGER_LIKENESS_RANK: usize = 4;
 
+/// The side avatars learn at on the processor (no WebGPU): in f16, SD-Turbo's training step
+/// needs 3.4 GB there at 256², within wasm32's 4 GiB, but 8.3 GB at 512² (docs/benchmarks.md).
+pub const CPU_AVATAR_RESOLUTION: usize = 256;
+
+/// What a few seconds of kernels measured on a device ([`Request::Estimate`]); the app keeps it
+/// per device, so the measurement runs once.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceSpeed {
+    /// Arithmetic, in the type pictures are computed in (matmuls and convolutions).
+    pub flops_per_second: f64,
+    /// Memory traffic of a large elementwise kernel.
+    pub bytes_per_second: f64,
+    /// What one small kernel costs, launch and all.
+    pub seconds_per_kernel: f64,
+    /// On the processor, where avatars learn in f16: the f16 matmul rate.
+    #[serde(default)]
+    pub half_flops_per_second: Option<f64>,
+}
+
+/// A picture as the app draws it, for [`Request::Estimate`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PictureWork {
+    pub width: usize,
+    pub height: usize,
+    pub steps: usize,
+    pub guidance: f64,
+}
+
+/// An avatar as the app learns it, for [`Request::Estimate`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AvatarWork {
+    /// The side asked for; the processor learns at [`CPU_AVATAR_RESOLUTION`] at most.
+    pub resolution: usize,
+    pub steps: usize,
+    pub photos: usize,
+}
+
+/// What a model will take on this device ([`Event::Estimated`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    /// Seconds for one picture at the app's settings.
+    pub picture_seconds: f64,
+    /// Seconds to learn one avatar.
+    pub avatar_seconds: f64,
+    /// Seconds of one training step (for benchmarks beside a measured step).
+    #[serde(default)]
+    pub avatar_step_seconds: f64,
+    /// Memory a picture needs: weights as held, and the activations at their peak.
+    pub picture_memory_bytes: u64,
+    /// Memory learning an avatar needs.
+    pub avatar_memory_bytes: u64,
+    /// The side an avatar learns at on this device.
+    pub avatar_resolution: usize,
+    /// The largest single buffer (a weight; activations are split to fit a binding).
+    pub largest_buffer_bytes: u64,
+    /// What the path can give: wasm32's 4 GiB on the processor (or less where the device has
+    /// less); on a GPU, the device's memory when the browser tells it; `None`: unknown.
+    pub memory_limit_bytes: Option<u64>,
+}
+
+impl Estimate {
+    /// Whether a picture fits the memory this path has (unknown memory: assumed to).
+    pub fn draws(&self) -> bool {
+        self.memory_limit_bytes
+            .is_none_or(|limit| self.picture_memory_bytes <= limit)
+    }
+
+    /// Whether learning an avatar fits.
+    pub fn learns(&self) -> bool {
+        self.memory_limit_bytes
+            .is_none_or(|limit| self.avatar_memory_bytes <= limit)
+    }
+}
+
 /// App → worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -200,6 +274,29 @@ pub enum Request {
     CheckModel {
         id: u32,
         source: ModelSource,
+    },
+    /// What a model will take on this device, before its weights are downloaded: its configs
+    /// (a few KB) counted, over rates measured on the device — `speed` when the app kept them
+    /// from an earlier measurement, else measured now (a few seconds). Answered by
+    /// [`Event::Estimated`].
+    Estimate {
+        id: u32,
+        source: ModelSource,
+        /// The fast decoder pictures are drawn with, as for [`Request::Load`].
+        #[serde(default)]
+        decoder: Option<ModelSource>,
+        backend: Backend,
+        #[serde(default)]
+        precision: Option<Precision>,
+        /// The type the weights' files store (f16 for `*.fp16.safetensors`).
+        stored: Precision,
+        picture: PictureWork,
+        avatar: AvatarWork,
+        /// `navigator.deviceMemory` in bytes, where the browser tells it.
+        #[serde(default)]
+        device_memory_bytes: Option<u64>,
+        #[serde(default)]
+        speed: Option<DeviceSpeed>,
     },
     /// Read a file a parent imports (an avatar's embedding, a LoRA) as the engine will, before
     /// the app stores it: answered by [`Event::FileChecked`], or [`Event::Failed`] saying what
@@ -472,6 +569,13 @@ pub enum Event {
     /// The model of [`Request::CheckModel`] is one the engine runs.
     ModelChecked {
         id: u32,
+    },
+    /// The answer to [`Request::Estimate`]: the device it measured, its rates, the estimate.
+    Estimated {
+        id: u32,
+        device: DeviceInfo,
+        speed: DeviceSpeed,
+        estimate: Estimate,
     },
     /// The file of [`Request::CheckFile`] reads as its kind.
     FileChecked {

@@ -85,7 +85,7 @@ test('the WebGPU check finds the adapter and reports what it can do', async () =
   const shownBuffer = await page.getByTestId('limit-max-buffer').textContent();
   const gib = truth.maxBufferSize / 2 ** 30;
   assert.equal(shownBuffer, gib >= 1 ? `${Math.round(gib * 10) / 10} GB` : `${Math.round(truth.maxBufferSize / 2 ** 20)} MB`);
-  const f16Sentence = truth.f16 ? /shader-f16\) is available/ : /shader-f16\) is not available/;
+  const f16Sentence = truth.f16 ? /half precision \(shader-f16\), so/ : /shader-f16 is not available/;
   assert.match(await status.textContent(), f16Sentence);
   await screenshot(page, 'webgpu-check');
   await context.close();
@@ -121,13 +121,13 @@ test('without WebGPU the parent is told plainly what happens', async () => {
   const status = page.getByTestId('device-status');
   await status.waitFor();
   assert.notEqual(await status.getAttribute('data-state'), 'adapter');
-  assert.match(await status.textContent(), /will still work by using the processor/);
-  // What to expect, in numbers (docs/benchmarks.md, "What a parent is told").
-  assert.match(await status.textContent(), /each picture will take about \d+ minutes rather than seconds, and learning an avatar about \d+ hours/);
+  assert.match(await status.textContent(), /still works: it uses the processor instead/);
+  // How long, measured on this device, is on the Models screen (tests/e2e/estimate.test.mjs).
   await screenshot(page, 'webgpu-missing');
   // The screens that draw or learn say it, briefly.
   await page.goto(`${server.origin}/avatars`);
-  await page.getByRole('note').filter({ hasText: /Learning an avatar takes about \d+ hours on this browser/ }).waitFor();
+  // No model host here to read the model's configs from: no estimate, the plain expectation.
+  await page.getByRole('note').filter({ hasText: /Learning an avatar takes hours on this browser/ }).waitFor();
   await screenshot(page, 'webgpu-missing-avatars');
   await noGpuBrowser.close();
   assert.deepEqual(problems, []);

@@ -60,6 +60,9 @@ async function drawAtFullSize(params) {
   const result = await runBench(page, server.origin, {
     model: `${server.origin}/hub/full/sd-turbo/resolve/main`,
     ...RUN,
+    // The Models screen's estimate first, for this picture, beside what it then measures.
+    estimate: '1',
+    stored: 'f16',
     ...params,
   }, { timeout: 1_500_000 });
   await context.close();
@@ -76,6 +79,15 @@ function checkAgainstNative(name, result, problems) {
     + `wasm heap ${(result.wasm_heap_peak_bytes / 2 ** 20).toFixed(0)} MiB`);
   assert.ok(error <= TOLERANCE, `relative L2 ${error}`);
   assert.ok(result.wasm_heap_peak_bytes < WASM32_LIMIT);
+  // The estimate made from the configs and a few seconds of kernels, beside the measurement.
+  const { estimate, speed } = result.estimated;
+  const drawn = (result.timings_ms.text + result.timings_ms.unet.reduce((sum, ms) => sum + ms, 0) + result.timings_ms.decode) / 1000;
+  const memory = result.gpu_memory ? result.gpu_memory.reserved_bytes : result.wasm_heap_peak_bytes;
+  console.log(`  estimated ${estimate.picture_seconds.toFixed(1)} s for the picture (drew in ${drawn.toFixed(1)} s: `
+    + `${(drawn / estimate.picture_seconds).toFixed(2)}×), ${(estimate.picture_memory_bytes / 2 ** 20).toFixed(0)} MiB `
+    + `(measured ${(memory / 2 ** 20).toFixed(0)} MiB); rates ${JSON.stringify(speed)}, measured in ${result.estimated.ms.toFixed(0)} ms`);
+  assert.ok(drawn / estimate.picture_seconds < 4 && estimate.picture_seconds / drawn < 4, 'the estimate is within 4× of the time');
+  assert.ok(Math.abs(estimate.picture_memory_bytes / memory - 1) < 0.35, 'the memory estimate is within 35%');
   assert.deepEqual(problems, []);
 }
 

@@ -158,6 +158,47 @@ async fn run(
         .await;
     }
 
+    // `estimate=1`: first the estimate the Models screen shows (configs counted over rates
+    // measured now), reported beside the measured times.
+    let estimated = if text("estimate").is_some() {
+        set_status.set("estimating…".into());
+        let id = engine.next_id();
+        let stored = text("stored").unwrap_or_else(|| "f16".into());
+        let request = Request::Estimate {
+            id,
+            source: model_source(model.clone()),
+            decoder: text("decoder").map(model_source),
+            backend,
+            precision,
+            stored: protocol::Precision::parse(&stored)
+                .ok_or_else(|| format!("parameter `stored`: `{stored}` is not f16 or f32"))?,
+            picture: protocol::PictureWork {
+                width: number("width", 512.0)? as usize,
+                height: number("height", 512.0)? as usize,
+                steps: number("steps", 1.0)? as usize,
+                guidance: number("guidance", 0.0)?,
+            },
+            avatar: protocol::AvatarWork {
+                resolution: number("resolution", 512.0)? as usize,
+                steps: number("avatar_steps", 300.0)? as usize,
+                photos: 5,
+            },
+            device_memory_bytes: None,
+            speed: None,
+        };
+        let started = now();
+        let (answer, _) = engine.call(id, &request, |_| {}).await?;
+        let Event::Estimated {
+            speed, estimate, ..
+        } = answer
+        else {
+            return Err(format!("unexpected answer to estimating: {answer:?}"));
+        };
+        Some(json!({ "speed": speed, "estimate": estimate, "ms": now() - started }))
+    } else {
+        None
+    };
+
     set_status.set("loading the model…".into());
     let load_id = engine.next_id();
     let load = Request::Load {
@@ -271,6 +312,7 @@ async fn run(
             "reserved_bytes": memory.reserved_bytes,
         })),
         "max_binding_bytes": device.max_binding_bytes,
+        "estimated": estimated,
         "latents": { "shape": result.latent_shape, "data": result.latents },
     }))
 }

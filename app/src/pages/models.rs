@@ -8,11 +8,20 @@ use wasm_bindgen::JsCast;
 
 use crate::components::device_check::DeviceCheck;
 use crate::engine::EngineFailure;
+use crate::estimate::{self, Estimates};
 use crate::model_store::{self, ModelEntry, Progress, Stored, format_bytes};
 
 #[component]
 pub fn Models() -> impl IntoView {
     let registry = model_store::registry();
+    provide_context(Estimates::measure(
+        registry
+            .models
+            .iter()
+            .filter(|model| model.role == "pipeline")
+            .cloned()
+            .collect(),
+    ));
     view! {
         <header class="page-header">
             <h1>"Picture model"</h1>
@@ -30,6 +39,86 @@ pub fn Models() -> impl IntoView {
             <A href="/settings">"Settings"</A>"."
         </p>
         <DeviceCheck />
+    }
+}
+
+/// What the model will take here, in a parent's words.
+#[component]
+fn EstimateNote(model: ModelEntry) -> impl IntoView {
+    let estimates = expect_context::<Estimates>();
+    let repo = model.repo.clone();
+    let name = model.name.clone();
+    move || {
+        let Some(result) = estimates.of(&repo) else {
+            return view! {
+                <p class="estimate" data-testid="model-estimate" data-state="measuring" aria-live="polite">
+                    "Working out how fast this device can run it…"
+                </p>
+            }
+            .into_any();
+        };
+        let estimated = match result {
+            Ok(estimated) => estimated,
+            Err(_) => {
+                return view! {
+                    <p class="estimate muted" data-testid="model-estimate" data-state="unknown">
+                        "How fast this model runs here is worked out once the app can read its description from the model host."
+                    </p>
+                }
+                .into_any();
+            }
+        };
+        let estimate = &estimated.estimate;
+        let limit = estimate.memory_limit_bytes.map(format_bytes);
+        let path = estimate::path_words(&estimated.device);
+        if !estimate.draws() {
+            let instead = estimates.smaller_than(&repo).map(|(smaller, its)| {
+                format!(
+                    "{} is smaller: it draws a page here in {}.",
+                    smaller.name,
+                    estimate::about(its.estimate.picture_seconds)
+                )
+            });
+            let text = format!(
+                "{name} needs about {} of memory to draw, more than this browser can give it here ({}). {}",
+                format_bytes(estimate.picture_memory_bytes),
+                limit.unwrap_or_default(),
+                instead.unwrap_or_else(|| "No picture model fits this device.".to_owned()),
+            );
+            return view! {
+                <p class="estimate notice" data-testid="model-estimate" data-state="too-big" role="note">{text}</p>
+            }
+            .into_any();
+        }
+        let avatar = if estimate.learns() {
+            format!(
+                "learning an avatar takes {}.",
+                estimate::about(estimate.avatar_seconds)
+            )
+        } else {
+            format!(
+                "learning an avatar needs about {}, more than this browser can give ({}): learn avatars on another device and import them here.",
+                format_bytes(estimate.avatar_memory_bytes),
+                limit.unwrap_or_default()
+            )
+        };
+        let text = format!(
+            "This device runs {name} {path}. It can draw a page in {}; {avatar} It needs about {} of memory.",
+            estimate::about(estimate.picture_seconds),
+            format_bytes(estimate.picture_memory_bytes),
+        );
+        view! {
+            <p
+                class="estimate"
+                data-testid="model-estimate"
+                data-state="fits"
+                data-picture-seconds=estimate.picture_seconds.to_string()
+                data-avatar-seconds=estimate.avatar_seconds.to_string()
+            >
+                {text}
+            </p>
+        }
+        .into_any()
     }
 }
 
@@ -280,6 +369,7 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
         <section class="card model-card" data-testid=format!("model-{slug}")>
             <h2>{entry.name.clone()} {entry.is_default().then_some(" (default)")}</h2>
             <p>{entry.description.clone()}</p>
+            {(entry.role == "pipeline").then(|| view! { <EstimateNote model=entry.clone() /> })}
             {(entry.repo == model_store::registry().default_model).then(|| view! {
                 <p class="muted">"Downloading it also fetches the default fast decoder, which finishes every picture in a fraction of the time."</p>
             })}

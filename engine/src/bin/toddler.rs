@@ -74,6 +74,39 @@ mod cli {
         Generate(GenerateArgs),
         /// Learn an avatar (textual inversion) from a folder of photos.
         TrainAvatar(TrainArgs),
+        /// Time a few kernels on this device and estimate what a model takes here, from its
+        /// configs alone (what the app tells a parent before a download); prints JSON.
+        Estimate(EstimateArgs),
+    }
+
+    #[derive(clap::Args)]
+    struct EstimateArgs {
+        /// A diffusers model folder (its configs are read; weights need not be there).
+        #[arg(long)]
+        model: PathBuf,
+        /// A fast decoder's folder (as `generate --decoder`).
+        #[arg(long)]
+        decoder: Option<PathBuf>,
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        #[arg(long)]
+        dtype: Option<String>,
+        /// The type the weights' files store: `f16` or `f32`.
+        #[arg(long, default_value = "f16")]
+        stored: String,
+        #[arg(long, default_value_t = 512)]
+        width: usize,
+        #[arg(long, default_value_t = 512)]
+        height: usize,
+        #[arg(long, default_value_t = 1)]
+        steps: usize,
+        #[arg(long, default_value_t = 0.0)]
+        guidance: f64,
+        /// The avatar's training side.
+        #[arg(long, default_value_t = 512)]
+        resolution: usize,
+        #[arg(long, default_value_t = 300)]
+        avatar_steps: usize,
     }
 
     #[derive(clap::Args)]
@@ -256,7 +289,59 @@ mod cli {
                 );
             }
             Command::Generate(args) => generate(args)?,
+            Command::Estimate(args) => estimate(args)?,
         }
+        Ok(())
+    }
+
+    fn estimate(args: EstimateArgs) -> Result<()> {
+        use engine::estimate::{Path, PipelineShape, estimate, speed};
+        let backend: ComputeBackend = args
+            .backend
+            .parse()
+            .map_err(|error| EngineError::Usage(format!("{error}")))?;
+        let (device, precision) = backend.device_with(parse_precision(args.dtype.as_deref())?)?;
+        let stored = parse_precision(Some(&args.stored))?.unwrap_or(Precision::F16);
+        let files = Folder(args.model.clone());
+        let shape = match &args.decoder {
+            Some(folder) => block_on(PipelineShape::read(
+                &files,
+                Some(&AsComponent::vae(Folder(folder.clone()))),
+            ))?,
+            None => block_on(PipelineShape::read(&files, None::<&Folder>))?,
+        };
+        let processor = backend == ComputeBackend::Cpu;
+        let started = Instant::now();
+        let speed = block_on(speed::measure(&device, processor))?;
+        let measured_in = started.elapsed().as_secs_f64();
+        let bytes = |precision: Precision| match precision {
+            Precision::F16 => 2,
+            Precision::F32 => 4,
+        };
+        let path = Path {
+            processor,
+            compute_bytes: bytes(precision),
+            stored_bytes: bytes(stored),
+        };
+        let picture = protocol::PictureWork {
+            width: args.width,
+            height: args.height,
+            steps: args.steps,
+            guidance: args.guidance,
+        };
+        let avatar = protocol::AvatarWork {
+            resolution: args.resolution,
+            steps: args.avatar_steps,
+            photos: 5,
+        };
+        let estimate = estimate(&shape, path, &speed, &picture, &avatar);
+        let report = serde_json::json!({
+            "precision": precision.to_string(),
+            "measured_in_seconds": measured_in,
+            "speed": speed,
+            "estimate": estimate,
+        });
+        println!("{report}");
         Ok(())
     }
 

@@ -248,7 +248,7 @@ impl UNet2DConditionConfig {
     }
 
     /// Heads per block: `num_attention_heads`, or else `attention_head_dim` (diffusers' reading).
-    fn heads(&self) -> Vec<usize> {
+    pub(crate) fn heads(&self) -> Vec<usize> {
         let blocks = self.block_out_channels.len();
         self.num_attention_heads
             .as_ref()
@@ -257,7 +257,7 @@ impl UNet2DConditionConfig {
     }
 
     /// Per down block; up blocks read it reversed, as diffusers does.
-    fn only_cross_attention(&self) -> Vec<bool> {
+    pub(crate) fn only_cross_attention(&self) -> Vec<bool> {
         let blocks = self.block_out_channels.len();
         match &self.only_cross_attention {
             None => vec![false; blocks],
@@ -266,7 +266,7 @@ impl UNet2DConditionConfig {
         }
     }
 
-    fn attention_layers(&self) -> Vec<usize> {
+    pub(crate) fn attention_layers(&self) -> Vec<usize> {
         self.transformer_layers_per_block
             .resolve(self.block_out_channels.len())
     }

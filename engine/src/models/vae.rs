@@ -350,7 +350,7 @@ pub async fn check_config(files: &impl ModelFiles) -> Result<()> {
     Ok(())
 }
 
-async fn is_tiny(files: &impl ModelFiles) -> Result<bool> {
+pub(crate) async fn is_tiny(files: &impl ModelFiles) -> Result<bool> {
     #[derive(Deserialize)]
     struct ClassName {
         #[serde(rename = "_class_name", default)]

@@ -19,6 +19,7 @@ use super::state::State;
 use super::{encode_png, post, wasm_heap_bytes};
 use crate::device::ComputeBackend;
 use crate::error::{EngineError, Result};
+use crate::estimate::{Path as ComputePath, PipelineShape, WASM32_MEMORY_BYTES, estimate};
 use crate::loaders::files::{AsComponent, ModelFiles};
 use crate::loaders::textual_inversion::TextualInversion;
 use crate::loaders::weights::WeightFiles;
@@ -136,6 +137,58 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
             };
             answer(id, checked.map(|()| (Event::ModelChecked { id }, None)));
         }
+        Request::Estimate {
+            id,
+            source,
+            decoder,
+            backend,
+            precision,
+            stored,
+            picture,
+            avatar,
+            device_memory_bytes,
+            speed,
+        } => {
+            let (device, info) = device(&state, backend, precision).await;
+            let estimated = async {
+                let files = SourceFiles::open(&source).await?;
+                let shape = match decoder {
+                    Some(decoder) => {
+                        let decoder = AsComponent::vae(SourceFiles::open(&decoder).await?);
+                        PipelineShape::read(&files, Some(&decoder)).await?
+                    }
+                    None => PipelineShape::read(&files, None::<&SourceFiles>).await?,
+                };
+                let processor = info.backend == "cpu";
+                let speed = match speed {
+                    Some(speed) => speed,
+                    None => crate::estimate::speed::measure(&device, processor).await?,
+                };
+                let path = ComputePath {
+                    processor,
+                    compute_bytes: precision_bytes(info.precision),
+                    stored_bytes: precision_bytes(stored),
+                };
+                let mut estimate = estimate(&shape, path, &speed, &picture, &avatar);
+                estimate.memory_limit_bytes = if processor {
+                    Some(device_memory_bytes.map_or(WASM32_MEMORY_BYTES, |memory| {
+                        memory.min(WASM32_MEMORY_BYTES)
+                    }))
+                } else {
+                    device_memory_bytes
+                };
+                Ok((
+                    Event::Estimated {
+                        id,
+                        device: info,
+                        speed,
+                        estimate,
+                    },
+                    None,
+                ))
+            };
+            answer(id, estimated.await);
+        }
         Request::CheckFile {
             id,
             url,
@@ -160,6 +213,13 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
             );
         }
         Request::Cancel { .. } => {}
+    }
+}
+
+fn precision_bytes(precision: protocol::Precision) -> u64 {
+    match precision {
+        protocol::Precision::F16 => 2,
+        protocol::Precision::F32 => 4,
     }
 }
 

@@ -91,6 +91,45 @@ async fn train(
     if photos.is_empty() {
         return Err("This avatar's photos are gone; delete it and make it again.".into());
     }
+    // On the processor an avatar learns in f16 at a smaller size (in f32 at 512² it needs 14 GB,
+    // far past wasm32's 4 GiB; docs/benchmarks.md), in a worker of its own: burn fixes the
+    // processor's float type for a worker's life, and pictures are drawn there in f32.
+    let on_processor = studio::draws_on_processor().await;
+    let (precision, resolution) = if on_processor {
+        EngineWorker::restart();
+        (
+            Some(protocol::Precision::F16),
+            avatar.resolution.min(protocol::CPU_AVATAR_RESOLUTION),
+        )
+    } else {
+        (Preferences::read().precision, avatar.resolution)
+    };
+    let result = train_in_worker(
+        &mut avatar,
+        init_words,
+        photos,
+        crops,
+        folder,
+        (precision, resolution),
+        training,
+    )
+    .await;
+    if on_processor {
+        EngineWorker::restart();
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn train_in_worker(
+    avatar: &mut Avatar,
+    init_words: Vec<String>,
+    photos: Vec<String>,
+    crops: Vec<Option<PhotoCrop>>,
+    folder: String,
+    (precision, resolution): (Option<protocol::Precision>, usize),
+    training: RwSignal<Option<TrainingState>>,
+) -> Result<(), String> {
     let engine = EngineWorker::get()?;
     let id = engine.next_id();
     training.set(Some(TrainingState {
@@ -107,7 +146,7 @@ async fn train(
         source: ModelSource::Stored { folder },
         decoder: studio::decoder().await,
         backend: Preferences::read().backend,
-        precision: Preferences::read().precision,
+        precision,
         training: protocol::Training {
             photos,
             token: avatar.token.clone(),
@@ -115,7 +154,7 @@ async fn train(
             vectors: 2,
             steps: avatar.steps,
             learning_rate: 5e-3,
-            resolution: avatar.resolution,
+            resolution,
             seed: 0,
             checkpoint_every: 10.min(avatar.steps.max(1)),
             preview_every: (avatar.steps / 5).max(1),
@@ -177,7 +216,7 @@ async fn train(
                 avatar.face = face_reference;
                 avatar.photos_without_face = photos_without_face;
                 avatar.updated = storage::now();
-                studio::save_avatar(&avatar).await?;
+                studio::save_avatar(avatar).await?;
                 studio::forget_loaded();
                 return Ok(());
             }

@@ -1,0 +1,139 @@
+// Before a parent downloads gigabytes, the Models screen says whether and how fast this device
+// runs each picture model: the engine counts the model's work from its configs (a few KB, read
+// from the host) over rates it measured here in a few seconds, kept for later visits. SD-Turbo is
+// served in its real shapes (the committed layout's configs, no weights: none are read).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import {
+  startServer, launchBrowser, trackContext, watchPage, waitForApp, checkScreen, screenshot, fixturesDir,
+} from './harness.mjs';
+
+let server;
+
+before(async () => {
+  // madebyollin/taesd's config: diffusers' AutoencoderTiny defaults.
+  const taesd = await mkdtemp(join(tmpdir(), 'taesd-config-'));
+  await writeFile(join(taesd, 'config.json'), JSON.stringify({ _class_name: 'AutoencoderTiny' }));
+  server = await startServer({
+    hub: {
+      'stabilityai/sd-turbo': join(fixturesDir, 'sd-turbo-layout'),
+      'IDKiro/sdxs-512-0.9': join(fixturesDir, 'tiny-sdxs-512'),
+      'madebyollin/taesd': taesd,
+    },
+  });
+});
+
+after(async () => {
+  await server?.close();
+});
+
+/** A browser context whose model host is the test server (the default, the real hub, is unreachable). */
+async function openContext(browser, setup = () => {}) {
+  const context = trackContext(server, await browser.newContext());
+  await context.addInitScript((hub) => localStorage.setItem('toddler.hub_base', hub), `${server.origin}/hub`);
+  await setup(context);
+  return context;
+}
+
+const SECONDS_OR_MORE = String.raw`about \d+ (second|seconds|minute|minutes|hour|hours)`;
+
+/** The estimate note of `repo`'s card once it is worked out (measuring takes a few seconds). */
+async function estimateOf(page, repo, state) {
+  const note = page.getByTestId(`model-${repo.replace('/', '-')}`).getByTestId('model-estimate');
+  await note.and(page.locator(`[data-state="${state}"]`)).waitFor({ timeout: 180_000 });
+  return note;
+}
+
+test('without WebGPU the Models screen says how fast the processor runs each model, and keeps the measurement', async () => {
+  const browser = await launchBrowser(server, { webgpu: false });
+  const page = await (await openContext(browser)).newPage();
+  const problems = watchPage(page);
+  await page.goto(`${server.origin}/models`);
+  await waitForApp(page);
+  const note = await estimateOf(page, 'stabilityai/sd-turbo', 'fits');
+  assert.match(
+    await note.textContent(),
+    new RegExp(String.raw`^This device runs SD-Turbo on the processor \(this browser cannot use the graphics chip\)\. `
+      + String.raw`It can draw a page in ${SECONDS_OR_MORE}; learning an avatar takes ${SECONDS_OR_MORE}\. `
+      + String.raw`It needs about [\d.]+ GB of memory\.$`),
+  );
+  const seconds = Number(await note.getAttribute('data-picture-seconds'));
+  const avatarSeconds = Number(await note.getAttribute('data-avatar-seconds'));
+  assert.ok(seconds > 0 && avatarSeconds > 100 * seconds, `${seconds} s a picture, ${avatarSeconds} s an avatar`);
+  // The device card says the same, for the default model.
+  await page.getByTestId('device-speed')
+    .filter({ hasText: new RegExp(String.raw`^With SD-Turbo, this device draws a page in ${SECONDS_OR_MORE} and learns an avatar in ${SECONDS_OR_MORE}\.$`) })
+    .waitFor();
+  await estimateOf(page, 'IDKiro/sdxs-512-0.9', 'fits');
+  await checkScreen(page, problems, 'models-estimate-processor');
+  await screenshot(page, 'models-estimate-processor');
+
+  // The rates are kept: a later visit reuses them rather than measuring again. Made ten times
+  // slower by hand, every term of the estimate is ten times longer.
+  const kept = await page.evaluate(() => JSON.parse(localStorage.getItem('toddler.device_speed')));
+  assert.ok(kept.speed.flops_per_second > 1e7, JSON.stringify(kept));
+  assert.ok(kept.speed.half_flops_per_second > 0, 'the processor also times f16, which avatars learn in');
+  await page.evaluate(() => {
+    const kept = JSON.parse(localStorage.getItem('toddler.device_speed'));
+    for (const rate of ['flops_per_second', 'bytes_per_second', 'half_flops_per_second']) kept.speed[rate] /= 10;
+    kept.speed.seconds_per_kernel *= 10;
+    localStorage.setItem('toddler.device_speed', JSON.stringify(kept));
+  });
+  await page.reload();
+  await waitForApp(page);
+  const slower = Number(await (await estimateOf(page, 'stabilityai/sd-turbo', 'fits')).getAttribute('data-picture-seconds'));
+  assert.ok(Math.abs(slower / seconds - 10) < 1e-6, `${slower} s against ${seconds} s`);
+  // The screens that learn and draw say it too, from the same measurement.
+  await page.goto(`${server.origin}/avatars`);
+  await page.getByRole('note')
+    .filter({ hasText: new RegExp(String.raw`Learning an avatar takes ${SECONDS_OR_MORE} on this browser`) })
+    .waitFor({ timeout: 60_000 });
+  assert.deepEqual(problems, []);
+  await browser.close();
+});
+
+test('where the default model cannot fit, the parent is told before the download and offered the smaller one', async () => {
+  const browser = await launchBrowser(server, { webgpu: false });
+  // A device with 2 GB of memory, as the browser reports it.
+  const context = await openContext(browser, (context) => context.addInitScript(
+    () => Object.defineProperty(Navigator.prototype, 'deviceMemory', { get: () => 2 }),
+  ));
+  const page = await context.newPage();
+  const problems = watchPage(page);
+  await page.goto(`${server.origin}/models`);
+  await waitForApp(page);
+  const note = await estimateOf(page, 'stabilityai/sd-turbo', 'too-big');
+  assert.match(
+    await note.textContent(),
+    new RegExp(String.raw`^SD-Turbo needs about [\d.]+ GB of memory to draw, more than this browser can give it here \(2\.1 GB\)\. `
+      + String.raw`SDXS-512 is smaller: it draws a page here in ${SECONDS_OR_MORE}\.$`),
+  );
+  assert.equal(await note.getAttribute('role'), 'note');
+  await page.getByTestId('device-speed').filter({ hasText: /needs more memory than this browser can give it here; the Models screen suggests a smaller one/ }).waitFor();
+  await checkScreen(page, problems, 'models-estimate-too-big');
+  await screenshot(page, 'models-estimate-too-big');
+  assert.deepEqual(problems, []);
+  await browser.close();
+});
+
+test('with WebGPU the estimate is for the graphics chip, measured there', async () => {
+  const browser = await launchBrowser(server);
+  const page = await (await openContext(browser)).newPage();
+  const problems = watchPage(page);
+  await page.goto(`${server.origin}/models`);
+  await waitForApp(page);
+  const note = await estimateOf(page, 'stabilityai/sd-turbo', 'fits');
+  // SwiftShader: no shader-f16, so full precision.
+  assert.match(
+    await note.textContent(),
+    new RegExp(String.raw`^This device runs SD-Turbo on the graphics chip, in full precision\. It can draw a page in ${SECONDS_OR_MORE}; `),
+  );
+  await checkScreen(page, problems, 'models-estimate-webgpu');
+  await screenshot(page, 'models-estimate-webgpu');
+  assert.deepEqual(problems, []);
+  await browser.close();
+});
