@@ -6,10 +6,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import {
-  startServer, launchBrowser, trackContext, watchPage, waitForApp, checkScreen, screenshot, fixturesDir,
+  startServer, launchBrowser, trackContext, watchPage, waitForApp, checkScreen, screenshot, fixturesDir, PRODUCT_HUB,
 } from './harness.mjs';
 
 let server;
@@ -136,4 +136,56 @@ test('with WebGPU the estimate is for the graphics chip, measured there', async 
   await screenshot(page, 'models-estimate-webgpu');
   assert.deepEqual(problems, []);
   await browser.close();
+});
+
+// On the processor an avatar learns in f16 (in f32 every widened weight would stay alive for the
+// backward pass: 14 GB for SD-Turbo at 512²) at 256² at most, in a worker of its own (burn fixes
+// the processor's float type for a worker's life; pictures are drawn there in f32).
+test('without WebGPU an avatar learns on the processor in f16 at 256², in a worker of its own', async () => {
+  const tinyServer = await startServer({ hub: PRODUCT_HUB });
+  const browser = await launchBrowser(tinyServer, { webgpu: false });
+  const context = trackContext(tinyServer, await browser.newContext());
+  await context.addInitScript((hub) => {
+    localStorage.setItem('toddler.hub_base', hub);
+    localStorage.setItem('toddler.avatar_resolution', '512');
+    localStorage.setItem('toddler.avatar_steps', '2');
+    window.engineRequests = [];
+    window.workersStarted = 0;
+    const post = Worker.prototype.postMessage;
+    Worker.prototype.postMessage = function record(message, ...rest) {
+      if (typeof message?.json === 'string') window.engineRequests.push(JSON.parse(message.json));
+      return post.call(this, message, ...rest);
+    };
+    const Original = Worker;
+    window.Worker = function counted(...args) {
+      window.workersStarted += 1;
+      return new Original(...args);
+    };
+    window.Worker.prototype = Original.prototype;
+  }, `${tinyServer.origin}/hub`);
+  const page = await context.newPage();
+  const problems = watchPage(page);
+  await page.goto(`${tinyServer.origin}/models`);
+  await waitForApp(page);
+  const model = page.getByTestId('model-stabilityai-sd-turbo');
+  await model.getByRole('button', { name: 'Download', exact: true }).click();
+  await model.getByRole('button', { name: /^Download \d/ }).click();
+  await model.getByText('Ready on this device').waitFor({ timeout: 120_000 });
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Avatars' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Avatars' }).waitFor();
+  const photos = join(fixturesDir, 'photos');
+  await page.getByLabel('Name', { exact: true }).fill('Mia');
+  await page.getByLabel('Choose photos…').setInputFiles((await readdir(photos)).map((file) => join(photos, file)));
+  const workersBefore = await page.evaluate(() => window.workersStarted);
+  await page.getByRole('button', { name: 'Start learning', exact: true }).click();
+  const card = page.getByRole('listitem').filter({ has: page.getByRole('heading', { name: 'Mia', exact: true }) });
+  await card.getByText('Ready: learned from 4 photos in 2 steps.').waitFor({ timeout: 300_000 });
+  const [training] = (await page.evaluate(() => window.engineRequests)).filter((request) => request.type === 'train_avatar');
+  assert.equal(training.precision, 'f16');
+  assert.equal(training.training.resolution, 256, 'the processor learns at 256² at most');
+  assert.ok(await page.evaluate(() => window.workersStarted) > workersBefore, 'training started a worker of its own');
+  await checkScreen(page, problems, 'avatar-learned-on-processor');
+  assert.deepEqual(problems, []);
+  await browser.close();
+  await tinyServer.close();
 });
