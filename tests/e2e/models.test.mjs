@@ -196,17 +196,22 @@ test('an engine worker that dies while it checks a model is noticed: the parent 
   page.once('dialog', (dialog) => dialog.accept());
   await card().getByRole('button', { name: 'Delete' }).click();
   await card().getByTestId('model-status').filter({ hasText: 'Not on this device' }).waitFor();
-  // The engine worker starts with the download's check; it then dies on its first request as a
-  // wasm trap (out of memory, a lost GPU) kills it: an uncaught RuntimeError in the worker.
-  const started = page.waitForEvent('worker', (worker) => worker.url().includes('engine-worker'));
-  await card().getByRole('button', { name: 'Download' }).click();
-  await card().getByRole('button', { name: /^Download \d/ }).click();
-  const worker = await started;
+  // The Models screen's estimates started the engine worker; once they are done, it dies on the
+  // next request it takes (the download's check) as a wasm trap (out of memory, a lost GPU) kills
+  // it: an uncaught RuntimeError in the worker.
+  await page.waitForFunction(() => {
+    const notes = document.querySelectorAll('[data-testid=model-estimate]');
+    return notes.length > 0 && [...notes].every((note) => note.dataset.state !== 'measuring');
+  }, null, { timeout: 120_000 });
+  const worker = page.workers().find((candidate) => candidate.url().includes('engine-worker'));
+  assert.ok(worker, 'the Models screen started the engine for its estimates');
   await worker.evaluate(() => {
     self.addEventListener('message', () => {
       throw new WebAssembly.RuntimeError('unreachable');
     }, { once: true });
   });
+  await card().getByRole('button', { name: 'Download' }).click();
+  await card().getByRole('button', { name: /^Download \d/ }).click();
   const message = card().getByRole('alert');
   await message.waitFor({ timeout: 60_000 });
   const text = await message.textContent();

@@ -151,7 +151,7 @@ impl Rates<'_> {
     /// Seconds of one pass of `work` over `batch` samples: its weights read once.
     fn seconds(&self, work: &Work, batch: f64) -> f64 {
         let moved = (work.params * self.weight_bytes) as f64
-            + 2.0 * batch * (work.saved * self.activation_bytes) as f64;
+            + 2.0 * batch * (work.written * self.activation_bytes) as f64;
         batch * work.flops / self.flops_per_second
             + moved / self.speed.bytes_per_second
             + work.kernels as f64 * self.speed.seconds_per_kernel
@@ -230,7 +230,7 @@ pub fn estimate(
     let avatar_seconds = avatar.photos as f64 * learning.seconds(&encoder, 1.0)
         + avatar.steps as f64 * step_seconds
         + 5.0 * preview_seconds;
-    let saved = (training_unet.saved + text.saved) as f64
+    let kept = (training_unet.kept + text.kept) as f64
         * if checkpointing {
             CHECKPOINTED_SHARE
         } else {
@@ -242,7 +242,7 @@ pub fn estimate(
     };
     let avatar_memory = (text.params + training_unet.params + encoder_weights + decoder.params)
         * held
-        + (saved as u64 + encoder.peak_activations()) * training_bytes;
+        + (kept as u64 + encoder.peak_activations()) * training_bytes;
     let largest_buffer = unet.largest_weight.max(text.largest_weight) * path.compute_bytes;
     Estimate {
         picture_seconds,

@@ -25,8 +25,11 @@ pub struct Work {
     pub largest_op: u64,
     /// Activations kept for a later layer (the UNet's skips), all alive at their peak.
     pub held: u64,
-    /// What a backward pass keeps: every operation's output, and the attention weights.
-    pub saved: u64,
+    /// Every operation's output: the activations written (and read again by the next).
+    pub written: u64,
+    /// What a backward pass keeps: every operation's inputs, and each attention's scores before
+    /// and after its softmax.
+    pub kept: u64,
     /// The largest single weight tensor (a layer's, widened whole when it is read).
     pub largest_weight: u64,
 }
@@ -39,7 +42,8 @@ impl Work {
 
     fn op(&mut self, inputs: u64, outputs: u64, kernels: u64) {
         self.largest_op = self.largest_op.max(inputs + outputs);
-        self.saved += outputs;
+        self.written += outputs;
+        self.kept += inputs;
         self.kernels += kernels;
     }
 
@@ -92,7 +96,8 @@ impl Work {
             queries * channels,
             4,
         );
-        self.saved += scores;
+        self.written += scores;
+        self.kept += 2 * scores;
     }
 
     /// A group or layer norm over `elements` with `channels` scales and shifts.
