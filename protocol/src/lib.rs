@@ -148,6 +148,9 @@ pub const CPU_AVATAR_RESOLUTION: usize = 256;
 pub struct DeviceSpeed {
     /// Arithmetic, in the type pictures are computed in (matmuls and convolutions).
     pub flops_per_second: f64,
+    /// The same for a product of few rows (a prompt's 77 tokens).
+    #[serde(default)]
+    pub narrow_flops_per_second: Option<f64>,
     /// Memory traffic of a large elementwise kernel.
     pub bytes_per_second: f64,
     /// What one small kernel costs, launch and all.

@@ -13,6 +13,15 @@ import {
 } from './harness.mjs';
 
 let server;
+// Every browser a test opens, closed after the file even when a test fails (an open browser
+// would keep the test process alive).
+const browsers = [];
+const servers = [];
+const launch = async (...args) => {
+  const browser = await launchBrowser(...args);
+  browsers.push(browser);
+  return browser;
+};
 
 before(async () => {
   // madebyollin/taesd's config: diffusers' AutoencoderTiny defaults.
@@ -28,6 +37,8 @@ before(async () => {
 });
 
 after(async () => {
+  await Promise.all(browsers.map((browser) => browser.close()));
+  await Promise.all(servers.map((extra) => extra.close()));
   await server?.close();
 });
 
@@ -49,7 +60,7 @@ async function estimateOf(page, repo, state) {
 }
 
 test('without WebGPU the Models screen says how fast the processor runs each model, and keeps the measurement', async () => {
-  const browser = await launchBrowser(server, { webgpu: false });
+  const browser = await launch(server, { webgpu: false });
   const page = await (await openContext(browser)).newPage();
   const problems = watchPage(page);
   await page.goto(`${server.origin}/models`);
@@ -79,7 +90,7 @@ test('without WebGPU the Models screen says how fast the processor runs each mod
   assert.ok(kept.speed.half_flops_per_second > 0, 'the processor also times f16, which avatars learn in');
   await page.evaluate(() => {
     const kept = JSON.parse(localStorage.getItem('toddler.device_speed'));
-    for (const rate of ['flops_per_second', 'bytes_per_second', 'half_flops_per_second']) kept.speed[rate] /= 10;
+    for (const rate of ['flops_per_second', 'narrow_flops_per_second', 'bytes_per_second', 'half_flops_per_second']) kept.speed[rate] /= 10;
     kept.speed.seconds_per_kernel *= 10;
     localStorage.setItem('toddler.device_speed', JSON.stringify(kept));
   });
@@ -97,7 +108,7 @@ test('without WebGPU the Models screen says how fast the processor runs each mod
 });
 
 test('where the default model cannot fit, the parent is told before the download and offered the smaller one', async () => {
-  const browser = await launchBrowser(server, { webgpu: false });
+  const browser = await launch(server, { webgpu: false });
   // A device with 2 GB of memory, as the browser reports it.
   const context = await openContext(browser, (context) => context.addInitScript(
     () => Object.defineProperty(Navigator.prototype, 'deviceMemory', { get: () => 2 }),
@@ -121,7 +132,7 @@ test('where the default model cannot fit, the parent is told before the download
 });
 
 test('with WebGPU the estimate is for the graphics chip, measured there', async () => {
-  const browser = await launchBrowser(server);
+  const browser = await launch(server);
   const page = await (await openContext(browser)).newPage();
   const problems = watchPage(page);
   await page.goto(`${server.origin}/models`);
@@ -143,7 +154,8 @@ test('with WebGPU the estimate is for the graphics chip, measured there', async 
 // the processor's float type for a worker's life; pictures are drawn there in f32).
 test('without WebGPU an avatar learns on the processor in f16 at 256², in a worker of its own', async () => {
   const tinyServer = await startServer({ hub: PRODUCT_HUB });
-  const browser = await launchBrowser(tinyServer, { webgpu: false });
+  servers.push(tinyServer);
+  const browser = await launch(tinyServer, { webgpu: false });
   const context = trackContext(tinyServer, await browser.newContext());
   await context.addInitScript((hub) => {
     localStorage.setItem('toddler.hub_base', hub);
@@ -187,5 +199,4 @@ test('without WebGPU an avatar learns on the processor in f16 at 256², in a wor
   await checkScreen(page, problems, 'avatar-learned-on-processor');
   assert.deepEqual(problems, []);
   await browser.close();
-  await tinyServer.close();
 });

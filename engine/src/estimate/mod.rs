@@ -142,6 +142,8 @@ impl Path {
 /// The rates a pass runs at on one path, and the bytes it moves per weight and per activation.
 struct Rates<'a> {
     flops_per_second: f64,
+    /// For products of few rows.
+    narrow_flops_per_second: f64,
     speed: &'a DeviceSpeed,
     weight_bytes: u64,
     activation_bytes: u64,
@@ -152,7 +154,8 @@ impl Rates<'_> {
     fn seconds(&self, work: &Work, batch: f64) -> f64 {
         let moved = (work.params * self.weight_bytes) as f64
             + 2.0 * batch * (work.written * self.activation_bytes) as f64;
-        batch * work.flops / self.flops_per_second
+        batch * (work.flops - work.narrow_flops) / self.flops_per_second
+            + batch * work.narrow_flops / self.narrow_flops_per_second
             + moved / self.speed.bytes_per_second
             + work.kernels as f64 * self.speed.seconds_per_kernel
     }
@@ -172,8 +175,13 @@ pub fn estimate(
     let decoder = shape.decoder.decoder(latent);
     let batch = if picture.guidance > 1.0 { 2.0 } else { 1.0 };
     let weights = (text.params + unet.params + decoder.params) * path.held_bytes();
+    // Rates kept from before narrow products were timed: the wide rate for both.
+    let narrow_share = speed
+        .narrow_flops_per_second
+        .map_or(1.0, |narrow| narrow / speed.flops_per_second);
     let drawing = Rates {
         flops_per_second: speed.flops_per_second,
+        narrow_flops_per_second: speed.flops_per_second * narrow_share,
         speed,
         weight_bytes: path.weight_traffic(),
         activation_bytes: path.compute_bytes,
@@ -213,11 +221,13 @@ pub fn estimate(
     } else {
         training_bytes
     };
+    let training_rate = match (path.processor, speed.half_flops_per_second) {
+        (true, Some(half)) => half,
+        _ => speed.flops_per_second,
+    };
     let learning = Rates {
-        flops_per_second: match (path.processor, speed.half_flops_per_second) {
-            (true, Some(half)) => half,
-            _ => speed.flops_per_second,
-        },
+        flops_per_second: training_rate,
+        narrow_flops_per_second: training_rate * narrow_share,
         speed,
         weight_bytes: held,
         activation_bytes: training_bytes,

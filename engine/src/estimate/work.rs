@@ -17,6 +17,9 @@ use crate::models::vae::AutoencoderKLConfig;
 pub struct Work {
     /// Floating-point operations of matmuls, convolutions and attention (2 per multiply-add).
     pub flops: f64,
+    /// The part of `flops` in products of fewer than [`NARROW_ROWS`] rows (a prompt's 77 tokens,
+    /// the UNet's inner levels at small sizes), which run at a fraction of a wide product's rate.
+    pub narrow_flops: f64,
     /// The model's weights.
     pub params: u64,
     /// GPU dispatches, roughly: the part of the time a software adapter spends per kernel.
@@ -34,7 +37,18 @@ pub struct Work {
     pub largest_weight: u64,
 }
 
+/// Products with fewer rows than this count as narrow (see [`Work::narrow_flops`]).
+pub const NARROW_ROWS: u64 = 256;
+
 impl Work {
+    /// Counts `flops` of a product of `rows` rows.
+    fn product(&mut self, flops: f64, rows: u64) {
+        self.flops += flops;
+        if rows < NARROW_ROWS {
+            self.narrow_flops += flops;
+        }
+    }
+
     /// The elements alive at the forward pass's peak.
     pub fn peak_activations(&self) -> u64 {
         self.held + self.largest_op
@@ -70,7 +84,7 @@ impl Work {
     ) {
         let pixels = (height * width) as u64;
         let (inputs, outputs, k) = (inputs as u64, outputs as u64, k as u64);
-        self.flops += 2.0 * (inputs * outputs * k * k * pixels) as f64;
+        self.product(2.0 * (inputs * outputs * k * k * pixels) as f64, pixels);
         self.params += inputs * outputs * k * k + if bias { outputs } else { 0 };
         self.largest_weight = self.largest_weight.max(inputs * outputs * k * k);
         let stride = stride as u64;
@@ -80,7 +94,7 @@ impl Work {
     /// A linear layer over `tokens` rows.
     fn linear(&mut self, inputs: usize, outputs: usize, tokens: usize, bias: bool) {
         let (inputs, outputs, tokens) = (inputs as u64, outputs as u64, tokens as u64);
-        self.flops += 2.0 * (inputs * outputs * tokens) as f64;
+        self.product(2.0 * (inputs * outputs * tokens) as f64, tokens);
         self.params += inputs * outputs + if bias { outputs } else { 0 };
         self.largest_weight = self.largest_weight.max(inputs * outputs);
         self.op(inputs * tokens, outputs * tokens, 1);
@@ -89,7 +103,7 @@ impl Work {
     /// Scaled dot-product attention of `queries` over `keys` at `channels` (all heads).
     fn attention(&mut self, queries: usize, keys: usize, channels: usize, heads: usize) {
         let (queries, keys, channels) = (queries as u64, keys as u64, channels as u64);
-        self.flops += 4.0 * (queries * keys * channels) as f64;
+        self.product(4.0 * (queries * keys * channels) as f64, queries);
         let scores = heads as u64 * queries * keys;
         self.op(
             queries * channels + 2 * keys * channels + scores,
@@ -504,6 +518,10 @@ mod tests {
                 &format!("{name} text"),
                 text_work.flops,
                 &counts["text_encoder"]["flops"],
+            );
+            assert_eq!(
+                text_work.narrow_flops, text_work.flops,
+                "a prompt's 77 rows are narrow"
             );
             let unet_config: UNet2DConditionConfig = config(folder.join("unet/config.json"));
             for side in [64, 512] {
