@@ -194,7 +194,8 @@ impl Estimates {
     }
 }
 
-/// "about 20 seconds", "about 25 minutes", "about 3 hours": a duration as a parent reads it.
+/// "about 20 seconds", "about 25 minutes", "about 3 hours", "about 26 days": a duration as a
+/// parent reads it.
 pub fn about(seconds: f64) -> String {
     let plural = |count: f64, unit: &str| {
         if count == 1.0 {
@@ -209,8 +210,10 @@ pub fn about(seconds: f64) -> String {
         plural((seconds / 5.0).round() * 5.0, "second")
     } else if seconds < 90.0 * 60.0 {
         plural((seconds / 60.0).round(), "minute")
-    } else {
+    } else if seconds < 48.0 * 3600.0 {
         plural((seconds / 3600.0).round(), "hour")
+    } else {
+        plural((seconds / 86400.0).round(), "day")
     }
 }
 

@@ -50,7 +50,7 @@ async function openContext(browser, setup = () => {}) {
   return context;
 }
 
-const SECONDS_OR_MORE = String.raw`about \d+ (second|seconds|minute|minutes|hour|hours)`;
+const SECONDS_OR_MORE = String.raw`about \d+ (second|seconds|minute|minutes|hour|hours|day|days)`;
 
 /** The estimate note of `repo`'s card once it is worked out (measuring takes a few seconds). */
 async function estimateOf(page, repo, state) {
