@@ -314,15 +314,7 @@ mod cli {
         let started = Instant::now();
         let speed = block_on(speed::measure(&device, processor))?;
         let measured_in = started.elapsed().as_secs_f64();
-        let bytes = |precision: Precision| match precision {
-            Precision::F16 => 2,
-            Precision::F32 => 4,
-        };
-        let path = Path {
-            processor,
-            compute_bytes: bytes(precision),
-            stored_bytes: bytes(stored),
-        };
+        let path = Path::new(processor, precision, stored);
         let picture = protocol::PictureWork {
             width: args.width,
             height: args.height,

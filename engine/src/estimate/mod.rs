@@ -12,6 +12,7 @@ pub mod work;
 
 use protocol::{AvatarWork, DeviceSpeed, Estimate, PictureWork};
 
+use crate::device::Precision;
 use crate::error::Result;
 use crate::loaders::files::ModelFiles;
 use crate::models::autoencoder_tiny::AutoencoderTinyConfig;
@@ -109,6 +110,16 @@ pub struct Path {
 }
 
 impl Path {
+    /// The path of a device computing in `compute` from files stored in `stored`.
+    pub fn new(processor: bool, compute: Precision, stored: Precision) -> Path {
+        let bytes = |precision: Precision| precision.dtype().size() as u64;
+        Path {
+            processor,
+            compute_bytes: bytes(compute),
+            stored_bytes: bytes(stored),
+        }
+    }
+
     /// Bytes per weight held in memory.
     fn held_bytes(self) -> u64 {
         if self.processor {

@@ -164,11 +164,7 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
                     Some(speed) => speed,
                     None => crate::estimate::speed::measure(&device, processor).await?,
                 };
-                let path = ComputePath {
-                    processor,
-                    compute_bytes: precision_bytes(info.precision),
-                    stored_bytes: precision_bytes(stored),
-                };
+                let path = ComputePath::new(processor, info.precision.into(), stored.into());
                 let mut estimate = estimate(&shape, path, &speed, &picture, &avatar);
                 estimate.memory_limit_bytes = if processor {
                     Some(device_memory_bytes.map_or(WASM32_MEMORY_BYTES, |memory| {
@@ -213,13 +209,6 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
             );
         }
         Request::Cancel { .. } => {}
-    }
-}
-
-fn precision_bytes(precision: protocol::Precision) -> u64 {
-    match precision {
-        protocol::Precision::F16 => 2,
-        protocol::Precision::F32 => 4,
     }
 }
 
