@@ -22,6 +22,7 @@ pub mod models;
 pub mod photos;
 pub mod pipelines;
 pub mod runtime;
+pub mod sampling;
 pub mod schedulers;
 pub mod training;
 #[cfg(target_arch = "wasm32")]

@@ -563,6 +563,9 @@ pub enum Event {
         /// The wasm heap's size after training (its peak: it never shrinks).
         #[serde(default)]
         wasm_heap_bytes: u64,
+        /// What burn's GPU allocator holds after training (`None` on the CPU).
+        #[serde(default)]
+        gpu_memory: Option<GpuMemory>,
     },
     /// The faces in each picture of [`Request::FindFaces`], most confident first.
     FacesFound {

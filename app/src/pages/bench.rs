@@ -404,6 +404,7 @@ async fn train(
         resumed_from,
         embedding_bytes,
         wasm_heap_bytes,
+        gpu_memory,
         ..
     } = done
     else {
@@ -424,6 +425,7 @@ async fn train(
         "eval_loss_before": eval_loss_before,
         "eval_loss_after": eval_loss_after,
         "wasm_heap_peak_bytes": wasm_heap_bytes,
+        "gpu_memory": gpu_memory.map(|memory| json!({ "reserved_bytes": memory.reserved_bytes })),
         "embedding_bytes": embedding_bytes.or(file.as_ref().map(Vec::len)).unwrap_or(0),
         "lora_bytes": embedding_bytes.map_or(0, |length| file.map_or(0, |file| file.len() - length)),
     }))

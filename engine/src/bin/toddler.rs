@@ -11,7 +11,13 @@
 //!     [--latents-out FILE]
 //! toddler train-avatar --model DIR --photos DIR --token "<kid>" [--init-words "toddler"]
 //!     [--vectors N] [--steps N] [--lr X] [--resolution R] [--seed S] --out FILE
+//! toddler complete --model PATH --prompt TEXT [--max-tokens N] [--greedy | --temperature T
+//!     --top-p P --seed S] [--logits-out FILE] [--backend cpu|gpu] [--dtype f16|f32]
 //! ```
+//!
+//! `complete` continues raw text (no chat template) with a language model, a GGUF file or a
+//! transformers folder; its last stdout line is `{"ids": […], "text": "…"}`, and `--logits-out`
+//! writes the vocabulary's scores at the prompt's last position (safetensors, tensor `logits`).
 //!
 //! `train-avatar` prints one JSON line per step, `{"step": …, "loss": …}`, and a last line
 //! `{"eval_loss_before": …, "eval_loss_after": …}`: the mean loss over a fixed evaluation set (every
@@ -77,6 +83,40 @@ mod cli {
         /// Time a few kernels on this device and estimate what a model takes here, from its
         /// configs alone (what the app tells a parent before a download); prints JSON.
         Estimate(EstimateArgs),
+        /// Continue a text with a language model (a GGUF file or a transformers folder).
+        Complete(CompleteArgs),
+    }
+
+    #[derive(clap::Args)]
+    struct CompleteArgs {
+        /// A GGUF file or a transformers folder.
+        #[arg(long)]
+        model: PathBuf,
+        /// Raw text, tokenised as transformers' tokenizer does by default.
+        #[arg(long)]
+        prompt: String,
+        #[arg(long, default_value_t = 32)]
+        max_tokens: usize,
+        /// Always the best token (the default without `--temperature`).
+        #[arg(long, conflicts_with_all = ["temperature", "top_p", "top_k"])]
+        greedy: bool,
+        #[arg(long)]
+        temperature: Option<f32>,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        #[arg(long, default_value_t = 1.0)]
+        repetition_penalty: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Where to write the scores at the prompt's last position (safetensors, `logits`).
+        #[arg(long)]
+        logits_out: Option<PathBuf>,
+        #[arg(long, default_value = "cpu")]
+        backend: String,
+        #[arg(long)]
+        dtype: Option<String>,
     }
 
     #[derive(clap::Args)]
@@ -290,6 +330,7 @@ mod cli {
             }
             Command::Generate(args) => generate(args)?,
             Command::Estimate(args) => estimate(args)?,
+            Command::Complete(args) => complete(args)?,
         }
         Ok(())
     }
@@ -748,6 +789,74 @@ mod cli {
             path: path.clone(),
             source,
         })
+    }
+
+    fn complete(args: CompleteArgs) -> Result<()> {
+        use engine::pipelines::text_generation::{LanguageModel, Next};
+        use engine::sampling::Sampling;
+        let backend: ComputeBackend = args
+            .backend
+            .parse()
+            .map_err(|error| EngineError::Usage(format!("{error}")))?;
+        let (device, precision) = backend.device_with(parse_precision(args.dtype.as_deref())?)?;
+        let started = Instant::now();
+        let (files, gguf_file) = if args.model.is_file() {
+            let name = args
+                .model
+                .file_name()
+                .and_then(|name| name.to_str())
+                .ok_or_else(|| EngineError::Usage("the model's file name is not text".into()))?
+                .to_owned();
+            let folder = args
+                .model
+                .parent()
+                .map_or_else(|| PathBuf::from("."), PathBuf::from);
+            (Folder(folder), Some(name))
+        } else {
+            (Folder(args.model.clone()), None)
+        };
+        let model = block_on(LanguageModel::load(&files, gguf_file.as_deref(), &device))?;
+        eprintln!(
+            "loaded a {} model ({} layers) in {:.2} s; computing in {precision} on the {backend:?} backend",
+            model.config.model_type,
+            model.config.num_hidden_layers,
+            started.elapsed().as_secs_f64()
+        );
+        let sampling = Sampling {
+            temperature: args.temperature.filter(|_| !args.greedy),
+            top_p: args.top_p,
+            top_k: args.top_k,
+            repetition_penalty: args.repetition_penalty,
+            seed: args.seed,
+        };
+        let prompt = model.tokenizer.encode(&args.prompt)?;
+        let mut cache = model.cache_for(prompt.len(), args.max_tokens)?;
+        let completion =
+            block_on(
+                model.complete(&prompt, args.max_tokens, sampling, &mut cache, |token| {
+                    eprint!("{}", token.text);
+                    Next::Continue
+                }),
+            )?;
+        eprintln!();
+        let generated = completion.ids.len();
+        eprintln!(
+            "prompt: {} tokens in {:.3} s ({:.1} tokens/s); reply: {generated} tokens in {:.3} s ({:.1} tokens/s)",
+            prompt.len(),
+            completion.prompt_seconds,
+            prompt.len() as f64 / completion.prompt_seconds.max(1e-9),
+            completion.generation_seconds,
+            generated.saturating_sub(1) as f64 / completion.generation_seconds.max(1e-9),
+        );
+        if let Some(path) = &args.logits_out {
+            let logits = &completion.prompt_logits;
+            write_safetensors(path, "logits", &[logits.len()], logits)?;
+        }
+        println!(
+            "{}",
+            serde_json::json!({ "ids": completion.ids, "text": completion.text })
+        );
+        Ok(())
     }
 
     fn read_embedding(path: &PathBuf) -> Result<TextualInversion> {

@@ -42,16 +42,21 @@ impl WeightFiles {
         stem: &str,
         variant: Option<&str>,
     ) -> Result<Self> {
+        // An empty `component` is the folder itself (a transformers model).
+        let folder = match component {
+            "" => String::new(),
+            component => format!("{component}/"),
+        };
         let mut names = Vec::new();
         if let Some(variant) = variant {
-            names.push(format!("{component}/{stem}.{variant}.safetensors"));
+            names.push(format!("{folder}{stem}.{variant}.safetensors"));
         }
-        names.push(format!("{component}/{stem}.safetensors"));
+        names.push(format!("{folder}{stem}.safetensors"));
         if variant.is_none() {
             names.extend(
                 HALF_VARIANTS
                     .iter()
-                    .map(|half| format!("{component}/{stem}.{half}.safetensors")),
+                    .map(|half| format!("{folder}{stem}.{half}.safetensors")),
             );
         }
         for name in &names {
@@ -70,7 +75,7 @@ impl WeightFiles {
                 return Ok(WeightFiles {
                     files: shards
                         .into_iter()
-                        .map(|shard| format!("{component}/{shard}"))
+                        .map(|shard| format!("{folder}{shard}"))
                         .collect(),
                 });
             }
@@ -232,8 +237,7 @@ pub async fn load_into_except<M: Module + ModuleSnapshot>(
     dtype: Option<DType>,
     set_aside: &[&str],
 ) -> Result<(M, Vec<StoredTensor>)> {
-    let mut expected: Option<BTreeSet<String>> = None;
-    let mut applied = BTreeSet::new();
+    let mut applier = Applier::new(remaps, dtype);
     let mut aside = Vec::new();
     for file in &weights.files {
         let path = files.display_path(file);
@@ -257,61 +261,99 @@ pub async fn load_into_except<M: Module + ModuleSnapshot>(
             }
             let batch = header.standalone(&names, &range, &bytes);
             drop(bytes);
-            let store = SafetensorsStore::from_bytes(Some(batch));
-            let mut store = match dtype {
-                Some(dtype) => {
-                    store.with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(dtype)))
-                }
-                None => store.with_from_adapter(PyTorchToBurnAdapter),
-            }
-            .allow_partial(true)
-            // `proj_in` is a linear layer or a convolution: an enum whose variant is not in
-            // the key.
-            .skip_enum_variants(true)
-            .validate(false);
-            for (pattern, replacement) in remaps {
-                store = store.with_key_remapping(*pattern, *replacement);
-            }
-            let result = module
-                .load_from(&mut store)
-                .map_err(|error| EngineError::Weights {
-                    path: path.clone(),
-                    problem: error.to_string(),
-                })?;
-            if let Some(error) = result.errors.first() {
-                return Err(tensor_error(&path, error));
-            }
-            if let Some(unused) = result
-                .unused
-                .iter()
-                .find(|key| !IGNORED_TENSORS.contains(&key.as_str()))
-            {
-                return Err(EngineError::Tensor {
-                    path,
-                    tensor: unused.clone(),
-                    problem: "is not part of this model (does config.json match the weights?)"
-                        .into(),
-                });
-            }
-            let all: BTreeSet<String> = result
-                .applied
-                .iter()
-                .cloned()
-                .chain(result.missing.iter().map(|(key, _)| key.clone()))
-                .collect();
-            expected.get_or_insert(all);
-            applied.extend(result.applied);
+            module = applier.apply(module, batch, &path)?;
         }
     }
-    let expected = expected.unwrap_or_default();
-    if let Some(missing) = expected.difference(&applied).next() {
-        return Err(EngineError::Tensor {
-            path: files.display_path(&weights.files[0]),
-            tensor: missing.clone(),
-            problem: "is missing from the weights".into(),
-        });
-    }
+    applier.finish(&files.display_path(&weights.files[0]))?;
     Ok((module, aside))
+}
+
+/// Applies safetensors buffers to a module one batch at a time, keeping what the module expects
+/// and what has been applied, so the last check finds any tensor no batch held. Other formats
+/// (GGUF) hand it their tensors re-framed as safetensors.
+pub struct Applier<'a> {
+    remaps: &'a [(&'a str, &'a str)],
+    dtype: Option<DType>,
+    expected: Option<BTreeSet<String>>,
+    applied: BTreeSet<String>,
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(remaps: &'a [(&'a str, &'a str)], dtype: Option<DType>) -> Self {
+        Applier {
+            remaps,
+            dtype,
+            expected: None,
+            applied: BTreeSet::new(),
+        }
+    }
+
+    /// `batch`, a safetensors buffer, into `module`; a tensor of the wrong shape or one the
+    /// module has no place for is an error naming `path` and the tensor.
+    pub fn apply<M: Module + ModuleSnapshot>(
+        &mut self,
+        mut module: M,
+        batch: Vec<u8>,
+        path: &std::path::Path,
+    ) -> Result<M> {
+        let store = SafetensorsStore::from_bytes(Some(batch));
+        let mut store = match self.dtype {
+            Some(dtype) => {
+                store.with_from_adapter(PyTorchToBurnAdapter.chain(FloatCastAdapter::to(dtype)))
+            }
+            None => store.with_from_adapter(PyTorchToBurnAdapter),
+        }
+        .allow_partial(true)
+        // `proj_in` is a linear layer or a convolution: an enum whose variant is not in
+        // the key.
+        .skip_enum_variants(true)
+        .validate(false);
+        for (pattern, replacement) in self.remaps {
+            store = store.with_key_remapping(*pattern, *replacement);
+        }
+        let result = module
+            .load_from(&mut store)
+            .map_err(|error| EngineError::Weights {
+                path: path.to_owned(),
+                problem: error.to_string(),
+            })?;
+        if let Some(error) = result.errors.first() {
+            return Err(tensor_error(path, error));
+        }
+        if let Some(unused) = result
+            .unused
+            .iter()
+            .find(|key| !IGNORED_TENSORS.contains(&key.as_str()))
+        {
+            return Err(EngineError::Tensor {
+                path: path.to_owned(),
+                tensor: unused.clone(),
+                problem: "is not part of this model (does config.json match the weights?)".into(),
+            });
+        }
+        let all: BTreeSet<String> = result
+            .applied
+            .iter()
+            .cloned()
+            .chain(result.missing.iter().map(|(key, _)| key.clone()))
+            .collect();
+        self.expected.get_or_insert(all);
+        self.applied.extend(result.applied);
+        Ok(module)
+    }
+
+    /// Every tensor the module expects was applied; `path` names the files in the error.
+    pub fn finish(self, path: &std::path::Path) -> Result<()> {
+        let expected = self.expected.unwrap_or_default();
+        match expected.difference(&self.applied).next() {
+            Some(missing) => Err(EngineError::Tensor {
+                path: path.to_owned(),
+                tensor: missing.clone(),
+                problem: "is missing from the weights".into(),
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 fn tensor_error(path: &std::path::Path, error: &ApplyError) -> EngineError {

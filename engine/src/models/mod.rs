@@ -17,6 +17,7 @@ pub mod clip;
 pub mod conv;
 pub mod embeddings;
 pub mod held_weights;
+pub mod llama;
 pub mod lora;
 pub mod resnet;
 pub mod unet_2d;

@@ -411,7 +411,7 @@ async fn generate(
 }
 
 /// What burn's GPU allocator holds on `device`; `None` on the CPU (no pools).
-fn gpu_memory(device: &burn::tensor::Device) -> Option<protocol::GpuMemory> {
+pub(super) fn gpu_memory(device: &burn::tensor::Device) -> Option<protocol::GpuMemory> {
     let usage = device.memory_pool_usage()?;
     Some(protocol::GpuMemory {
         reserved_bytes: usage.bytes_reserved,
