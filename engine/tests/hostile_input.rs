@@ -12,6 +12,7 @@ use engine::loaders::files::{InMemory, block_on};
 use engine::loaders::lora::LoraFile;
 use engine::loaders::textual_inversion::TextualInversion;
 use engine::pipelines::stable_diffusion::{GenerationRequest, StableDiffusion, check_model};
+use engine::pipelines::text_generation::LanguageModel;
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
 use serde_json::{Value, json};
@@ -839,4 +840,125 @@ fn a_config_far_larger_than_its_weights_is_refused_without_building_it() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+// ---- Language models: GGUF files and transformers folders ---------------------------------
+
+const GGUF: &str = "tiny-llama.gguf";
+
+/// The tiny Llama GGUF, its bytes edited by `edit`, in a folder of its own.
+fn gguf_edited(edit: impl FnOnce(&mut Vec<u8>)) -> InMemory {
+    let mut bytes = std::fs::read(common::fixtures().join("llm").join(GGUF)).unwrap();
+    edit(&mut bytes);
+    InMemory([(GGUF.to_owned(), bytes)].into_iter().collect())
+}
+
+/// Where `needle` (a key or tensor name, as the header spells it) ends in `bytes`.
+fn after(bytes: &[u8], needle: &str) -> usize {
+    bytes
+        .windows(needle.len())
+        .position(|window| window == needle.as_bytes())
+        .unwrap_or_else(|| panic!("{needle} in the header"))
+        + needle.len()
+}
+
+/// Loading refuses `files` with a message naming the file and every fragment; the files stay.
+fn language_model_refused(files: InMemory, gguf: Option<&str>, fragments: &[&str]) {
+    let before = files.0.clone();
+    let message = block_on(LanguageModel::load(&files, gguf, &device()))
+        .expect_err("the model should be refused")
+        .to_string();
+    eprintln!("refused: {message}");
+    if let Some(name) = gguf {
+        assert!(message.contains(name), "{message:?} does not name {name}");
+    }
+    for fragment in fragments {
+        assert!(message.contains(fragment), "{message:?} lacks {fragment:?}");
+    }
+    assert!(files.0 == before, "the files changed");
+}
+
+#[test]
+fn a_gguf_cut_short_is_refused_as_an_incomplete_download() {
+    let files = gguf_edited(|bytes| bytes.truncate(bytes.len() / 2));
+    language_model_refused(
+        files,
+        Some(GGUF),
+        &["past the end of the file", "incomplete download"],
+    );
+    let files = gguf_edited(|bytes| bytes.truncate(100));
+    language_model_refused(files, Some(GGUF), &["ends inside its header"]);
+}
+
+#[test]
+fn a_gguf_claiming_two_to_the_sixty_four_tensors_is_refused_before_allocating() {
+    let files = gguf_edited(|bytes| bytes[8..16].copy_from_slice(&u64::MAX.to_le_bytes()));
+    language_model_refused(files, Some(GGUF), &["tensors (at most 65536)"]);
+}
+
+#[test]
+fn a_vocabulary_longer_than_the_file_is_refused_before_allocating() {
+    // After the key: the value's type (array), the elements' type (string), then the count.
+    let files = gguf_edited(|bytes| {
+        let count = after(bytes, "tokenizer.ggml.tokens") + 8;
+        bytes[count..count + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    });
+    language_model_refused(
+        files,
+        Some(GGUF),
+        &["tokenizer.ggml.tokens", "more than the file can"],
+    );
+}
+
+#[test]
+fn a_quantisation_the_engine_does_not_read_is_named() {
+    // After the name: rank (u32), two dimensions (u64), then the type: 13 is Q5_K.
+    let files = gguf_edited(|bytes| {
+        let kind = after(bytes, "blk.0.attn_q.weight") + 4 + 16;
+        bytes[kind..kind + 4].copy_from_slice(&13u32.to_le_bytes());
+    });
+    language_model_refused(files, Some(GGUF), &["blk.0.attn_q.weight", "Q5_K", "Q4_K"]);
+}
+
+#[test]
+fn an_architecture_the_writer_does_not_run_is_refused_in_plain_words() {
+    let files = gguf_edited(|bytes| {
+        let value = after(bytes, "general.architecture") + 4 + 8;
+        bytes[value..value + 5].copy_from_slice(b"gemma");
+    });
+    language_model_refused(
+        files,
+        Some(GGUF),
+        &["`gemma` model", "Llama (SmolLM2) and Qwen2"],
+    );
+}
+
+#[test]
+fn metadata_that_disagrees_with_the_tensors_is_refused_naming_the_tensor() {
+    // Eight heads of 64 make a 512-wide query projection; the file holds 256 rows.
+    let files = gguf_edited(|bytes| {
+        let value = after(bytes, "llama.attention.head_count") + 4;
+        bytes[value..value + 4].copy_from_slice(&8u32.to_le_bytes());
+    });
+    language_model_refused(files, Some(GGUF), &["q_proj.weight", "shape"]);
+}
+
+#[test]
+fn a_transformers_folder_of_another_family_or_with_too_many_layers_is_refused() {
+    let folder = || model_in_memory("llm/tiny-qwen2");
+    let mut files = folder();
+    edit_json(&mut files, "config.json", |config| {
+        config["model_type"] = json!("mistral")
+    });
+    language_model_refused(files, None, &["config.json", "`mistral` model"]);
+    let mut files = folder();
+    edit_json(&mut files, "config.json", |config| {
+        config["num_hidden_layers"] = json!(1_000_000)
+    });
+    language_model_refused(files, None, &["num_hidden_layers is 1000000"]);
+    let mut files = folder();
+    files
+        .0
+        .insert("tokenizer.json".into(), b"{\"model\": 3}".to_vec());
+    language_model_refused(files, None, &["tokenizer.json", "not a tokenizer"]);
 }

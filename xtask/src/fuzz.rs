@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::{Result, root, run};
 
 /// Each target and the fixture files (relative to models/fixtures) its corpus starts from.
-const TARGETS: [(&str, &[&str]); 4] = [
+const TARGETS: [(&str, &[&str]); 5] = [
     (
         "safetensors_header",
         &[
@@ -28,7 +28,13 @@ const TARGETS: [(&str, &[&str]); 4] = [
             "tiny-sd1/scheduler/scheduler_config.json",
             "tiny-sdxs/vae/config.json",
             "tiny-sdxs-512/unet/config.json",
+            "llm/tiny-llama/config.json",
+            "llm/tiny-qwen2/config.json",
         ],
+    ),
+    (
+        "gguf",
+        &["llm/tiny-llama.gguf", "llm/tiny-qwen2.gguf"],
     ),
     (
         "embedding_and_lora",

