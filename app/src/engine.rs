@@ -301,6 +301,8 @@ fn event_id(event: &Event) -> Option<u32> {
         | Event::ModelChecked { id, .. }
         | Event::Estimated { id, .. }
         | Event::FileChecked { id, .. }
+        | Event::TokenWritten { id, .. }
+        | Event::Completed { id, .. }
         | Event::Failed { id, .. } => Some(*id),
     }
 }
@@ -315,6 +317,7 @@ fn is_final(event: &Event) -> bool {
             | Event::ModelChecked { .. }
             | Event::Estimated { .. }
             | Event::FileChecked { .. }
+            | Event::Completed { .. }
             | Event::Cancelled { .. }
             | Event::Failed { .. }
     )

@@ -312,10 +312,80 @@ pub enum Request {
         name: String,
         kind: FileKind,
     },
-    /// Stop the generation or training `id` after its current step.
+    /// Continue a text with a language model (the story writer's): answered by a
+    /// [`Event::TokenWritten`] per token as it is written, then [`Event::Completed`] (also when
+    /// cancelled: the text so far, `stopped` set). The model stays loaded for the next request
+    /// with the same source, file and backend.
+    Complete {
+        id: u32,
+        source: ModelSource,
+        /// A GGUF file in `source` (its name); `None`: `source` is a transformers folder.
+        #[serde(default)]
+        file: Option<String>,
+        backend: Backend,
+        #[serde(default)]
+        precision: Option<Precision>,
+        /// Raw text, tokenised as the model's tokenizer does by default.
+        prompt: String,
+        max_tokens: usize,
+        #[serde(default)]
+        sampling: Sampling,
+    },
+    /// Stop the generation, training or writing `id` after its current step.
     Cancel {
         id: u32,
     },
+}
+
+/// How a language model chooses each token; the default is greedy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    /// `None`: greedy.
+    #[serde(default)]
+    pub temperature: Option<f32>,
+    #[serde(default = "one")]
+    pub top_p: f32,
+    #[serde(default)]
+    pub top_k: usize,
+    #[serde(default = "one")]
+    pub repetition_penalty: f32,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            temperature: None,
+            top_p: 1.0,
+            top_k: 0,
+            repetition_penalty: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+/// A finished [`Request::Complete`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Completed {
+    pub device: DeviceInfo,
+    /// The generated ids (an end token included).
+    pub ids: Vec<u32>,
+    pub text: String,
+    pub prompt_tokens: usize,
+    /// Loading the model, when this request loaded it (0 when it was loaded already).
+    pub load_ms: f64,
+    pub prompt_ms: f64,
+    pub generation_ms: f64,
+    /// Cancelled before the end.
+    pub stopped: bool,
+    pub wasm_heap_bytes: u64,
+    #[serde(default)]
+    pub gpu_memory: Option<GpuMemory>,
 }
 
 /// What a [`Request::CheckFile`] file should be.
@@ -586,6 +656,17 @@ pub enum Event {
     /// The file of [`Request::CheckFile`] reads as its kind.
     FileChecked {
         id: u32,
+    },
+    /// One token of [`Request::Complete`] `id`: its id and the text it completes (empty while
+    /// a character's bytes are still arriving).
+    TokenWritten {
+        id: u32,
+        token: u32,
+        text: String,
+    },
+    Completed {
+        id: u32,
+        result: Completed,
     },
     /// Request `id` failed; `message` is written for a parent.
     Failed {

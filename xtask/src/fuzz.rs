@@ -32,10 +32,7 @@ const TARGETS: [(&str, &[&str]); 5] = [
             "llm/tiny-qwen2/config.json",
         ],
     ),
-    (
-        "gguf",
-        &["llm/tiny-llama.gguf", "llm/tiny-qwen2.gguf"],
-    ),
+    ("gguf", &["llm/tiny-llama.gguf", "llm/tiny-qwen2.gguf"]),
     (
         "embedding_and_lora",
         &[

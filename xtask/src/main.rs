@@ -25,6 +25,10 @@ cargo xtask <command>
   bench kernels [cpu|gpu] [f32|f16]  GFLOP/s of the UNet's kernels (conv 3×3 direct and as
               im2col + matmul, conv 1×1, attention, group norm) beside a large matmul, with
               and without burn's fusion (native release build; gpu = lavapipe here)
+  bench language-model [cpu|gpu] [GGUF]  prompt and generation tokens per second of the real
+                  SmolLM2-135M (or GGUF), engine (native release build, every core) beside
+                  transformers on PyTorch's CPU (f32, the same threads, models/.venv), and each
+                  one's peak memory
   bench text [DIR]  time loading a text encoder and encoding one prompt (native release build;
                     default DIR: models/fixtures/tiny-sd2)
   bench generate DIR [SIZE] [DECODER]  1- and 4-step generation at SIZE² (default 256), engine
@@ -77,6 +81,9 @@ fn main() -> ExitCode {
         ["bench", "kernels"] => bench_kernels("gpu", "f32"),
         ["bench", "kernels", backend] => bench_kernels(backend, "f32"),
         ["bench", "kernels", backend, dtype] => bench_kernels(backend, dtype),
+        ["bench", "language-model"] => bench_language_model(None, "cpu"),
+        ["bench", "language-model", backend] => bench_language_model(None, backend),
+        ["bench", "language-model", backend, path] => bench_language_model(Some(path), backend),
         ["bench", "text"] => bench_text(None),
         ["bench", "text", folder] => bench_text(Some(folder)),
         ["bench", "generate", folder] => bench_generate(folder, "256", None),
@@ -695,6 +702,107 @@ fn bench_generate(folder: &str, size: &str, decoder: Option<&str>) -> Result {
 }
 
 /// Median load and encode times of `toddler encode-prompt` over five runs (after one warm-up).
+/// A story's opening, for prompt processing (about 60 tokens).
+const BENCH_STORY_PROMPT: &str = "Once upon a time, in a little yellow house at the end of a quiet street, \
+there lived a girl called Mia who loved bubbles, ducks and her red boots. Every evening, when \
+the sun went down, her dad filled the bath and Mia said: \"Not tonight!\" But tonight";
+
+fn bench_language_model(path: Option<&str>, backend: &str) -> Result {
+    language_model::fetch()?;
+    let binary = release_toddler()?;
+    let path = path.map_or_else(language_model::default_path, PathBuf::from);
+    let new_tokens = 64;
+    let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
+    let mut best: Option<(f64, f64, f64)> = None;
+    for _ in 0..3 {
+        let output = Command::new("/usr/bin/time")
+            .args(["-f", "peak %M KB"])
+            .arg(&binary)
+            .args(["complete", "--model"])
+            .arg(&path)
+            .args([
+                "--prompt",
+                BENCH_STORY_PROMPT,
+                "--max-tokens",
+                &new_tokens.to_string(),
+            ])
+            .args(["--ignore-end", "--backend", backend])
+            .output()
+            .map_err(|error| format!("{}: {error}", binary.display()))?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            return Err(format!("toddler complete failed: {stderr}"));
+        }
+        // "prompt: N tokens in X s (P tokens/s); reply: M tokens in Y s (G tokens/s)", "peak K KB"
+        let line = stderr
+            .lines()
+            .find(|line| line.starts_with("prompt:"))
+            .ok_or("no timing line")?;
+        let numbers = numbers_in(line);
+        let peak = stderr
+            .lines()
+            .find(|line| line.starts_with("peak"))
+            .map_or(0.0, |line| numbers_in(line)[0] * 1024.0);
+        let (prompt_rate, generation_rate) = (numbers[2], numbers[5]);
+        if best.is_none_or(|(_, rate, _)| generation_rate > rate) {
+            best = Some((prompt_rate, generation_rate, peak));
+        }
+    }
+    let (prompt_rate, generation_rate, peak) = best.expect("three runs");
+    println!(
+        "engine ({backend}): prompt {prompt_rate:.1} tokens/s, generation {generation_rate:.2} tokens/s, peak memory {:.0} MiB",
+        peak / 1048576.0
+    );
+    let python = root().join("models/.venv/bin/python");
+    if !python.exists() {
+        println!("(models/.venv missing: transformers side skipped)");
+        return Ok(());
+    }
+    let output = Command::new(python)
+        .arg(root().join("models/bench_language_model.py"))
+        .arg(&path)
+        .args([
+            BENCH_STORY_PROMPT,
+            &new_tokens.to_string(),
+            &threads.to_string(),
+        ])
+        .output()
+        .map_err(|error| format!("python: {error}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "the transformers side failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let report = String::from_utf8_lossy(&output.stdout);
+    let line = report.lines().last().unwrap_or_default();
+    let field = |name: &str| -> f64 {
+        line.split(&format!("\"{name}\": "))
+            .nth(1)
+            .and_then(|rest| {
+                numbers_in(rest.split([',', '}']).next().unwrap_or(""))
+                    .first()
+                    .copied()
+            })
+            .unwrap_or(f64::NAN)
+    };
+    let (torch_prompt, torch_generation, torch_peak) = (
+        field("prompt_tokens_per_second"),
+        field("tokens_per_second"),
+        field("peak_rss_bytes"),
+    );
+    println!(
+        "transformers (PyTorch CPU f32, {threads} threads): prompt {torch_prompt:.1} tokens/s, generation {torch_generation:.2} tokens/s, peak memory {:.0} MiB",
+        torch_peak / 1048576.0
+    );
+    println!(
+        "engine time / transformers time: prompt {:.2}×, generation {:.2}×",
+        torch_prompt / prompt_rate,
+        torch_generation / generation_rate
+    );
+    Ok(())
+}
+
 fn bench_text(folder: Option<&str>) -> Result {
     let binary = release_toddler()?;
     let folder = folder

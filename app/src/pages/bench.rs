@@ -9,7 +9,7 @@
 //! first, unreported, so timings show compiled kernels), `decoder` (base URL of a separate VAE repo such as TAESD), and `opfs:{folder}` in place
 //! of a URL for a model in the on-device store. `panic=1` panics on purpose, so the browser
 //! tests can check what a parent sees when the app breaks. `faces=URL,…` times the face
-//! matcher instead (see [`faces`]).
+//! matcher instead (see [`faces`]); `lm=URL` runs a language model instead (see [`complete`]).
 
 use leptos::prelude::*;
 use protocol::{Backend, Event, ModelSource, Request};
@@ -56,6 +56,95 @@ pub fn Bench() -> impl IntoView {
         </Show>
         <pre id="result" class="bench-result">{result}</pre>
     }
+}
+
+/// `lm=URL`: continues `prompt` with a language model (base URL or `opfs:` folder; `lm_file`:
+/// a GGUF file in it, else a transformers folder) for `max_tokens` (default 16), `rounds` times
+/// (default 1; the first also loads it), on `backend` with `dtype`; sampling from `temperature`,
+/// `top_p`, `top_k`, `repetition_penalty`, `seed` (greedy without a temperature). Writes each
+/// round's ids, text, the tokens as they streamed, timings and memory.
+async fn complete(
+    params: &web_sys::UrlSearchParams,
+    model: String,
+    set_status: WriteSignal<String>,
+    set_drawing: WriteSignal<Option<u32>>,
+) -> Result<Value, String> {
+    let number = |name: &str, default: f64| number_param(params, name, default);
+    let backend_name = params.get("backend").unwrap_or_else(|| "webgpu".into());
+    let backend = Backend::parse(&backend_name)
+        .ok_or_else(|| format!("parameter `backend`: `{backend_name}` is not webgpu or cpu"))?;
+    let precision = params
+        .get("dtype")
+        .map(|name| {
+            protocol::Precision::parse(&name)
+                .ok_or_else(|| format!("parameter `dtype`: `{name}` is not f16 or f32"))
+        })
+        .transpose()?;
+    let sampling = protocol::Sampling {
+        temperature: params
+            .get("temperature")
+            .map(|value| value.parse::<f32>())
+            .transpose()
+            .map_err(|_| "parameter `temperature` is not a number".to_owned())?,
+        top_p: number("top_p", 1.0)? as f32,
+        top_k: number("top_k", 0.0)? as usize,
+        repetition_penalty: number("repetition_penalty", 1.0)? as f32,
+        seed: number("seed", 0.0)? as u64,
+    };
+    let engine = EngineWorker::get()?;
+    let mut rounds = Vec::new();
+    for round in 0..number("rounds", 1.0)?.max(1.0) as usize {
+        set_status.set(format!("writing, round {}…", round + 1));
+        let id = engine.next_id();
+        set_drawing.set(Some(id));
+        let request = Request::Complete {
+            id,
+            source: model_source(model.clone()),
+            file: params.get("lm_file"),
+            backend,
+            precision,
+            prompt: params
+                .get("prompt")
+                .unwrap_or_else(|| "Once upon a time".into()),
+            max_tokens: number("max_tokens", 16.0)? as usize,
+            sampling: sampling.clone(),
+        };
+        let streamed = std::cell::RefCell::new((Vec::new(), String::new()));
+        let (done, _) = engine
+            .call(id, &request, |event| {
+                if let Event::TokenWritten { token, text, .. } = event {
+                    let mut streamed = streamed.borrow_mut();
+                    streamed.0.push(*token);
+                    streamed.1.push_str(text);
+                    set_status.set(format!("writing: {} tokens", streamed.0.len()));
+                }
+            })
+            .await?;
+        let Event::Completed { result, .. } = done else {
+            return Err(format!("unexpected answer to writing: {done:?}"));
+        };
+        let (streamed_ids, streamed_text) = streamed.into_inner();
+        let generated = result.ids.len().saturating_sub(1) as f64;
+        rounds.push(json!({
+            "backend": result.device.backend,
+            "adapter": result.device.adapter,
+            "precision": result.device.precision.name(),
+            "ids": result.ids,
+            "text": result.text,
+            "streamed_ids": streamed_ids,
+            "streamed_text": streamed_text,
+            "stopped": result.stopped,
+            "prompt_tokens": result.prompt_tokens,
+            "load_ms": result.load_ms,
+            "prompt_ms": result.prompt_ms,
+            "generation_ms": result.generation_ms,
+            "prompt_tokens_per_second": result.prompt_tokens as f64 / (result.prompt_ms / 1000.0),
+            "tokens_per_second": generated / (result.generation_ms / 1000.0),
+            "wasm_heap_peak_bytes": result.wasm_heap_bytes,
+            "gpu_memory": result.gpu_memory.map(|memory| json!({ "reserved_bytes": memory.reserved_bytes })),
+        }));
+    }
+    Ok(json!({ "rounds": rounds }))
 }
 
 /// `faces=URL,URL…`: finds and describes the faces in each picture, `rounds` times (the first
@@ -112,6 +201,9 @@ async fn run(
     )
     .map_err(|_| "unreadable query string".to_owned())?;
     let text = |name: &str| params.get(name);
+    if let Some(model) = text("lm") {
+        return complete(&params, model, set_status, set_drawing).await;
+    }
     let number = |name: &str, default: f64| number_param(&params, name, default);
     if let Some(pictures) = text("faces") {
         return faces(&params, pictures, set_status).await;

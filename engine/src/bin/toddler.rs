@@ -117,6 +117,9 @@ mod cli {
         backend: String,
         #[arg(long)]
         dtype: Option<String>,
+        /// Keep writing past end tokens (benchmarks compare the same number of tokens).
+        #[arg(long)]
+        ignore_end: bool,
     }
 
     #[derive(clap::Args)]
@@ -815,7 +818,10 @@ mod cli {
         } else {
             (Folder(args.model.clone()), None)
         };
-        let model = block_on(LanguageModel::load(&files, gguf_file.as_deref(), &device))?;
+        let mut model = block_on(LanguageModel::load(&files, gguf_file.as_deref(), &device))?;
+        if args.ignore_end {
+            model.end_ids.clear();
+        }
         eprintln!(
             "loaded a {} model ({} layers) in {:.2} s; computing in {precision} on the {backend:?} backend",
             model.config.model_type,

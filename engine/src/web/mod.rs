@@ -10,6 +10,7 @@ mod faces;
 pub mod files;
 mod state;
 pub mod worker;
+mod writer;
 
 use protocol::{Envelope, Event};
 use wasm_bindgen::{JsCast, JsValue};

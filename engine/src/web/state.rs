@@ -1,5 +1,5 @@
 //! What the worker keeps between requests: the loaded model, the WebGPU set-up, the requests
-//! cancelled so far and the face models.
+//! cancelled so far, the face models and the story writer's language model.
 
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -9,6 +9,7 @@ use protocol::DeviceInfo;
 
 use crate::faces::FaceModels;
 use crate::pipelines::stable_diffusion::StableDiffusion;
+use crate::pipelines::text_generation::LanguageModel;
 
 #[derive(Default)]
 pub(crate) struct State {
@@ -19,4 +20,6 @@ pub(crate) struct State {
     pub(crate) cancelled: HashSet<u32>,
     /// The face models, per device they were loaded on (`Debug` of the device).
     pub(crate) faces: Vec<(String, Rc<FaceModels>)>,
+    /// The story writer's language model, with what identifies it (`web::writer::model_key`).
+    pub(crate) language_model: Option<(String, Rc<LanguageModel>)>,
 }

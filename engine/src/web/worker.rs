@@ -208,6 +208,32 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
                 checked.await.map(|()| (Event::FileChecked { id }, None)),
             );
         }
+        Request::Complete {
+            id,
+            source,
+            file,
+            backend,
+            precision,
+            prompt,
+            max_tokens,
+            sampling,
+        } => {
+            let device = device(&state, backend, precision).await;
+            let written = super::writer::complete(
+                &state,
+                id,
+                &source,
+                file.as_deref(),
+                device,
+                &prompt,
+                max_tokens,
+                sampling,
+            )
+            .await
+            .map(|event| (event, None));
+            answer(id, written);
+            state.borrow_mut().cancelled.remove(&id);
+        }
         Request::Cancel { .. } => {}
     }
 }

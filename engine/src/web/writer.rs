@@ -1,0 +1,99 @@
+//! The worker's language model: [`Request::Complete`](protocol::Request::Complete) loads it
+//! (kept for the next request from the same files on the same backend) and streams each token
+//! back as it is written; a cancel stops it between tokens with the text so far.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use burn::tensor::Device;
+use protocol::{Completed, DeviceInfo, Event, ModelSource};
+use web_time::Instant;
+
+use super::files::SourceFiles;
+use super::post;
+use super::state::State;
+use super::worker::gpu_memory;
+use crate::error::Result;
+use crate::pipelines::text_generation::{LanguageModel, Next};
+use crate::sampling::Sampling;
+
+/// What identifies a loaded language model: its files and the device it is on.
+pub(crate) fn model_key(source: &ModelSource, file: Option<&str>, info: &DeviceInfo) -> String {
+    format!(
+        "{source:?}|{file:?}|{:?}|{:?}",
+        info.backend, info.precision
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn complete(
+    state: &Rc<RefCell<State>>,
+    id: u32,
+    source: &ModelSource,
+    file: Option<&str>,
+    (device, info): (Device, DeviceInfo),
+    prompt: &str,
+    max_tokens: usize,
+    sampling: protocol::Sampling,
+) -> Result<Event> {
+    let key = model_key(source, file, &info);
+    let started = Instant::now();
+    let loaded = state
+        .borrow()
+        .language_model
+        .as_ref()
+        .filter(|(loaded, _)| *loaded == key)
+        .map(|(_, model)| model.clone());
+    let (model, load_ms) = match loaded {
+        Some(model) => (model, 0.0),
+        None => {
+            // Free the old model before the new one streams in.
+            state.borrow_mut().language_model = None;
+            let files = SourceFiles::open(source).await?;
+            let model = Rc::new(LanguageModel::load(&files, file, &device).await?);
+            state.borrow_mut().language_model = Some((key, model.clone()));
+            (model, started.elapsed().as_secs_f64() * 1000.0)
+        }
+    };
+    let ids = model.tokenizer.encode(prompt)?;
+    let mut cache = model.cache_for(ids.len(), max_tokens)?;
+    let sampling = Sampling {
+        temperature: sampling.temperature,
+        top_p: sampling.top_p,
+        top_k: sampling.top_k,
+        repetition_penalty: sampling.repetition_penalty,
+        seed: sampling.seed,
+    };
+    let completion = model
+        .complete(&ids, max_tokens, sampling, &mut cache, |token| {
+            post(
+                &Event::TokenWritten {
+                    id,
+                    token: token.id,
+                    text: token.text.to_owned(),
+                },
+                None,
+            );
+            if state.borrow().cancelled.contains(&id) {
+                Next::Stop
+            } else {
+                Next::Continue
+            }
+        })
+        .await?;
+    Ok(Event::Completed {
+        id,
+        result: Completed {
+            device: info,
+            ids: completion.ids,
+            text: completion.text,
+            prompt_tokens: ids.len(),
+            load_ms,
+            prompt_ms: completion.prompt_seconds * 1000.0,
+            generation_ms: completion.generation_seconds * 1000.0,
+            stopped: completion.stopped,
+            wasm_heap_bytes: super::wasm_heap_bytes(),
+            gpu_memory: gpu_memory(&device),
+        },
+    })
+}
