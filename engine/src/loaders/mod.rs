@@ -7,7 +7,9 @@
 //! model components, pipelines, training and the worker depend on them.
 
 pub mod files;
-pub mod gguf;
+/// The GGUF reader lives in its own crate (built optimised even in debug builds: the language
+/// model's products with quantised weights run in it); the engine reads it from here.
+pub use gguf;
 pub mod limits;
 pub mod lora;
 pub mod textual_inversion;

@@ -2,6 +2,7 @@
 //! tensor dequantised, and the rows of a Llama's q/k projections put back in transformers'
 //! order (llama.cpp's converter interleaves each head's two rotary halves).
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use burn::tensor::Device;
@@ -9,10 +10,13 @@ use burn::tensor::Device;
 use crate::device::compute_dtype;
 use crate::error::{EngineError, Result};
 use crate::loaders::files::{Checked, ModelFiles};
-use crate::loaders::gguf::{Gguf, HeaderProblem, MAX_HEADER_BYTES, TensorInfo, dequantize};
+use crate::loaders::gguf::{
+    Gguf, HeaderProblem, MAX_HEADER_BYTES, TensorInfo, TensorType, dequantize,
+};
 use crate::loaders::weights::{Applier, BATCH_BYTES};
 use crate::models::llama::config::{Family, LlamaConfig};
 use crate::models::llama::model::LlamaForCausalLM;
+use crate::models::llama::quantized::QuantizedMatrix;
 
 /// Reads and checks a GGUF header, asking for more of the file until the header is whole.
 pub async fn read_header(files: &impl ModelFiles, relative: &str) -> Result<Gguf> {
@@ -84,7 +88,37 @@ pub fn checkpoint_key(name: &str) -> Option<String> {
     })
 }
 
-/// Loads the GGUF's tensors into `config`'s model on `device`, [`BATCH_BYTES`] of f32 at a time.
+/// Whether `tensor` stays in its GGUF blocks on `device`: block-quantised matrices on the
+/// processor (burn's CPU backend, whose memory this process can read). A GPU holds every weight
+/// dequantised in the type it computes in.
+fn stays_quantized(tensor: &TensorInfo, device: &Device) -> bool {
+    let blocks = !matches!(
+        tensor.kind,
+        TensorType::F32 | TensorType::F16 | TensorType::BF16
+    );
+    blocks && tensor.shape.len() == 2 && *device == Device::flex()
+}
+
+/// The `[rows, columns]` a 2-D weight at `key` must have in `config`'s model.
+fn expected_shape(config: &LlamaConfig, key: &str) -> Option<[usize; 2]> {
+    let hidden = config.hidden_size;
+    let query = config.num_attention_heads * config.head_size();
+    let key_value = config.key_value_heads() * config.head_size();
+    let intermediate = config.intermediate_size;
+    let name = key.rsplit('.').nth(1)?;
+    Some(match name {
+        "embed_tokens" | "lm_head" => [config.vocab_size, hidden],
+        "q_proj" => [query, hidden],
+        "k_proj" | "v_proj" => [key_value, hidden],
+        "o_proj" => [hidden, query],
+        "gate_proj" | "up_proj" => [intermediate, hidden],
+        "down_proj" => [hidden, intermediate],
+        _ => return None,
+    })
+}
+
+/// Loads the GGUF's tensors into `config`'s model on `device`, [`BATCH_BYTES`] of f32 at a time
+/// (block-quantised matrices stay as they are on the processor).
 pub async fn load(
     files: &impl ModelFiles,
     relative: &str,
@@ -93,15 +127,25 @@ pub async fn load(
     device: &Device,
 ) -> Result<LlamaForCausalLM> {
     let path = files.display_path(relative);
-    let mut model = config.init(device);
+    let kept: HashSet<String> = gguf
+        .tensors
+        .iter()
+        .filter(|tensor| stays_quantized(tensor, device))
+        .filter_map(|tensor| checkpoint_key(&tensor.name))
+        .collect();
+    let mut model = config.init_keeping_quantized(device, &|key| kept.contains(key));
     let mut applier = Applier::new(&[], Some(compute_dtype(device)));
     let mut tensors: Vec<&TensorInfo> = gguf.tensors.iter().collect();
     tensors.sort_by_key(|tensor| tensor.range.start);
     let mut batch: Vec<&TensorInfo> = Vec::new();
     let mut batch_values = 0u64;
+    let mut quantized = Vec::new();
     for (index, tensor) in tensors.iter().enumerate() {
         batch.push(tensor);
-        batch_values += tensor.elements() as u64 * 4;
+        batch_values += match stays_quantized(tensor, device) {
+            true => tensor.range.end - tensor.range.start,
+            false => tensor.elements() as u64 * 4,
+        };
         if batch_values < BATCH_BYTES && index + 1 < tensors.len() {
             continue;
         }
@@ -116,31 +160,56 @@ pub async fn load(
             })?;
             let start = (tensor.range.start - span.start) as usize;
             let end = (tensor.range.end - span.start) as usize;
+            let shape = tensor.torch_shape();
+            let heads = match key.rsplit('.').nth(1) {
+                _ if config.family() != Family::Llama || shape.len() != 2 => None,
+                Some("q_proj") => Some(config.num_attention_heads),
+                Some("k_proj") => Some(config.key_value_heads()),
+                _ => None,
+            };
+            let unpermuted = |rows: &[u8], row_bytes: usize, heads: usize| {
+                unpermute_rows(rows, shape[0], row_bytes, heads).ok_or_else(|| {
+                    EngineError::Tensor {
+                        path: path.clone(),
+                        tensor: tensor.name.clone(),
+                        problem: format!("has {} rows, not {heads} heads' worth", shape[0]),
+                    }
+                })
+            };
+            if stays_quantized(tensor, device) {
+                let expected = expected_shape(config, &key);
+                if expected != Some([shape[0], shape[1]]) {
+                    return Err(EngineError::Tensor {
+                        path: path.clone(),
+                        tensor: tensor.name.clone(),
+                        problem: format!(
+                            "has shape {shape:?} but this model needs {:?}",
+                            expected.unwrap_or_default()
+                        ),
+                    });
+                }
+                let blocks = &bytes[start..end];
+                let row_bytes = blocks.len() / shape[0];
+                let blocks = match heads {
+                    Some(heads) => unpermuted(blocks, row_bytes, heads)?,
+                    None => blocks.to_vec(),
+                };
+                quantized.push((
+                    key,
+                    QuantizedMatrix::new(tensor.kind, shape[0], shape[1], blocks),
+                ));
+                continue;
+            }
             let mut values = Vec::new();
             dequantize(tensor.kind, &bytes[start..end], &mut values);
-            let shape = tensor.torch_shape();
-            if config.family() == Family::Llama && shape.len() == 2 {
-                let heads = if key.ends_with("q_proj.weight") {
-                    Some(config.num_attention_heads)
-                } else if key.ends_with("k_proj.weight") {
-                    Some(config.key_value_heads())
-                } else {
-                    None
-                };
-                if let Some(heads) = heads {
-                    values = unpermute_rows(&values, &shape, heads).ok_or_else(|| {
-                        EngineError::Tensor {
-                            path: path.clone(),
-                            tensor: tensor.name.clone(),
-                            problem: format!("has {} rows, not {heads} heads' worth", shape[0]),
-                        }
-                    })?;
-                }
-            }
-            let bytes: Vec<u8> = values
+            let mut bytes: Vec<u8> = values
                 .iter()
                 .flat_map(|value| value.to_le_bytes())
                 .collect();
+            drop(values);
+            if let Some(heads) = heads {
+                bytes = unpermuted(&bytes, 4 * shape.last().copied().unwrap_or(1), heads)?;
+            }
             converted.push((key, shape, bytes));
         }
         drop(bytes);
@@ -156,35 +225,47 @@ pub async fn load(
                 (key.clone(), view)
             })
             .collect();
+        let views_empty = views.is_empty();
         let buffer = safetensors::serialize(views, None).map_err(|error| EngineError::Weights {
             path: path.clone(),
             problem: error.to_string(),
         })?;
         drop(converted);
         batch_values = 0;
-        model = applier.apply(model, buffer, &path)?;
+        if !views_empty {
+            model = applier.apply(model, buffer, &path)?;
+        }
     }
     applier.finish(&path)?;
+    for (key, matrix) in quantized {
+        if !model.attach_quantized(&key, matrix) {
+            return Err(EngineError::Tensor {
+                path,
+                tensor: key,
+                problem: "is not part of this model".into(),
+            });
+        }
+    }
     Ok(model)
 }
 
 /// llama.cpp's converter stores each head's rows as (pair index, half) instead of transformers'
-/// (half, pair index); this puts them back. `None` when the rows do not split into `heads`.
-fn unpermute_rows(values: &[f32], shape: &[usize], heads: usize) -> Option<Vec<f32>> {
-    let (rows, columns) = (shape[0], shape[1]);
-    if heads == 0 || !rows.is_multiple_of(2 * heads) {
+/// (half, pair index); this puts `rows` rows of `row_bytes` bytes each (f32 values or whole
+/// quantised blocks alike) back. `None` when the rows do not split into `heads`.
+fn unpermute_rows(bytes: &[u8], rows: usize, row_bytes: usize, heads: usize) -> Option<Vec<u8>> {
+    if heads == 0 || !rows.is_multiple_of(2 * heads) || bytes.len() != rows * row_bytes {
         return None;
     }
     let head_rows = rows / heads;
     let half = head_rows / 2;
-    let mut out = vec![0.0; values.len()];
+    let mut out = vec![0; bytes.len()];
     for head in 0..heads {
         for side in 0..2 {
             for pair in 0..half {
                 let from = head * head_rows + pair * 2 + side;
                 let to = head * head_rows + side * half + pair;
-                out[to * columns..(to + 1) * columns]
-                    .copy_from_slice(&values[from * columns..(from + 1) * columns]);
+                out[to * row_bytes..(to + 1) * row_bytes]
+                    .copy_from_slice(&bytes[from * row_bytes..(from + 1) * row_bytes]);
             }
         }
     }

@@ -5,12 +5,14 @@
 //!
 //! `config` reads transformers' `config.json` or a GGUF's metadata into one [`LlamaConfig`];
 //! `model` is the module, whose parameter paths are transformers' checkpoint keys; `gguf` maps
-//! llama.cpp's tensor names and layouts onto them; `tokenizer` builds the tokenizer from
+//! llama.cpp's tensor names and layouts onto them, keeping quantised blocks as they are on the
+//! processor (`quantized`); `tokenizer` builds the tokenizer from
 //! `tokenizer.json` or from the GGUF's vocabulary and merges.
 
 pub mod config;
 pub mod gguf;
 pub mod model;
+pub mod quantized;
 pub mod tokenizer;
 
 pub use config::{Family, LlamaConfig};

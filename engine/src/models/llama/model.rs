@@ -5,7 +5,7 @@
 //! Field names are the checkpoint's key segments (`model.layers.0.self_attn.q_proj.weight`).
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::nn::Initializer;
 use burn::tensor::activation::silu;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 
@@ -13,6 +13,7 @@ use crate::device::{compute_dtype, upcast};
 use crate::error::{EngineError, Result};
 use crate::models::attention::attention_weights;
 use crate::models::llama::config::LlamaConfig;
+use crate::models::llama::quantized::{self, QuantizedMatrix};
 
 /// The shape numbers every layer needs.
 #[derive(Clone, Copy, Debug)]
@@ -29,14 +30,14 @@ pub struct Shape {
 pub struct LlamaForCausalLM {
     pub model: LlamaModel,
     /// `None` when the output projection is the token embedding (tied, as SmolLM2's).
-    pub lm_head: Option<Linear>,
+    pub lm_head: Option<Projection>,
     #[module(skip)]
     pub shape: Shape,
 }
 
 #[derive(Module, Debug)]
 pub struct LlamaModel {
-    pub embed_tokens: Embedding,
+    pub embed_tokens: TokenEmbedding,
     pub layers: Vec<DecoderLayer>,
     pub norm: RmsNorm,
 }
@@ -51,17 +52,37 @@ pub struct DecoderLayer {
 
 #[derive(Module, Debug)]
 pub struct SelfAttention {
-    pub q_proj: Linear,
-    pub k_proj: Linear,
-    pub v_proj: Linear,
-    pub o_proj: Linear,
+    pub q_proj: Projection,
+    pub k_proj: Projection,
+    pub v_proj: Projection,
+    pub o_proj: Projection,
 }
 
 #[derive(Module, Debug)]
 pub struct Mlp {
-    pub gate_proj: Linear,
-    pub up_proj: Linear,
-    pub down_proj: Linear,
+    pub gate_proj: Projection,
+    pub up_proj: Projection,
+    pub down_proj: Projection,
+}
+
+/// A linear layer in PyTorch's layout (`weight` is `[out, in]`, so checkpoints load as they
+/// are): dense on the device, or kept as its GGUF blocks on the processor (`quantized`, with
+/// `weight` absent so the loader expects none).
+#[derive(Module, Debug)]
+pub struct Projection {
+    pub weight: Option<Param<Tensor<2>>>,
+    pub bias: Option<Param<Tensor<1>>>,
+    #[module(skip)]
+    pub quantized: Option<QuantizedMatrix>,
+}
+
+/// The token table `[vocab, hidden]`, dense or in GGUF blocks like [`Projection`]; a tied
+/// output projection reads it too.
+#[derive(Module, Debug)]
+pub struct TokenEmbedding {
+    pub weight: Option<Param<Tensor<2>>>,
+    #[module(skip)]
+    pub quantized: Option<QuantizedMatrix>,
 }
 
 /// transformers' `LlamaRMSNorm`: statistics in f32, the weight applied in the model's type.
@@ -74,45 +95,73 @@ pub struct RmsNorm {
 
 impl LlamaConfig {
     pub fn init(&self, device: &Device) -> LlamaForCausalLM {
+        self.init_keeping_quantized(device, &|_| false)
+    }
+
+    /// The model with no dense weight for the checkpoint keys `quantized` names: those are
+    /// attached as GGUF blocks after loading (`models/llama/gguf.rs`). Parameters are made
+    /// lazily, so loading never materialises the placeholders.
+    pub fn init_keeping_quantized(
+        &self,
+        device: &Device,
+        quantized: &dyn Fn(&str) -> bool,
+    ) -> LlamaForCausalLM {
         let hidden = self.hidden_size;
         let (heads, key_value_heads, head_size) = (
             self.num_attention_heads,
             self.key_value_heads(),
             self.head_size(),
         );
-        let linear = |inputs, outputs, bias| {
-            LinearConfig::new(inputs, outputs)
-                .with_bias(bias)
-                .init(device)
+        let dense = |key: String| !quantized(&key);
+        let linear = |key: String, inputs: usize, outputs: usize, bias: bool| Projection {
+            weight: dense(format!("{key}.weight"))
+                .then(|| Initializer::Zeros.init([outputs, inputs], device)),
+            bias: bias.then(|| Initializer::Zeros.init([outputs], device)),
+            quantized: None,
         };
         let norm = || RmsNorm {
-            weight: Param::from_tensor(Tensor::ones([hidden], device)),
+            weight: Initializer::Ones.init([hidden], device),
             epsilon: self.rms_norm_eps,
         };
         let layers = (0..self.num_hidden_layers)
-            .map(|_| DecoderLayer {
-                self_attn: SelfAttention {
-                    q_proj: linear(hidden, heads * head_size, self.qkv_bias()),
-                    k_proj: linear(hidden, key_value_heads * head_size, self.qkv_bias()),
-                    v_proj: linear(hidden, key_value_heads * head_size, self.qkv_bias()),
-                    o_proj: linear(heads * head_size, hidden, self.output_bias()),
-                },
-                mlp: Mlp {
-                    gate_proj: linear(hidden, self.intermediate_size, false),
-                    up_proj: linear(hidden, self.intermediate_size, false),
-                    down_proj: linear(self.intermediate_size, hidden, false),
-                },
-                input_layernorm: norm(),
-                post_attention_layernorm: norm(),
+            .map(|index| {
+                let attention = |name: &str| format!("model.layers.{index}.self_attn.{name}");
+                let mlp = |name: &str| format!("model.layers.{index}.mlp.{name}");
+                let (qkv, kv_width) = (self.qkv_bias(), key_value_heads * head_size);
+                DecoderLayer {
+                    self_attn: SelfAttention {
+                        q_proj: linear(attention("q_proj"), hidden, heads * head_size, qkv),
+                        k_proj: linear(attention("k_proj"), hidden, kv_width, qkv),
+                        v_proj: linear(attention("v_proj"), hidden, kv_width, qkv),
+                        o_proj: linear(
+                            attention("o_proj"),
+                            heads * head_size,
+                            hidden,
+                            self.output_bias(),
+                        ),
+                    },
+                    mlp: Mlp {
+                        gate_proj: linear(mlp("gate_proj"), hidden, self.intermediate_size, false),
+                        up_proj: linear(mlp("up_proj"), hidden, self.intermediate_size, false),
+                        down_proj: linear(mlp("down_proj"), self.intermediate_size, hidden, false),
+                    },
+                    input_layernorm: norm(),
+                    post_attention_layernorm: norm(),
+                }
             })
             .collect();
         LlamaForCausalLM {
             model: LlamaModel {
-                embed_tokens: EmbeddingConfig::new(self.vocab_size, hidden).init(device),
+                embed_tokens: TokenEmbedding {
+                    weight: dense("model.embed_tokens.weight".into())
+                        .then(|| Initializer::Zeros.init([self.vocab_size, hidden], device)),
+                    quantized: None,
+                },
                 layers,
                 norm: norm(),
             },
-            lm_head: (!self.tie_word_embeddings).then(|| linear(hidden, self.vocab_size, false)),
+            lm_head: (!self.tie_word_embeddings)
+                .then(|| linear("lm_head".into(), hidden, self.vocab_size, false)),
             shape: Shape {
                 heads,
                 key_value_heads,
@@ -227,7 +276,7 @@ impl KvCache {
 
 impl LlamaForCausalLM {
     pub fn device(&self) -> Device {
-        self.model.embed_tokens.weight.device()
+        self.model.norm.weight.device()
     }
 
     /// Reads `ids` after the positions already in `cache` and returns the final hidden states
@@ -251,14 +300,7 @@ impl LlamaForCausalLM {
             )));
         }
         let device = self.device();
-        let ids = TensorData::new(
-            ids.iter().map(|&id| i64::from(id)).collect::<Vec<_>>(),
-            [1, count],
-        );
-        let mut hidden = self
-            .model
-            .embed_tokens
-            .forward(Tensor::<2, Int>::from_data(ids, &device));
+        let mut hidden = self.model.embed_tokens.forward(ids, &device);
         let rotary = |table: &Tensor<2>| {
             table
                 .clone()
@@ -286,18 +328,46 @@ impl LlamaForCausalLM {
         Ok(self.model.norm.forward(hidden))
     }
 
+    /// Gives the projection (or token table) at checkpoint key `key` its GGUF blocks; `false`
+    /// when the model has no such weight.
+    pub fn attach_quantized(&mut self, key: &str, matrix: QuantizedMatrix) -> bool {
+        let projection = match key {
+            "model.embed_tokens.weight" => {
+                self.model.embed_tokens.quantized = Some(matrix);
+                return true;
+            }
+            "lm_head.weight" => self.lm_head.as_mut(),
+            _ => key
+                .strip_prefix("model.layers.")
+                .and_then(|rest| rest.split_once('.'))
+                .and_then(|(index, rest)| {
+                    let layer = self.model.layers.get_mut(index.parse::<usize>().ok()?)?;
+                    Some(match rest.strip_suffix(".weight")? {
+                        "self_attn.q_proj" => &mut layer.self_attn.q_proj,
+                        "self_attn.k_proj" => &mut layer.self_attn.k_proj,
+                        "self_attn.v_proj" => &mut layer.self_attn.v_proj,
+                        "self_attn.o_proj" => &mut layer.self_attn.o_proj,
+                        "mlp.gate_proj" => &mut layer.mlp.gate_proj,
+                        "mlp.up_proj" => &mut layer.mlp.up_proj,
+                        "mlp.down_proj" => &mut layer.mlp.down_proj,
+                        _ => return None,
+                    })
+                }),
+        };
+        match projection {
+            Some(projection) => {
+                projection.quantized = Some(matrix);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Scores over the vocabulary `[1, positions, vocab]`, in f32.
     pub fn logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let logits = match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => hidden.matmul(
-                self.model
-                    .embed_tokens
-                    .weight
-                    .val()
-                    .transpose()
-                    .unsqueeze::<3>(),
-            ),
+            None => self.model.embed_tokens.output(hidden),
         };
         upcast(logits)
     }
@@ -369,6 +439,56 @@ impl SelfAttention {
             .swap_dims(1, 2)
             .reshape([batch, count, heads * size]);
         self.o_proj.forward(context)
+    }
+}
+
+impl Projection {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let product = match (&self.weight, &self.quantized) {
+            (Some(weight), _) => x.matmul(weight.val().transpose().unsqueeze::<3>()),
+            (None, Some(matrix)) => quantized::forward(matrix, x),
+            (None, None) => unreachable!("loading gives every projection its weight"),
+        };
+        match &self.bias {
+            Some(bias) => product + bias.val().unsqueeze::<3>(),
+            None => product,
+        }
+    }
+}
+
+impl TokenEmbedding {
+    /// The rows of `ids`: `[1, ids, hidden]`.
+    fn forward(&self, ids: &[u32], device: &Device) -> Tensor<3> {
+        match (&self.weight, &self.quantized) {
+            (Some(weight), _) => {
+                let picks = TensorData::new(
+                    ids.iter().map(|&id| i64::from(id)).collect::<Vec<_>>(),
+                    [ids.len()],
+                );
+                let picks = Tensor::<1, Int>::from_data(picks, device);
+                weight.val().select(0, picks).unsqueeze::<3>()
+            }
+            (None, Some(matrix)) => {
+                let mut rows = Vec::with_capacity(ids.len() * matrix.columns());
+                for &id in ids {
+                    matrix.row_into(id as usize, &mut rows);
+                }
+                Tensor::<3>::from_data(
+                    TensorData::new(rows, [1, ids.len(), matrix.columns()]),
+                    (device, compute_dtype(device)),
+                )
+            }
+            (None, None) => unreachable!("loading gives the token table its weight"),
+        }
+    }
+
+    /// Scores over the vocabulary from hidden states, through the table (tied embeddings).
+    fn output(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match (&self.weight, &self.quantized) {
+            (Some(weight), _) => hidden.matmul(weight.val().transpose().unsqueeze::<3>()),
+            (None, Some(matrix)) => quantized::forward(matrix, hidden),
+            (None, None) => unreachable!("loading gives the token table its weight"),
+        }
     }
 }
 

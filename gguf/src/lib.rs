@@ -6,6 +6,10 @@
 //! block alignment, offsets within the file and not overlapping. Hand-written (about the size of a
 //! crate's) because the well-kept readers come inside whole ML frameworks (candle-core, ggml's
 //! Python package): this one reads a header from byte ranges, so a browser never holds the file.
+//! Its own crate so that debug builds (tests, the debug bundle) still build it optimised:
+//! `matrix` multiplies by quantised weights token after token.
+
+pub mod matrix;
 
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
