@@ -202,7 +202,7 @@ pub(crate) async fn train(
             face_reference,
             photos_without_face,
             wasm_heap_bytes: super::wasm_heap_bytes(),
-            gpu_memory: super::worker::gpu_memory(&drawing_device),
+            gpu_memory: super::gpu_memory(&drawing_device),
         },
         file,
     ))

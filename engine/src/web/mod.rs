@@ -73,3 +73,11 @@ pub(crate) fn encode_png(rgb: &[u8], width: usize, height: usize) -> Result<Vec<
         .map_err(|error| EngineError::Usage(format!("could not encode the picture: {error}")))?;
     Ok(png)
 }
+
+/// What burn's GPU allocator holds on `device`; `None` on the CPU (no pools).
+pub(crate) fn gpu_memory(device: &burn::tensor::Device) -> Option<protocol::GpuMemory> {
+    let usage = device.memory_pool_usage()?;
+    Some(protocol::GpuMemory {
+        reserved_bytes: usage.bytes_reserved,
+    })
+}

@@ -16,7 +16,7 @@ use web_time::Instant;
 use super::device::device;
 use super::files::{HttpFiles, SourceFiles};
 use super::state::State;
-use super::{encode_png, post, wasm_heap_bytes};
+use super::{encode_png, gpu_memory, post, wasm_heap_bytes};
 use crate::device::ComputeBackend;
 use crate::error::{EngineError, Result};
 use crate::estimate::{Path as ComputePath, PipelineShape, WASM32_MEMORY_BYTES, estimate};
@@ -434,14 +434,6 @@ async fn generate(
         },
         png,
     ))
-}
-
-/// What burn's GPU allocator holds on `device`; `None` on the CPU (no pools).
-pub(super) fn gpu_memory(device: &burn::tensor::Device) -> Option<protocol::GpuMemory> {
-    let usage = device.memory_pool_usage()?;
-    Some(protocol::GpuMemory {
-        reserved_bytes: usage.bytes_reserved,
-    })
 }
 
 /// The `noise` tensor of a safetensors file at `url`.

@@ -10,9 +10,8 @@ use protocol::{Completed, DeviceInfo, Event, ModelSource};
 use web_time::Instant;
 
 use super::files::SourceFiles;
-use super::post;
 use super::state::State;
-use super::worker::gpu_memory;
+use super::{gpu_memory, post};
 use crate::error::Result;
 use crate::pipelines::text_generation::{LanguageModel, Next};
 use crate::sampling::Sampling;
