@@ -29,6 +29,8 @@ cargo xtask <command>
                   SmolLM2-135M (or GGUF), engine (native release build, every core) beside
                   transformers on PyTorch's CPU (f32, the same threads, models/.venv), and each
                   one's peak memory
+  bench wllama [GGUF]  the same in one headless Chromium on the CPU (one thread each): the
+                  engine's bench page (release build) beside wllama (npm, llama.cpp in wasm)
   bench text [DIR]  time loading a text encoder and encoding one prompt (native release build;
                     default DIR: models/fixtures/tiny-sd2)
   bench generate DIR [SIZE] [DECODER]  1- and 4-step generation at SIZE² (default 256), engine
@@ -84,6 +86,8 @@ fn main() -> ExitCode {
         ["bench", "language-model"] => bench_language_model(None, "cpu"),
         ["bench", "language-model", backend] => bench_language_model(None, backend),
         ["bench", "language-model", backend, path] => bench_language_model(Some(path), backend),
+        ["bench", "wllama"] => bench_wllama(None),
+        ["bench", "wllama", path] => bench_wllama(Some(path)),
         ["bench", "text"] => bench_text(None),
         ["bench", "text", folder] => bench_text(Some(folder)),
         ["bench", "generate", folder] => bench_generate(folder, "256", None),
@@ -576,6 +580,18 @@ fn bench_ort(folder: &str, side: &str, backends: &str) -> Result {
     run(
         "node",
         &["tests/bench/ort.mjs", folder, &onnx, side, "5", backends],
+    )
+}
+
+/// The engine and wllama on the same GGUF (see tests/bench/wllama.mjs).
+fn bench_wllama(path: Option<&str>) -> Result {
+    language_model::fetch()?;
+    tools::setup_test_machine()?;
+    dist()?;
+    let path = path.map_or_else(language_model::default_path, PathBuf::from);
+    run(
+        "node",
+        &["tests/bench/wllama.mjs", &path.display().to_string(), BENCH_STORY_PROMPT, "64"],
     )
 }
 
