@@ -59,6 +59,14 @@ TOKENIZER_STRINGS = [
     "",
 ]
 GREEDY_TOKENS = 10
+# Conversations for the chat template (transformers' `apply_chat_template`, generation prompt added).
+CONVERSATIONS = [
+    [{"role": "system", "content": "You write short picture books for toddlers."},
+     {"role": "user", "content": "Write a story about {child} and the bath."}],
+    [{"role": "user", "content": "Hello!"},
+     {"role": "assistant", "content": "Hi! Which story shall we read?"},
+     {"role": "user", "content": "The duck one, with \"quotes\" and\nnew lines."}],
+]
 
 
 def train_tokenizer(qwen: bool) -> Tokenizer:
@@ -209,7 +217,9 @@ def reference(model_path: Path, gguf_file: str | None):
 
 
 def outputs(name: str, tokenizer, model, tensors: dict, all_positions: bool = True) -> dict:
-    record = {"tokens": {text: tokenizer(text).input_ids for text in TOKENIZER_STRINGS}, "prompts": []}
+    record = {"tokens": {text: tokenizer(text).input_ids for text in TOKENIZER_STRINGS}, "prompts": [],
+              "chats": [tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+                        for conversation in CONVERSATIONS]}
     for number, prompt in enumerate(PROMPTS):
         ids = tokenizer(prompt, return_tensors="pt").input_ids
         with torch.no_grad():

@@ -940,7 +940,11 @@ fn metadata_that_disagrees_with_the_tensors_is_refused_naming_the_tensor() {
         let value = after(bytes, "llama.attention.head_count") + 4;
         bytes[value..value + 4].copy_from_slice(&8u32.to_le_bytes());
     });
-    language_model_refused(files, Some(GGUF), &["q_proj.weight", "shape"]);
+    language_model_refused(
+        files,
+        Some(GGUF),
+        &["blk.0.attn_q.weight", "needs [512, 256]"],
+    );
 }
 
 #[test]

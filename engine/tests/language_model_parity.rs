@@ -273,3 +273,54 @@ fn real_smollm2_135m_matches_transformers() {
         assert_eq!(completion.text, prompt["greedy_text"].as_str().unwrap());
     }
 }
+
+/// The conversations of `models/make_llm_fixtures.py` (`CONVERSATIONS`).
+fn conversations() -> Vec<Vec<engine::models::llama::Message>> {
+    use engine::models::llama::Message;
+    vec![
+        vec![
+            Message::new("system", "You write short picture books for toddlers."),
+            Message::new("user", "Write a story about {child} and the bath."),
+        ],
+        vec![
+            Message::new("user", "Hello!"),
+            Message::new("assistant", "Hi! Which story shall we read?"),
+            Message::new("user", "The duck one, with \"quotes\" and\nnew lines."),
+        ],
+    ]
+}
+
+fn assert_chats_match(model: &LanguageModel, expected: &serde_json::Value, name: &str) {
+    let template = model.chat_template.as_ref().expect("a chat template");
+    for (conversation, expected) in conversations().iter().zip(expected.as_array().unwrap()) {
+        assert_eq!(
+            template.render(conversation, true).unwrap(),
+            expected.as_str().unwrap(),
+            "{name}: the chat template"
+        );
+    }
+}
+
+#[test]
+fn chat_templates_render_as_transformers_renders_them() {
+    let device = common::device();
+    let tiny = golden("llm-golden.json");
+    for name in [
+        "tiny-llama",
+        "tiny-llama.gguf",
+        "tiny-qwen2",
+        "tiny-qwen2.gguf",
+    ] {
+        assert_chats_match(&load(name, &device), &tiny[name]["chats"], name);
+    }
+    // SmolLM2's own template adds its default system prompt when a conversation has none.
+    let path = real_model_path();
+    let files = Folder(path.parent().unwrap().to_owned());
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let model = block_on(LanguageModel::load(&files, Some(name), &device)).unwrap();
+    assert_chats_match(
+        &model,
+        &golden("smollm2-135m-golden.json")["chats"],
+        "SmolLM2",
+    );
+}

@@ -591,7 +591,12 @@ fn bench_wllama(path: Option<&str>) -> Result {
     let path = path.map_or_else(language_model::default_path, PathBuf::from);
     run(
         "node",
-        &["tests/bench/wllama.mjs", &path.display().to_string(), BENCH_STORY_PROMPT, "64"],
+        &[
+            "tests/bench/wllama.mjs",
+            &path.display().to_string(),
+            BENCH_STORY_PROMPT,
+            "64",
+        ],
     )
 }
 

@@ -10,7 +10,7 @@ use crate::error::{EngineError, Result};
 use crate::loaders::files::ModelFiles;
 use crate::loaders::weights::{WeightFiles, load_into};
 use crate::models::llama::config::LlamaConfig;
-use crate::models::llama::{KvCache, LanguageTokenizer, LlamaForCausalLM, gguf};
+use crate::models::llama::{ChatTemplate, KvCache, LanguageTokenizer, LlamaForCausalLM, gguf};
 use crate::sampling::{Sampler, Sampling};
 
 /// A language model ready to write.
@@ -21,8 +21,8 @@ pub struct LanguageModel {
     pub config: LlamaConfig,
     /// Tokens that end a reply.
     pub end_ids: Vec<u32>,
-    /// The model's chat template (Jinja), from `tokenizer_config.json` or the GGUF.
-    pub chat_template: Option<String>,
+    /// The model's chat template, from `tokenizer_config.json` or the GGUF.
+    pub chat_template: Option<ChatTemplate>,
 }
 
 /// One token of a reply as it is written.
@@ -58,6 +58,19 @@ pub struct Completion {
 struct TokenizerConfig {
     #[serde(default)]
     chat_template: Option<serde_json::Value>,
+    #[serde(default)]
+    bos_token: Option<serde_json::Value>,
+    #[serde(default)]
+    eos_token: Option<serde_json::Value>,
+}
+
+/// A special token as `tokenizer_config.json` writes it: text, or an `AddedToken` object.
+fn token_text(value: Option<serde_json::Value>) -> Option<String> {
+    match value? {
+        serde_json::Value::String(text) => Some(text),
+        serde_json::Value::Object(object) => object.get("content")?.as_str().map(str::to_owned),
+        _ => None,
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -81,10 +94,19 @@ impl LanguageModel {
                 let config = gguf::config(&header, &path)?;
                 let tokenizer = LanguageTokenizer::from_gguf(&header, &path)?;
                 let model = gguf::load(files, relative, &header, &config, device).await?;
+                let token = |key: &str| {
+                    let id = header.get(key)?.as_u64()?;
+                    let tokens = header.get("tokenizer.ggml.tokens")?.as_strings()?;
+                    tokens.get(usize::try_from(id).ok()?).cloned()
+                };
                 let chat_template = header
                     .get("tokenizer.chat_template")
                     .and_then(|value| value.as_str())
-                    .map(str::to_owned);
+                    .map(|source| ChatTemplate {
+                        source: source.to_owned(),
+                        bos_token: token("tokenizer.ggml.bos_token_id"),
+                        eos_token: token("tokenizer.ggml.eos_token_id"),
+                    });
                 let end_ids = config
                     .eos_token_id
                     .as_ref()
@@ -103,13 +125,21 @@ impl LanguageModel {
                     &files.display_path("tokenizer.json"),
                 )?;
                 let chat_template = match files.read("tokenizer_config.json").await? {
-                    Some(bytes) => crate::loaders::files::parse_json::<TokenizerConfig>(
-                        &bytes,
-                        &files.display_path("tokenizer_config.json"),
-                        "the tokenizer's configuration",
-                    )?
-                    .chat_template
-                    .and_then(|template| template.as_str().map(str::to_owned)),
+                    Some(bytes) => {
+                        let config: TokenizerConfig = crate::loaders::files::parse_json(
+                            &bytes,
+                            &files.display_path("tokenizer_config.json"),
+                            "the tokenizer's configuration",
+                        )?;
+                        config
+                            .chat_template
+                            .and_then(|template| template.as_str().map(str::to_owned))
+                            .map(|source| ChatTemplate {
+                                source,
+                                bos_token: token_text(config.bos_token),
+                                eos_token: token_text(config.eos_token),
+                            })
+                    }
                     None => None,
                 };
                 let mut end_ids = config
@@ -146,7 +176,7 @@ impl LanguageModel {
         tokenizer: LanguageTokenizer,
         config: LlamaConfig,
         mut end_ids: Vec<u32>,
-        chat_template: Option<String>,
+        chat_template: Option<ChatTemplate>,
     ) -> Result<Self> {
         end_ids.sort_unstable();
         end_ids.dedup();

@@ -7,14 +7,17 @@
 //! `model` is the module, whose parameter paths are transformers' checkpoint keys; `gguf` maps
 //! llama.cpp's tensor names and layouts onto them, keeping quantised blocks as they are on the
 //! processor (`quantized`); `tokenizer` builds the tokenizer from
-//! `tokenizer.json` or from the GGUF's vocabulary and merges.
+//! `tokenizer.json` or from the GGUF's vocabulary and merges; `chat` renders the model's own chat
+//! template.
 
+pub mod chat;
 pub mod config;
 pub mod gguf;
 pub mod model;
 pub mod quantized;
 pub mod tokenizer;
 
+pub use chat::{ChatTemplate, Message};
 pub use config::{Family, LlamaConfig};
 pub use model::{KvCache, LlamaForCausalLM};
 pub use tokenizer::LanguageTokenizer;
