@@ -64,6 +64,29 @@ impl BlockMatrix {
         dequantize(self.kind, &self.blocks[start..start + self.row_bytes], out);
     }
 
+    /// The whole matrix widened to f32, row after row (for products with many inputs at once,
+    /// where a dense matrix product is faster than widening each row per input block).
+    pub fn dense(&self) -> Vec<f32> {
+        let chunks = self.blocks.chunks(self.row_bytes * ROWS_PER_TASK);
+        let widen = |blocks: &[u8]| {
+            let mut values = Vec::with_capacity(blocks.len() / self.row_bytes * self.columns);
+            dequantize(self.kind, blocks, &mut values);
+            values
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        let parts: Vec<Vec<f32>> = {
+            use rayon::prelude::*;
+            chunks
+                .collect::<Vec<_>>()
+                .into_par_iter()
+                .map(widen)
+                .collect()
+        };
+        #[cfg(target_arch = "wasm32")]
+        let parts: Vec<Vec<f32>> = chunks.map(widen).collect();
+        parts.concat()
+    }
+
     /// `[count, columns]` inputs times the transposed weight: `[count, rows]`.
     pub fn products(&self, inputs: &[f32], count: usize) -> Vec<f32> {
         let tasks = self.rows.div_ceil(ROWS_PER_TASK);

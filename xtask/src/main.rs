@@ -735,7 +735,7 @@ fn bench_language_model(path: Option<&str>, backend: &str) -> Result {
     let new_tokens = 64;
     let threads = std::thread::available_parallelism().map_or(1, |count| count.get());
     let mut best: Option<(f64, f64, f64)> = None;
-    for _ in 0..3 {
+    for _ in 0..2 {
         let output = Command::new("/usr/bin/time")
             .args(["-f", "peak %M KB"])
             .arg(&binary)
@@ -747,7 +747,7 @@ fn bench_language_model(path: Option<&str>, backend: &str) -> Result {
                 "--max-tokens",
                 &new_tokens.to_string(),
             ])
-            .args(["--ignore-end", "--backend", backend])
+            .args(["--ignore-end", "--repeat", "3", "--backend", backend])
             .output()
             .map_err(|error| format!("{}: {error}", binary.display()))?;
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -755,9 +755,11 @@ fn bench_language_model(path: Option<&str>, backend: &str) -> Result {
             return Err(format!("toddler complete failed: {stderr}"));
         }
         // "prompt: N tokens in X s (P tokens/s); reply: M tokens in Y s (G tokens/s)", "peak K KB"
+        // The last of three runs in one process (the first warms up, as transformers' does).
         let line = stderr
             .lines()
-            .find(|line| line.starts_with("prompt:"))
+            .filter(|line| line.starts_with("prompt:"))
+            .last()
             .ok_or("no timing line")?;
         let numbers = numbers_in(line);
         let peak = stderr

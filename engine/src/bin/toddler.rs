@@ -120,6 +120,9 @@ mod cli {
         /// Keep writing past end tokens (benchmarks compare the same number of tokens).
         #[arg(long)]
         ignore_end: bool,
+        /// Write it this many times (benchmarks: the first run warms up; each is timed).
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
     }
 
     #[derive(clap::Args)]
@@ -837,6 +840,16 @@ mod cli {
         };
         let prompt = model.tokenizer.encode(&args.prompt)?;
         let mut cache = model.cache_for(prompt.len(), args.max_tokens)?;
+        for _ in 1..args.repeat {
+            let completion = block_on(model.complete(
+                &prompt,
+                args.max_tokens,
+                sampling.clone(),
+                &mut cache,
+                |_| Next::Continue,
+            ))?;
+            report_completion(prompt.len(), &completion);
+        }
         let completion =
             block_on(
                 model.complete(&prompt, args.max_tokens, sampling, &mut cache, |token| {
@@ -845,15 +858,7 @@ mod cli {
                 }),
             )?;
         eprintln!();
-        let generated = completion.ids.len();
-        eprintln!(
-            "prompt: {} tokens in {:.3} s ({:.1} tokens/s); reply: {generated} tokens in {:.3} s ({:.1} tokens/s)",
-            prompt.len(),
-            completion.prompt_seconds,
-            prompt.len() as f64 / completion.prompt_seconds.max(1e-9),
-            completion.generation_seconds,
-            generated.saturating_sub(1) as f64 / completion.generation_seconds.max(1e-9),
-        );
+        report_completion(prompt.len(), &completion);
         if let Some(path) = &args.logits_out {
             let logits = &completion.prompt_logits;
             write_safetensors(path, "logits", &[logits.len()], logits)?;
@@ -863,6 +868,21 @@ mod cli {
             serde_json::json!({ "ids": completion.ids, "text": completion.text })
         );
         Ok(())
+    }
+
+    fn report_completion(
+        prompt_tokens: usize,
+        completion: &engine::pipelines::text_generation::Completion,
+    ) {
+        let generated = completion.ids.len();
+        eprintln!(
+            "prompt: {} tokens in {:.3} s ({:.1} tokens/s); reply: {generated} tokens in {:.3} s ({:.1} tokens/s)",
+            prompt_tokens,
+            completion.prompt_seconds,
+            prompt_tokens as f64 / completion.prompt_seconds.max(1e-9),
+            completion.generation_seconds,
+            generated.saturating_sub(1) as f64 / completion.generation_seconds.max(1e-9),
+        );
     }
 
     fn read_embedding(path: &PathBuf) -> Result<TextualInversion> {

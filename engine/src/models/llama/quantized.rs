@@ -9,12 +9,24 @@ use burn::tensor::{Tensor, TensorData};
 
 pub use crate::loaders::gguf::matrix::BlockMatrix as QuantizedMatrix;
 
+/// Inputs from which the matrix is widened whole and multiplied by burn's matrix product (a
+/// prompt read in one batch), rather than row by row (a token at a time). Measured on SmolLM2-135M
+/// natively: a 60-token prompt at 135 tokens/s row by row.
+const DENSE_FROM_INPUTS: usize = 8;
+
 /// `x · Wᵀ` for `[batch, tokens, columns]` inputs on the CPU backend: `[batch, tokens, rows]`.
 pub fn forward(matrix: &QuantizedMatrix, x: Tensor<3>) -> Tensor<3> {
     let [batch, tokens, columns] = x.dims();
     assert_eq!(columns, matrix.columns(), "the input's width");
     let device = x.device();
     let dtype = x.dtype();
+    if batch * tokens >= DENSE_FROM_INPUTS {
+        let weight = Tensor::<2>::from_data(
+            TensorData::new(matrix.dense(), [matrix.rows(), columns]),
+            (&device, dtype),
+        );
+        return x.matmul(weight.transpose().unsqueeze::<3>());
+    }
     let inputs = x
         .into_data()
         .convert::<f32>()
