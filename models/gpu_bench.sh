@@ -3,7 +3,8 @@
 # beside PyTorch CUDA, on the full-size SD-Turbo shape with random weights, at 512².
 #
 # Carried from the development machine: .gl/ (Vulkan loader debs), .whl/ (diffusers, peft and
-# importlib_metadata wheels), .bin/toddler.xz (the release CLI, stripped). Every figure is
+# importlib_metadata wheels), .bin/toddler.xz (the release CLI, stripped), and .lm/ (the story
+# writer's real model, SmolLM2-135M-Instruct.Q4_1.gguf from `cargo xtask language-model`). Every figure is
 # appended to $OUT/log as it comes, so a run cut short still reports what it measured.
 set -u
 OUT=${OUT:-/tmp/gpu-bench}
@@ -43,6 +44,18 @@ for dtype in f16 f32; do
     --photos models/fixtures/photos --token "<kid>" --steps 10 --resolution $RES \
     --out /tmp/kid.safetensors --gradient-checkpointing --lora-rank 4 2>&1 | log
 done
+
+# The story writer's language model (issue 28): tokens per second writing on the GPU, f16 and
+# f32, against the anchor for real laptops (≥ 60 tokens/s generating with a ≤ 0.5 B 4-bit model).
+if [ -f .lm/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
+  for dtype in f16 f32; do
+    echo "== engine complete $dtype, 64 tokens ×3 (the first run compiles the kernels)" | log
+    timeout 120 /tmp/toddler complete --backend gpu --dtype $dtype \
+      --model .lm/SmolLM2-135M-Instruct.Q4_1.gguf --max-tokens 64 --ignore-end --repeat 3 \
+      --prompt "Once upon a time, in a little yellow house at the end of a quiet street" 2>&1 \
+      | grep -E "loaded|prompt:" | log
+  done
+fi
 
 echo "== PyTorch CUDA" | log
 timeout 120 python3 models/bench_cuda_reference.py $MODEL $RES 2>&1 | grep -v Warning | log

@@ -20,7 +20,8 @@ if (!model || !prompt) {
 const newTokens = Number(newTokensText);
 
 const site = await mkdtemp(join(tmpdir(), 'wllama-bench-'));
-const dist = join(repoRoot, 'dist-release');
+// TODDLER_DIST: another build of the app (the tests' debug `dist/`, say) in place of dist-release/.
+const dist = process.env.TODDLER_DIST ?? join(repoRoot, 'dist-release');
 for (const entry of await readdir(dist)) await symlink(join(dist, entry), join(site, entry));
 await symlink(join(repoRoot, 'xtask/npm/node_modules/@wllama/wllama/esm'), join(site, 'wllama'));
 await symlink(resolve(model), join(site, 'model.gguf'));
