@@ -758,8 +758,7 @@ fn bench_language_model(path: Option<&str>, backend: &str) -> Result {
         // The last of three runs in one process (the first warms up, as transformers' does).
         let line = stderr
             .lines()
-            .filter(|line| line.starts_with("prompt:"))
-            .last()
+            .rfind(|line| line.starts_with("prompt:"))
             .ok_or("no timing line")?;
         let numbers = numbers_in(line);
         let peak = stderr
