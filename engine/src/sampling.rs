@@ -5,52 +5,30 @@
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-/// How the next token is chosen.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sampling {
-    /// `None`: greedy (the highest score).
-    pub temperature: Option<f32>,
-    /// Keep the smallest set of best tokens whose probability reaches this (1.0: all).
-    pub top_p: f32,
-    /// Keep this many best tokens (0: all).
-    pub top_k: usize,
-    /// transformers' `repetition_penalty` over every token read so far (1.0: none).
-    pub repetition_penalty: f32,
-    pub seed: u64,
-}
+/// How the next token is chosen: the protocol's settings, whose default is greedy, so the worker,
+/// the CLI and the tests share one type.
+pub use protocol::Sampling;
 
-impl Sampling {
-    pub fn greedy() -> Self {
-        Sampling {
-            temperature: None,
-            top_p: 1.0,
-            top_k: 0,
-            repetition_penalty: 1.0,
-            seed: 0,
-        }
+/// A usage error for settings no sampler takes.
+pub fn check(settings: &Sampling) -> Result<(), String> {
+    if let Some(temperature) = settings.temperature
+        && !(temperature.is_finite() && temperature > 0.0)
+    {
+        return Err(format!("the temperature {temperature} must be above 0"));
     }
-
-    /// A usage error for values no sampler takes.
-    pub fn check(&self) -> Result<(), String> {
-        if let Some(temperature) = self.temperature
-            && !(temperature.is_finite() && temperature > 0.0)
-        {
-            return Err(format!("the temperature {temperature} must be above 0"));
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(format!(
-                "top-p {} must be above 0 and at most 1",
-                self.top_p
-            ));
-        }
-        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
-            return Err(format!(
-                "the repetition penalty {} must be above 0",
-                self.repetition_penalty
-            ));
-        }
-        Ok(())
+    if !(settings.top_p > 0.0 && settings.top_p <= 1.0) {
+        return Err(format!(
+            "top-p {} must be above 0 and at most 1",
+            settings.top_p
+        ));
     }
+    if !(settings.repetition_penalty.is_finite() && settings.repetition_penalty > 0.0) {
+        return Err(format!(
+            "the repetition penalty {} must be above 0",
+            settings.repetition_penalty
+        ));
+    }
+    Ok(())
 }
 
 /// A [`Sampling`] with its generator.
@@ -146,12 +124,12 @@ mod tests {
     fn greedy_takes_the_best_after_the_repetition_penalty() {
         let mut sampler = Sampler::new(Sampling {
             repetition_penalty: 2.0,
-            ..Sampling::greedy()
+            ..Sampling::default()
         });
         // Token 0 read before: 3.0 / 2 falls below token 1's 2.0.
         assert_eq!(sampler.next(vec![3.0, 2.0, -1.0], &[0, 0]), 1);
         assert_eq!(
-            Sampler::new(Sampling::greedy()).next(vec![3.0, 2.0], &[0]),
+            Sampler::new(Sampling::default()).next(vec![3.0, 2.0], &[0]),
             0
         );
     }
@@ -161,7 +139,7 @@ mod tests {
         let settings = Sampling {
             temperature: Some(1.0),
             seed: 7,
-            ..Sampling::greedy()
+            ..Sampling::default()
         };
         let scores = vec![0.5, 0.4, 0.3, 0.2, 0.1];
         let draws = |settings: &Sampling| {

@@ -78,7 +78,7 @@ fn assert_close(name: &str, actual: &[f32], expected: &[f32]) {
 fn greedy(model: &LanguageModel, prompt: &[u32], tokens: usize) -> Vec<u32> {
     let mut cache = model.cache_for(prompt.len(), tokens).unwrap();
     block_on(
-        model.complete(prompt, tokens, Sampling::greedy(), &mut cache, |_| {
+        model.complete(prompt, tokens, Sampling::default(), &mut cache, |_| {
             Next::Continue
         }),
     )
@@ -215,7 +215,7 @@ fn sampling_is_seeded_and_stops_when_asked() {
     let mut cache = model.cache_for(prompt.len(), 12).unwrap();
     let mut seen = 0;
     let stopped = block_on(
-        model.complete(&prompt, 12, Sampling::greedy(), &mut cache, |_| {
+        model.complete(&prompt, 12, Sampling::default(), &mut cache, |_| {
             seen += 1;
             if seen == 3 {
                 Next::Stop
@@ -259,7 +259,7 @@ fn real_smollm2_135m_matches_transformers() {
         let mut cache = model.cache_for(prompt_ids.len(), 10).unwrap();
         let completion =
             block_on(
-                model.complete(&prompt_ids, 10, Sampling::greedy(), &mut cache, |_| {
+                model.complete(&prompt_ids, 10, Sampling::default(), &mut cache, |_| {
                     Next::Continue
                 }),
             )

@@ -206,7 +206,7 @@ impl LanguageModel {
         cache: &mut KvCache,
         mut on_token: impl FnMut(Token<'_>) -> Next,
     ) -> Result<Completion> {
-        sampling.check().map_err(EngineError::Usage)?;
+        crate::sampling::check(&sampling).map_err(EngineError::Usage)?;
         if prompt.is_empty() {
             return Err(EngineError::Usage(
                 "the prompt has no tokens; a model needs at least one to continue".into(),

@@ -14,7 +14,6 @@ use super::state::State;
 use super::{gpu_memory, post};
 use crate::error::Result;
 use crate::pipelines::text_generation::{LanguageModel, Next};
-use crate::sampling::Sampling;
 
 /// What identifies a loaded language model: its files and the device it is on.
 pub(crate) fn model_key(source: &ModelSource, file: Option<&str>, info: &DeviceInfo) -> String {
@@ -56,13 +55,6 @@ pub(crate) async fn complete(
     };
     let ids = model.tokenizer.encode(prompt)?;
     let mut cache = model.cache_for(ids.len(), max_tokens)?;
-    let sampling = Sampling {
-        temperature: sampling.temperature,
-        top_p: sampling.top_p,
-        top_k: sampling.top_k,
-        repetition_penalty: sampling.repetition_penalty,
-        seed: sampling.seed,
-    };
     let completion = model
         .complete(&ids, max_tokens, sampling, &mut cache, |token| {
             post(
