@@ -55,6 +55,18 @@ if [ -f .lm/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
       --prompt "Once upon a time, in a little yellow house at the end of a quiet street" 2>&1 \
       | grep -E "loaded|prompt:" | log
   done
+  # The story writer (issue 29): a six-page story on the GPU, twice (the first compiles the
+  # kernels), against the target for a laptop GPU (≤ 10 s); the default writer's shape too when
+  # .lm/ carries it (models/make_writer_shape.py).
+  for model in .lm/SmolLM2-135M-Instruct.Q4_1.gguf .lm/smollm2-360m-shape-random-q8_0.gguf; do
+    [ -f "$model" ] || continue
+    for seed in 0 1; do
+      echo "== engine write-story $model seed $seed" | log
+      timeout 120 /tmp/toddler write-story --backend gpu --model "$model" --child Mia --pronouns she \
+        --idea "Mia is scared of the bath - make her brave and funny" --pages 6 --seed $seed 2>&1 \
+        | grep -E "loaded| pages in " | log
+    done
+  done
 fi
 
 echo "== PyTorch CUDA" | log

@@ -303,6 +303,9 @@ fn event_id(event: &Event) -> Option<u32> {
         | Event::FileChecked { id, .. }
         | Event::TokenWritten { id, .. }
         | Event::Completed { id, .. }
+        | Event::StoryDraft { id, .. }
+        | Event::StoryRewriting { id, .. }
+        | Event::StoryWritten { id, .. }
         | Event::Failed { id, .. } => Some(*id),
     }
 }
@@ -318,6 +321,7 @@ fn is_final(event: &Event) -> bool {
             | Event::Estimated { .. }
             | Event::FileChecked { .. }
             | Event::Completed { .. }
+            | Event::StoryWritten { .. }
             | Event::Cancelled { .. }
             | Event::Failed { .. }
     )

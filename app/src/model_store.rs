@@ -37,6 +37,9 @@ pub struct Registry {
     pub hub_base: String,
     pub default_model: String,
     pub default_decoder: String,
+    /// The story writer parents are offered first (a language model; optional).
+    #[serde(default)]
+    pub default_writer: Option<String>,
     pub models: Vec<ModelEntry>,
 }
 
@@ -45,7 +48,8 @@ pub struct ModelEntry {
     pub repo: String,
     pub revision: String,
     pub name: String,
-    /// `pipeline` (a whole text-to-image model) or `decoder` (a VAE such as TAESD).
+    /// `pipeline` (a whole text-to-image model), `decoder` (a VAE such as TAESD) or `writer`
+    /// (the story writer's language model: one GGUF file).
     pub role: String,
     pub description: String,
     pub licence: String,
@@ -73,7 +77,9 @@ impl ModelEntry {
     /// Whether the app uses this model unless the parent picks another.
     pub fn is_default(&self) -> bool {
         let registry = registry();
-        self.repo == registry.default_model || self.repo == registry.default_decoder
+        self.repo == registry.default_model
+            || self.repo == registry.default_decoder
+            || registry.default_writer.as_deref() == Some(self.repo.as_str())
     }
 
     pub fn approx_bytes(&self) -> u64 {
@@ -548,6 +554,16 @@ async fn check_file(path: &str, handle: &FileSystemFileHandle, total: u64) -> Re
             .unwrap_or(0);
         if 8 + header_length + data_end != size {
             return Err(damaged("its length does not match its header"));
+        }
+    } else if path.ends_with(".gguf") {
+        // The magic and version here; the engine checks the whole header when the writer loads.
+        let head = read_slice(&file, 0, 8.min(size)).await?;
+        if head.len() < 8 || &head[..4] != b"GGUF" {
+            return Err(damaged("it is not a GGUF file"));
+        }
+        let version = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        if !(2..=3).contains(&version) {
+            return Err(damaged("its GGUF version is not 2 or 3"));
         }
     } else if path.ends_with(".json") {
         let bytes = read_slice(&file, 0, size).await?;

@@ -96,6 +96,65 @@ pub async fn model_ready() -> Result<String, String> {
     }
 }
 
+/// The story writer's model on this device (the registry's default writer first, then any other
+/// downloaded): where the engine reads it, its GGUF file and its name.
+pub async fn writer_model() -> Option<(ModelSource, String, &'static str)> {
+    let registry = model_store::registry();
+    let mut writers: Vec<&ModelEntry> = registry
+        .models
+        .iter()
+        .filter(|model| model.role == "writer")
+        .collect();
+    writers.sort_by_key(|model| !model.is_default());
+    for writer in writers {
+        if let Ok(Stored::Ready { .. }) = model_store::status(writer).await {
+            let file = writer.files.first()?.path.clone();
+            let source = ModelSource::Stored {
+                folder: writer.folder(),
+            };
+            return Some((source, file, writer.name.as_str()));
+        }
+    }
+    None
+}
+
+/// The registry's default story writer.
+pub fn default_writer() -> Option<&'static ModelEntry> {
+    let registry = model_store::registry();
+    let repo = registry.default_writer.as_deref()?;
+    registry.models.iter().find(|model| model.repo == repo)
+}
+
+/// Writes a story from `idea` with the writer on this device, passing each piece to `on_event`
+/// as it is written; `on_start` receives the request id (for Cancel).
+pub async fn write_story(
+    idea: stories::writer::StoryIdea,
+    seed: u64,
+    on_start: impl FnOnce(u32),
+    on_event: impl FnMut(&Event),
+) -> Result<protocol::StoryWritten, String> {
+    let (source, file, _) = writer_model().await.ok_or(
+        "The story writer is not on this device yet. Download it once on the Models screen (optional).",
+    )?;
+    let preferences = Preferences::read();
+    let engine = EngineWorker::get()?;
+    let id = engine.next_id();
+    on_start(id);
+    let request = Request::WriteStory {
+        id,
+        source,
+        file: Some(file),
+        backend: preferences.backend,
+        precision: preferences.precision,
+        idea,
+        seed,
+    };
+    match engine.call(id, &request, on_event).await? {
+        (Event::StoryWritten { result, .. }, _) => Ok(result),
+        _ => Err("The story writer stopped before it finished.".into()),
+    }
+}
+
 /// The fast decoder (TAESD) when it is on the device and the parent has not asked for the
 /// finest pictures; `None`: the model's own VAE.
 pub async fn decoder() -> Option<ModelSource> {

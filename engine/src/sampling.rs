@@ -69,10 +69,13 @@ impl Sampler {
         let mut order: Vec<usize> = (0..scores.len())
             .filter(|&id| scores[id].is_finite())
             .collect();
-        order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-        if self.settings.top_k > 0 {
+        let best_first = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
+        if self.settings.top_k > 0 && self.settings.top_k < order.len() {
+            // The k best in any order, then only those sorted: the same list as sorting all.
+            order.select_nth_unstable_by(self.settings.top_k - 1, best_first);
             order.truncate(self.settings.top_k);
         }
+        order.sort_by(best_first);
         if order.is_empty() {
             return best(&scores);
         }

@@ -28,17 +28,6 @@ fn golden(file: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(llm_fixtures().join(file)).unwrap()).unwrap()
 }
 
-/// The real model: `TODDLER_SMOLLM2`, or where `cargo xtask language-model` caches it.
-pub fn real_model_path() -> PathBuf {
-    std::env::var_os("TODDLER_SMOLLM2").map_or_else(
-        || {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/toddlerstories/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        },
-        PathBuf::from,
-    )
-}
-
 fn load(name: &str, device: &burn::tensor::Device) -> LanguageModel {
     let (files, gguf) = if name.ends_with(".gguf") {
         (Folder(llm_fixtures()), Some(name))
@@ -232,7 +221,7 @@ fn sampling_is_seeded_and_stops_when_asked() {
 /// The real SmolLM2-135M-Instruct (Q4_1 with a Q8_0 embedding) as transformers runs it.
 #[test]
 fn real_smollm2_135m_matches_transformers() {
-    let path = real_model_path();
+    let path = common::real_model_path();
     assert!(
         path.exists(),
         "no SmolLM2-135M-Instruct at {}: run `cargo xtask language-model`",
@@ -314,7 +303,7 @@ fn chat_templates_render_as_transformers_renders_them() {
         assert_chats_match(&load(name, &device), &tiny[name]["chats"], name);
     }
     // SmolLM2's own template adds its default system prompt when a conversation has none.
-    let path = real_model_path();
+    let path = common::real_model_path();
     let files = Folder(path.parent().unwrap().to_owned());
     let name = path.file_name().unwrap().to_str().unwrap();
     let model = block_on(LanguageModel::load(&files, Some(name), &device)).unwrap();

@@ -331,6 +331,23 @@ pub enum Request {
         #[serde(default)]
         sampling: Sampling,
     },
+    /// Write a picture book's pages from a parent's idea (the story writer): answered by
+    /// [`Event::StoryDraft`]s as each piece is written, [`Event::StoryRewriting`] when a piece
+    /// fails the writer's checks, then [`Event::StoryWritten`] (also when cancelled: the pages
+    /// finished so far, `stopped` set). The model stays loaded as for [`Request::Complete`].
+    WriteStory {
+        id: u32,
+        source: ModelSource,
+        /// A GGUF file in `source` (its name); `None`: `source` is a transformers folder.
+        #[serde(default)]
+        file: Option<String>,
+        backend: Backend,
+        #[serde(default)]
+        precision: Option<Precision>,
+        idea: stories::writer::StoryIdea,
+        #[serde(default)]
+        seed: u64,
+    },
     /// Stop the generation, training or writing `id` after its current step.
     Cancel {
         id: u32,
@@ -382,6 +399,25 @@ pub struct Completed {
     pub prompt_ms: f64,
     pub generation_ms: f64,
     /// Cancelled before the end.
+    pub stopped: bool,
+    pub wasm_heap_bytes: u64,
+    #[serde(default)]
+    pub gpu_memory: Option<GpuMemory>,
+}
+
+/// A finished [`Request::WriteStory`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StoryWritten {
+    pub device: DeviceInfo,
+    /// The child named; when stopped, the pages finished so far.
+    pub story: stories::writer::WrittenStory,
+    /// Pieces written again because they failed a check.
+    pub rewrites: usize,
+    pub tokens_written: usize,
+    pub tokens_read: usize,
+    /// Loading the model, when this request loaded it (0 when it was loaded already).
+    pub load_ms: f64,
+    pub write_ms: f64,
     pub stopped: bool,
     pub wasm_heap_bytes: u64,
     #[serde(default)]
@@ -667,6 +703,24 @@ pub enum Event {
     Completed {
         id: u32,
         result: Completed,
+    },
+    /// A piece of [`Request::WriteStory`] `id` as written so far (`kept`: checked and final),
+    /// the child named.
+    StoryDraft {
+        id: u32,
+        part: stories::writer::Part,
+        text: String,
+        kept: bool,
+    },
+    /// A piece failed the writer's check (`reason`) and is written again.
+    StoryRewriting {
+        id: u32,
+        part: stories::writer::Part,
+        reason: String,
+    },
+    StoryWritten {
+        id: u32,
+        result: StoryWritten,
     },
     /// Request `id` failed; `message` is written for a parent.
     Failed {

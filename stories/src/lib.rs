@@ -10,7 +10,8 @@
 //! - `prompt`: a page's picture prompt and its seed;
 //! - `avatar`: the avatar record, its training in words, the avatar a new book most likely stars;
 //! - `likeness`: the face matcher's likeness scores in words;
-//! - [`photo_check`]: advice on a photo before an avatar learns from it.
+//! - [`photo_check`]: advice on a photo before an avatar learns from it;
+//! - [`writer`]: the story writer's instructions, frame and checks (the engine runs the model).
 
 mod avatar;
 mod book;
@@ -20,6 +21,7 @@ mod likeness;
 pub mod photo_check;
 mod prompt;
 mod templates;
+pub mod writer;
 
 pub use avatar::{Avatar, likely_avatar};
 pub use book::{

@@ -42,7 +42,7 @@ impl Pronouns {
     pub const ALL: [Pronouns; 3] = [Pronouns::She, Pronouns::He, Pronouns::They];
 
     /// Subject, object, possessive.
-    fn forms(self) -> [&'static str; 3] {
+    pub(crate) fn forms(self) -> [&'static str; 3] {
         match self {
             Pronouns::She => ["she", "her", "her"],
             Pronouns::He => ["he", "him", "his"],

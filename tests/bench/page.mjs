@@ -4,6 +4,9 @@
 //
 //   node tests/bench/page.mjs MODEL_FOLDER [key=value ...]     (bench page parameters)
 //
+// `lm=hub` points the language-model modes at the same folder; `TODDLER_DIST=dist` runs the
+// tests' debug bundle instead of dist-release/.
+//
 // `cargo xtask bench browser` and `cargo xtask bench heap` build dist-release/ and run this.
 import { join } from 'node:path';
 import { startServer, launchBrowser, runBench, repoRoot } from '../e2e/harness.mjs';
@@ -13,12 +16,13 @@ if (!folder) {
   console.error('usage: node tests/bench/page.mjs MODEL_FOLDER [key=value ...]');
   process.exit(2);
 }
-const server = await startServer({ root: join(repoRoot, 'dist-release'), hub: { 'bench/model': folder } });
+const server = await startServer({ root: join(repoRoot, process.env.TODDLER_DIST ?? 'dist-release'), hub: { 'bench/model': folder } });
 const params = {
   model: `${server.origin}/hub/bench/model/resolve/main`,
   backend: 'webgpu',
   ...Object.fromEntries(pairs.map((pair) => pair.split(/=(.*)/s).slice(0, 2))),
 };
+if (params.lm === 'hub') params.lm = params.model;
 for (const key of ['noise', 'embedding']) {
   // A local file for these is served from the fixtures route.
   if (params[key] && !params[key].includes('://')) params[key] = `${server.origin}/fixtures/${params[key]}`;

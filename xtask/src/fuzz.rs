@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::{Result, root, run};
 
 /// Each target and the fixture files (relative to models/fixtures) its corpus starts from.
-const TARGETS: [(&str, &[&str]); 5] = [
+const TARGETS: [(&str, &[&str]); 6] = [
     (
         "safetensors_header",
         &[
@@ -33,6 +33,7 @@ const TARGETS: [(&str, &[&str]); 5] = [
         ],
     ),
     ("gguf", &["llm/tiny-llama.gguf", "llm/tiny-qwen2.gguf"]),
+    ("story_writer", &["llm/llm-golden.json"]),
     (
         "embedding_and_lora",
         &[

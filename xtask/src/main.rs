@@ -25,6 +25,8 @@ cargo xtask <command>
   bench kernels [cpu|gpu] [f32|f16]  GFLOP/s of the UNet's kernels (conv 3×3 direct and as
               im2col + matmul, conv 1×1, attention, group norm) beside a large matmul, with
               and without burn's fusion (native release build; gpu = lavapipe here)
+  bench story-writer [cpu|gpu] [GGUF]  six-page stories from five seeds (`toddler write-story`):
+              seconds, tokens, pieces the checks had written again
   bench language-model [cpu|gpu] [GGUF]  prompt and generation tokens per second of the real
                   SmolLM2-135M (or GGUF), engine (native release build, every core) beside
                   transformers on PyTorch's CPU (f32, the same threads, models/.venv), and each
@@ -83,6 +85,9 @@ fn main() -> ExitCode {
         ["bench", "kernels"] => bench_kernels("gpu", "f32"),
         ["bench", "kernels", backend] => bench_kernels(backend, "f32"),
         ["bench", "kernels", backend, dtype] => bench_kernels(backend, dtype),
+        ["bench", "story-writer"] => bench_story_writer(None, "cpu"),
+        ["bench", "story-writer", backend] => bench_story_writer(None, backend),
+        ["bench", "story-writer", backend, path] => bench_story_writer(Some(path), backend),
         ["bench", "language-model"] => bench_language_model(None, "cpu"),
         ["bench", "language-model", backend] => bench_language_model(None, backend),
         ["bench", "language-model", backend, path] => bench_language_model(Some(path), backend),
@@ -727,6 +732,71 @@ fn bench_generate(folder: &str, size: &str, decoder: Option<&str>) -> Result {
 const BENCH_STORY_PROMPT: &str = "Once upon a time, in a little yellow house at the end of a quiet street, \
 there lived a girl called Mia who loved bubbles, ducks and her red boots. Every evening, when \
 the sun went down, her dad filled the bath and Mia said: \"Not tonight!\" But tonight";
+
+/// Six-page stories from five seeds with `toddler write-story` (release): seconds, tokens written
+/// and read, and pieces the safety and naming checks had written again, per story and on average.
+fn bench_story_writer(path: Option<&str>, backend: &str) -> Result {
+    language_model::fetch()?;
+    let binary = release_toddler()?;
+    let path = path.map_or_else(language_model::default_path, PathBuf::from);
+    let ideas = [
+        "Mia is scared of the bath - make her brave and funny",
+        "a rainy day at the zoo with lots of animals",
+        "learning to share toys at nursery",
+        "a picnic in the park with a big red ball",
+        "the first snow of winter",
+    ];
+    let mut totals = (0.0, 0.0, 0.0);
+    println!(
+        "| seed | idea | seconds | tokens written | tokens read | pieces rewritten |\n|---:|---|---:|---:|---:|---:|"
+    );
+    for (seed, idea) in ideas.iter().enumerate() {
+        let output = Command::new(&binary)
+            .args(["write-story", "--model"])
+            .arg(&path)
+            .args([
+                "--idea",
+                idea,
+                "--child",
+                "Mia",
+                "--pronouns",
+                "she",
+                "--pages",
+                "6",
+            ])
+            .args(["--seed", &seed.to_string(), "--backend", backend])
+            .output()
+            .map_err(|error| format!("{}: {error}", binary.display()))?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            println!(
+                "| {seed} | {idea} | failed: {} |",
+                stderr.lines().last().unwrap_or_default()
+            );
+            continue;
+        }
+        // "6 pages in X s: W tokens written, R read; N pieces written again"
+        let line = stderr
+            .lines()
+            .rfind(|line| line.contains(" pages in "))
+            .ok_or("no timing line")?;
+        let numbers = numbers_in(line);
+        let (seconds, written, read, rewritten) = (numbers[1], numbers[2], numbers[3], numbers[4]);
+        println!("| {seed} | {idea} | {seconds:.1} | {written:.0} | {read:.0} | {rewritten:.0} |");
+        totals.0 += seconds;
+        totals.1 += rewritten;
+        totals.2 += 1.0;
+    }
+    if totals.2 > 0.0 {
+        println!(
+            "mean of {:.0} stories ({backend}): {:.1} s a six-page story, {:.1} pieces rewritten",
+            totals.2,
+            totals.0 / totals.2,
+            totals.1 / totals.2
+        );
+    }
+    Ok(())
+}
 
 fn bench_language_model(path: Option<&str>, backend: &str) -> Result {
     language_model::fetch()?;

@@ -70,9 +70,7 @@ async fn complete(
     set_drawing: WriteSignal<Option<u32>>,
 ) -> Result<Value, String> {
     let number = |name: &str, default: f64| number_param(params, name, default);
-    let backend_name = params.get("backend").unwrap_or_else(|| "webgpu".into());
-    let backend = Backend::parse(&backend_name)
-        .ok_or_else(|| format!("parameter `backend`: `{backend_name}` is not webgpu or cpu"))?;
+    let backend = backend_param(params)?;
     let precision = params
         .get("dtype")
         .map(|name| {
@@ -147,6 +145,74 @@ async fn complete(
     Ok(json!({ "rounds": rounds }))
 }
 
+/// `lm=URL&idea=TEXT`: the story writer with that model (`lm_file` as above) writes `pages`
+/// (default 6) for `child` (default Mia, `pronouns` she/he/they), `rounds` times from `seed`
+/// (each round the next seed; the first also loads the model), on `backend`. Writes each round's
+/// story, pieces rewritten, tokens written and read, timings and memory.
+async fn write_story(
+    params: &web_sys::UrlSearchParams,
+    model: String,
+    idea: String,
+    set_status: WriteSignal<String>,
+    set_drawing: WriteSignal<Option<u32>>,
+) -> Result<Value, String> {
+    let number = |name: &str, default: f64| number_param(params, name, default);
+    let backend = backend_param(params)?;
+    let idea = stories::writer::StoryIdea {
+        idea,
+        child: stories::Child {
+            name: params.get("child").unwrap_or_else(|| "Mia".into()),
+            pronouns: stories::Pronouns::from_key(
+                &params.get("pronouns").unwrap_or_else(|| "she".into()),
+            ),
+            companion: String::new(),
+        },
+        pages: number("pages", 6.0)? as usize,
+    };
+    let engine = EngineWorker::get()?;
+    let mut rounds = Vec::new();
+    let seed = number("seed", 0.0)? as u64;
+    for round in 0..number("rounds", 1.0)?.max(1.0) as usize {
+        set_status.set(format!("writing a story, round {}…", round + 1));
+        let id = engine.next_id();
+        set_drawing.set(Some(id));
+        let request = Request::WriteStory {
+            id,
+            source: model_source(model.clone()),
+            file: params.get("lm_file"),
+            backend,
+            precision: None,
+            idea: idea.clone(),
+            seed: seed + round as u64,
+        };
+        let (done, _) = engine.call(id, &request, |_| {}).await?;
+        let Event::StoryWritten { result, .. } = done else {
+            return Err(format!("unexpected answer to writing: {done:?}"));
+        };
+        rounds.push(json!({
+            "backend": result.device.backend,
+            "adapter": result.device.adapter,
+            "precision": result.device.precision.name(),
+            "story": result.story,
+            "rewrites": result.rewrites,
+            "tokens_written": result.tokens_written,
+            "tokens_read": result.tokens_read,
+            "load_ms": result.load_ms,
+            "write_ms": result.write_ms,
+            "wasm_heap_peak_bytes": result.wasm_heap_bytes,
+            "gpu_memory": result.gpu_memory.map(|memory| json!({ "reserved_bytes": memory.reserved_bytes })),
+        }));
+    }
+    Ok(json!({ "rounds": rounds }))
+}
+
+/// The `backend` parameter (default `webgpu`).
+fn backend_param(params: &web_sys::UrlSearchParams) -> Result<Backend, String> {
+    let name = params.get("backend").unwrap_or_else(|| "webgpu".into());
+    Backend::parse(&name)
+        .ok_or_else(|| format!("parameter `backend`: `{name}` is not webgpu or cpu"))
+}
+
 /// `faces=URL,URL…`: finds and describes the faces in each picture, `rounds` times (the first
 /// also loads the face models), on `backend` (`webgpu`, `cpu`; default `webgpu`). Writes
 /// `{"rounds_ms": [...], "pictures": [[{x, y, width, height, confidence, descriptor}]]}`.
@@ -155,9 +221,7 @@ async fn faces(
     pictures: String,
     set_status: WriteSignal<String>,
 ) -> Result<Value, String> {
-    let backend_name = params.get("backend").unwrap_or_else(|| "webgpu".into());
-    let backend = Backend::parse(&backend_name)
-        .ok_or_else(|| format!("parameter `backend`: `{backend_name}` is not webgpu or cpu"))?;
+    let backend = backend_param(params)?;
     let rounds = number_param(params, "rounds", 3.0)?.max(1.0) as usize;
     let pictures: Vec<String> = pictures.split(',').map(str::to_owned).collect();
     let engine = EngineWorker::get()?;
@@ -201,6 +265,11 @@ async fn run(
     )
     .map_err(|_| "unreadable query string".to_owned())?;
     let text = |name: &str| params.get(name);
+    if let Some(model) = text("lm")
+        && let Some(idea) = text("idea")
+    {
+        return write_story(&params, model, idea, set_status, set_drawing).await;
+    }
     if let Some(model) = text("lm") {
         return complete(&params, model, set_status, set_drawing).await;
     }

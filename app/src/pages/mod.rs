@@ -8,3 +8,4 @@ pub mod models;
 pub mod not_found;
 pub mod settings;
 pub mod story;
+pub mod story_writer;

@@ -32,7 +32,17 @@ pub fn Models() -> impl IntoView {
             "child is sent anywhere: the download only fetches the model."
         </p>
         <div class="model-list">
-            {registry.models.iter().cloned().map(|model| view! { <ModelCard model /> }).collect_view()}
+            {registry.models.iter().filter(|model| model.role != "writer").cloned()
+                .map(|model| view! { <ModelCard model /> }).collect_view()}
+        </div>
+        <h2>"Story writer (optional)"</h2>
+        <p class="lead">
+            "The story writer turns your one-line idea into a book's pages, on this device: your "
+            "child's name and story are never sent anywhere. The story templates work without it."
+        </p>
+        <div class="model-list">
+            {registry.models.iter().filter(|model| model.role == "writer").cloned()
+                .map(|model| view! { <ModelCard model /> }).collect_view()}
         </div>
         <p class="muted">
             "Downloading from your own copy of the model hub? Set its address in "
@@ -307,9 +317,14 @@ fn ModelCard(model: ModelEntry) -> impl IntoView {
     let offer_text = move || {
         offered_bytes.get().map(|bytes| {
             format!(
-                "{} is {} on the model host. It downloads once; after that the app draws offline.",
+                "{} is {} on the model host. It downloads once; after that the app {} offline.",
                 model.get_value().name,
-                format_bytes(bytes)
+                format_bytes(bytes),
+                if model.get_value().role == "writer" {
+                    "writes"
+                } else {
+                    "draws"
+                }
             )
         })
     };

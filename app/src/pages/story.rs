@@ -1,5 +1,6 @@
-//! A new book: a template (or a blank book), who it is about, and how it looks — chosen once,
-//! so every page shows the same child in the same style.
+//! A new book: a template, a story the writer writes from the parent's idea, or a blank book; who
+//! it is about, and how it looks — chosen once, so every page shows the same child in the same
+//! style.
 
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -7,8 +8,12 @@ use leptos_router::hooks::{use_navigate, use_query_map};
 use stories::{Avatar, Book, BookSetup, Child, Drawing, Pronouns, Style, likely_avatar, templates};
 
 use crate::components::error_note::ErrorNote;
+use crate::pages::story_writer::WriteWithMe;
 use crate::storage;
 use crate::studio::{self, Preferences};
+
+/// The choice that writes the story from the parent's idea (not a template id).
+const WRITE: &str = "write";
 
 /// The Story form's address with `token`'s avatar chosen (the avatar cards link here).
 pub fn story_with_avatar(token: &str) -> String {
@@ -27,6 +32,7 @@ pub fn Story() -> impl IntoView {
     let character = RwSignal::new(String::new());
     let style = RwSignal::new(Style::Watercolour);
     let error = RwSignal::new(None::<String>);
+    let written = RwSignal::new(None::<stories::writer::WrittenStory>);
     let avatars = LocalResource::new(studio::avatars);
     let all_avatars = move || {
         avatars
@@ -71,9 +77,20 @@ pub fn Story() -> impl IntoView {
         if avatars.with_untracked(Option::is_none) {
             return;
         }
-        let chosen_template = template
-            .get_untracked()
-            .and_then(|id| all.get_value().into_iter().find(|t| t.id == id));
+        let chosen_template = match template.get_untracked().as_deref() {
+            Some(WRITE) => match written.get_untracked() {
+                Some(story) => Some(story.template()),
+                None => {
+                    error.set(Some(
+                        "Write the story first (\"Write the story\" under your idea), or pick one of the stories."
+                            .into(),
+                    ));
+                    return;
+                }
+            },
+            Some(id) => all.get_value().into_iter().find(|t| t.id == id),
+            None => None,
+        };
         let preferences = Preferences::read();
         let model = studio::default_model();
         let steps = model.defaults.as_ref().map_or(1, |defaults| defaults.steps);
@@ -189,6 +206,13 @@ pub fn Story() -> impl IntoView {
                         }
                     }).collect_view()}
                     <label class="template-choice">
+                        <input type="radio" name="template" value=WRITE data-testid="template-write"
+                            prop:checked=move || template.get().as_deref() == Some(WRITE)
+                            on:change=move |_| template.set(Some(WRITE.to_owned())) />
+                        <span class="template-title">"Write it with me"</span>
+                        <span class="muted">"One line from you; the story writer writes the pages on this device."</span>
+                    </label>
+                    <label class="template-choice">
                         <input type="radio" name="template" value="blank" data-testid="template-blank"
                             prop:checked=move || template.get().is_none() on:change=move |_| template.set(None) />
                         <span class="template-title">"A blank book"</span>
@@ -212,6 +236,9 @@ pub fn Story() -> impl IntoView {
                 {avatar_choice}
                 {who_is_drawn}
             </fieldset>
+            {move || (template.get().as_deref() == Some(WRITE)).then(|| view! {
+                <WriteWithMe name pronouns companion written />
+            })}
             <fieldset class="card">
                 <legend>"How the pictures look"</legend>
                 <TextField label="Character card (the same on every page)" placeholder="curly brown hair, yellow raincoat, red boots"

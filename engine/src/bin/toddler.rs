@@ -13,11 +13,17 @@
 //!     [--vectors N] [--steps N] [--lr X] [--resolution R] [--seed S] --out FILE
 //! toddler complete --model PATH --prompt TEXT [--max-tokens N] [--greedy | --temperature T
 //!     --top-p P --seed S] [--logits-out FILE] [--backend cpu|gpu] [--dtype f16|f32]
+//! toddler write-story --model PATH --idea TEXT --child NAME [--pronouns she|he|they]
+//!     [--pages N] [--seed S] [--backend cpu|gpu]
 //! ```
 //!
 //! `complete` continues raw text (no chat template) with a language model, a GGUF file or a
 //! transformers folder; its last stdout line is `{"ids": […], "text": "…"}`, and `--logits-out`
 //! writes the vocabulary's scores at the prompt's last position (safetensors, tensor `logits`).
+//!
+//! `write-story` writes a picture book's pages from an idea (the story writer); its last stdout
+//! line is `{"title": "…", "pages": [{"text": "…", "scene": "…"}, …]}`; the same seed writes the
+//! same story.
 //!
 //! `train-avatar` prints one JSON line per step, `{"step": …, "loss": …}`, and a last line
 //! `{"eval_loss_before": …, "eval_loss_after": …}`: the mean loss over a fixed evaluation set (every
@@ -85,6 +91,29 @@ mod cli {
         Estimate(EstimateArgs),
         /// Continue a text with a language model (a GGUF file or a transformers folder).
         Complete(CompleteArgs),
+        /// Write a picture book's pages from a one-line idea with a language model.
+        WriteStory(WriteStoryArgs),
+    }
+
+    #[derive(clap::Args)]
+    struct WriteStoryArgs {
+        /// A GGUF file or a transformers folder.
+        #[arg(long)]
+        model: PathBuf,
+        /// One line: what the story is about.
+        #[arg(long)]
+        idea: String,
+        /// The child's name (the model reads a stand-in; the story names the child).
+        #[arg(long)]
+        child: String,
+        #[arg(long, default_value = "they", value_parser = ["she", "he", "they"])]
+        pronouns: String,
+        #[arg(long, default_value_t = stories::writer::DEFAULT_PAGES)]
+        pages: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "cpu")]
+        backend: String,
     }
 
     #[derive(clap::Args)]
@@ -309,9 +338,7 @@ mod cli {
                 println!("{}", serde_json::json!({ "input_ids": ids }));
             }
             Command::EncodePrompt { text, out, backend } => {
-                let backend: ComputeBackend = backend
-                    .parse()
-                    .map_err(|error| EngineError::Usage(format!("{error}")))?;
+                let backend = parse_backend(&backend)?;
                 let started = Instant::now();
                 let encoder = load(&text, backend)?;
                 let loaded = started.elapsed();
@@ -337,16 +364,14 @@ mod cli {
             Command::Generate(args) => generate(args)?,
             Command::Estimate(args) => estimate(args)?,
             Command::Complete(args) => complete(args)?,
+            Command::WriteStory(args) => write_story(args)?,
         }
         Ok(())
     }
 
     fn estimate(args: EstimateArgs) -> Result<()> {
         use engine::estimate::{Path, PipelineShape, estimate, speed};
-        let backend: ComputeBackend = args
-            .backend
-            .parse()
-            .map_err(|error| EngineError::Usage(format!("{error}")))?;
+        let backend = parse_backend(&args.backend)?;
         let (device, precision) = backend.device_with(parse_precision(args.dtype.as_deref())?)?;
         let stored = parse_precision(Some(&args.stored))?.unwrap_or(Precision::F16);
         let files = Folder(args.model.clone());
@@ -385,10 +410,7 @@ mod cli {
     }
 
     fn generate(args: GenerateArgs) -> Result<()> {
-        let backend: ComputeBackend = args
-            .backend
-            .parse()
-            .map_err(|error| EngineError::Usage(format!("{error}")))?;
+        let backend = parse_backend(&args.backend)?;
         let scheduler = args
             .scheduler
             .as_deref()
@@ -501,10 +523,7 @@ mod cli {
                 args.resolution
             )));
         }
-        let backend: ComputeBackend = args
-            .backend
-            .parse()
-            .map_err(|error| EngineError::Usage(format!("{error}")))?;
+        let backend = parse_backend(&args.backend)?;
         let (device, precision) = backend.device_with(parse_precision(args.dtype.as_deref())?)?;
         eprintln!("computing in {precision} on the {backend:?} backend (the vectors in f32)");
         let device = match args.gradient_checkpointing {
@@ -700,6 +719,11 @@ mod cli {
         name.map(str::parse).transpose()
     }
 
+    fn parse_backend(name: &str) -> Result<ComputeBackend> {
+        name.parse()
+            .map_err(|error| EngineError::Usage(format!("{error}")))
+    }
+
     fn is_picture_name(path: &std::path::Path) -> bool {
         path.extension()
             .and_then(|extension| extension.to_str())
@@ -797,31 +821,96 @@ mod cli {
         })
     }
 
-    fn complete(args: CompleteArgs) -> Result<()> {
-        use engine::pipelines::text_generation::{LanguageModel, Next};
-        use engine::sampling::Sampling;
-        let backend: ComputeBackend = args
-            .backend
-            .parse()
-            .map_err(|error| EngineError::Usage(format!("{error}")))?;
-        let (device, precision) = backend.device_with(parse_precision(args.dtype.as_deref())?)?;
-        let started = Instant::now();
-        let (files, gguf_file) = if args.model.is_file() {
-            let name = args
-                .model
+    /// A language model from a GGUF file or a transformers folder.
+    fn load_language_model(
+        path: &std::path::Path,
+        device: &burn::tensor::Device,
+    ) -> Result<engine::pipelines::text_generation::LanguageModel> {
+        let (files, gguf_file) = if path.is_file() {
+            let name = path
                 .file_name()
                 .and_then(|name| name.to_str())
                 .ok_or_else(|| EngineError::Usage("the model's file name is not text".into()))?
                 .to_owned();
-            let folder = args
-                .model
+            let folder = path
                 .parent()
                 .map_or_else(|| PathBuf::from("."), PathBuf::from);
             (Folder(folder), Some(name))
         } else {
-            (Folder(args.model.clone()), None)
+            (Folder(path.to_path_buf()), None)
         };
-        let mut model = block_on(LanguageModel::load(&files, gguf_file.as_deref(), &device))?;
+        block_on(engine::pipelines::text_generation::LanguageModel::load(
+            &files,
+            gguf_file.as_deref(),
+            device,
+        ))
+    }
+
+    fn write_story(args: WriteStoryArgs) -> Result<()> {
+        use engine::pipelines::story_writer::{Written, write_story};
+        use engine::pipelines::text_generation::Next;
+        use stories::writer::{Part, StoryIdea};
+        use stories::{Child, Pronouns};
+        let backend = parse_backend(&args.backend)?;
+        let (device, precision) = backend.device_with(None)?;
+        let started = Instant::now();
+        let model = load_language_model(&args.model, &device)?;
+        eprintln!(
+            "loaded a {} model ({} layers) in {:.2} s; computing in {precision} on the {backend:?} backend",
+            model.config.model_type,
+            model.config.num_hidden_layers,
+            started.elapsed().as_secs_f64()
+        );
+        let idea = StoryIdea {
+            idea: args.idea,
+            child: Child {
+                name: args.child,
+                pronouns: Pronouns::from_key(&args.pronouns),
+                companion: String::new(),
+            },
+            pages: args.pages,
+        };
+        let outcome = block_on(write_story(&model, &idea, args.seed, |written| {
+            match written {
+                Written::Piece {
+                    part,
+                    text,
+                    kept: true,
+                } => match part {
+                    Part::Title => eprintln!("{text}"),
+                    Part::Text(page) => eprintln!("{}. {text}", page + 1),
+                    Part::Scene(_) => eprintln!("   [{text}]"),
+                },
+                Written::Rewriting { part, reason } => {
+                    eprintln!("   (writing {} again: {reason})", part.describe())
+                }
+                Written::Piece { kept: false, .. } => {}
+            }
+            Next::Continue
+        }))?;
+        eprintln!(
+            "{} pages in {:.2} s: {} tokens written, {} read; {} pieces written again",
+            outcome.story.pages.len(),
+            outcome.seconds,
+            outcome.tokens_written,
+            outcome.tokens_read,
+            outcome.rewrites
+        );
+        println!(
+            "{}",
+            serde_json::to_string(&outcome.story)
+                .map_err(|error| EngineError::Usage(error.to_string()))?
+        );
+        Ok(())
+    }
+
+    fn complete(args: CompleteArgs) -> Result<()> {
+        use engine::pipelines::text_generation::Next;
+        use engine::sampling::Sampling;
+        let backend = parse_backend(&args.backend)?;
+        let (device, precision) = backend.device_with(parse_precision(args.dtype.as_deref())?)?;
+        let started = Instant::now();
+        let mut model = load_language_model(&args.model, &device)?;
         if args.ignore_end {
             model.end_ids.clear();
         }

@@ -197,6 +197,14 @@ impl LanguageModel {
         KvCache::new(&self.model, needed.max(1))
     }
 
+    /// Reads `ids` after the positions in `cache` and returns the vocabulary's scores at the
+    /// last of them.
+    pub async fn read(&self, ids: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
+        let hidden = self.model.forward(ids, cache)?;
+        let last = hidden.narrow(1, ids.len() - 1, 1);
+        read_values(self.model.logits(last)).await
+    }
+
     /// Continues `prompt` (token ids) by up to `max_tokens` tokens, streaming each to `on_token`.
     pub async fn complete(
         &self,
@@ -214,9 +222,7 @@ impl LanguageModel {
         }
         cache.clear();
         let started = web_time::Instant::now();
-        let hidden = self.model.forward(prompt, cache)?;
-        let last = hidden.narrow(1, prompt.len() - 1, 1);
-        let prompt_logits = read_values(self.model.logits(last)).await?;
+        let prompt_logits = self.read(prompt, cache).await?;
         let prompt_seconds = started.elapsed().as_secs_f64();
         let started = web_time::Instant::now();
         let mut sampler = Sampler::new(sampling);
@@ -247,8 +253,7 @@ impl LanguageModel {
                 break;
             }
             crate::runtime::yield_now().await;
-            let hidden = self.model.forward(&[id], cache)?;
-            logits = read_values(self.model.logits(hidden)).await?;
+            logits = self.read(&[id], cache).await?;
         }
         Ok(Completion {
             text: self.tokenizer.decode(&ids)?,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::rc::Rc;
 
 use burn::tensor::Device;
-use protocol::{DeviceInfo, Envelope, Event, ModelSource, Request};
+use protocol::{Backend, DeviceInfo, Envelope, Event, ModelSource, Request};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
@@ -207,6 +207,36 @@ async fn handle(state: Rc<RefCell<State>>, request: Request) {
                 id,
                 checked.await.map(|()| (Event::FileChecked { id }, None)),
             );
+        }
+        Request::WriteStory {
+            id,
+            source,
+            file,
+            backend,
+            precision,
+            idea,
+            seed,
+        } => {
+            let mut device = device(&state, backend, precision).await;
+            // A software adapter (SwiftShader) writes ~100× slower than the processor (0.06
+            // against 5.8 tokens/s, docs/benchmarks.md): unless WebGPU was asked for by name,
+            // the writer uses the processor there.
+            if backend == Backend::Auto && device.1.software && device.1.backend != "cpu" {
+                device = super::device::device(&state, Backend::Cpu, precision).await;
+            }
+            let written = super::writer::write_story(
+                &state,
+                id,
+                &source,
+                file.as_deref(),
+                device,
+                &idea,
+                seed,
+            )
+            .await
+            .map(|event| (event, None));
+            answer(id, written);
+            state.borrow_mut().cancelled.remove(&id);
         }
         Request::Complete {
             id,

@@ -115,7 +115,6 @@ pub fn relative_l2(actual: &(Vec<usize>, Vec<f32>), expected: &(Vec<usize>, Vec<
     (difference / norm).sqrt()
 }
 
-/// Runs the `toddler` CLI; panics with its error output when it fails.
 /// `toddler` with `args`, successful or not.
 pub fn toddler_output(args: &[&std::ffi::OsStr]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_toddler"))
@@ -124,6 +123,7 @@ pub fn toddler_output(args: &[&std::ffi::OsStr]) -> std::process::Output {
         .unwrap()
 }
 
+/// Runs the `toddler` CLI; panics with its error output when it fails.
 pub fn run_toddler(args: &[&std::ffi::OsStr]) -> std::process::Output {
     let output = toddler_output(args);
     assert!(
@@ -132,4 +132,16 @@ pub fn run_toddler(args: &[&std::ffi::OsStr]) -> std::process::Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// The real SmolLM2-135M-Instruct GGUF: `TODDLER_SMOLLM2`, or where `cargo xtask language-model`
+/// caches it.
+pub fn real_model_path() -> PathBuf {
+    std::env::var_os("TODDLER_SMOLLM2").map_or_else(
+        || {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/toddlerstories/models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        },
+        PathBuf::from,
+    )
 }

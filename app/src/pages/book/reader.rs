@@ -1,10 +1,12 @@
-//! The book to read: a cover, then big pages turned by tap, swipe or keys; read aloud; print
-//! (with its own print layout); download and share.
+//! The book to read: a cover, then big pages turned by tap, swipe or keys; read aloud (with the
+//! browser's on-device voices only); print (with its own print layout); download and share.
 
 use std::collections::HashMap;
 
 use leptos::prelude::*;
 use stories::{Book as BookData, Page};
+use wasm_bindgen::JsCast;
+use web_sys::{SpeechSynthesis, SpeechSynthesisVoice};
 
 use crate::pages::book::sharing::{download_zip, has_share, share_book};
 
@@ -64,9 +66,17 @@ pub fn Reader(
                 .map(|name| format!("A story starring {name}"))
         })
     };
-    let speak = move |_| match page() {
-        Some(page) => read_aloud(&page.text),
-        None => read_aloud(&title()),
+    // Asking once starts the browser loading its voices, so the first "Read aloud" finds them.
+    if let Some(speech) = speech() {
+        let _ = speech.get_voices();
+    }
+    let speech_note = RwSignal::new(None::<String>);
+    let speak = move |_| {
+        let text = match page() {
+            Some(page) => page.text,
+            None => title(),
+        };
+        speech_note.set(read_aloud(&text).err());
     };
     let download = move |_| {
         if let Some(book) = book.get_untracked() {
@@ -109,6 +119,7 @@ pub fn Reader(
                     {can_share.then(|| view! { <button class="button" on:click=share>"Share"</button> })}
                 </div>
             </header>
+            {move || speech_note.get().map(|note| view! { <p class="notice warn no-print" role="status">{note}</p> })}
             <div class="reader-page no-print" data-testid="reader-page" on:click=move |_| turn(1)>
                 {move || match page() {
                     Some(page) => view! {
@@ -153,16 +164,51 @@ fn has_speech() -> bool {
         .is_some_and(|speech| !speech.is_undefined())
 }
 
-fn read_aloud(text: &str) {
-    let Some(window) = web_sys::window() else {
-        return;
-    };
-    if let (Ok(speech), Ok(utterance)) = (
-        window.speech_synthesis(),
-        web_sys::SpeechSynthesisUtterance::new_with_text(text),
-    ) {
-        speech.cancel();
-        utterance.set_rate(0.9);
-        speech.speak(&utterance);
+/// The language books are written in (the templates and the story writer write English).
+const BOOK_LANGUAGE: &str = "en";
+
+fn speech() -> Option<SpeechSynthesis> {
+    has_speech()
+        .then(|| web_sys::window()?.speech_synthesis().ok())
+        .flatten()
+}
+
+/// The voice to read with: one the browser synthesises on this device (`localService`), in the
+/// book's language, its default first. Remote voices (Chrome's "Google" ones) send the text — the
+/// story and the child's name — to a server, which the app's own network rules cannot see.
+fn local_voice(speech: &SpeechSynthesis) -> Option<SpeechSynthesisVoice> {
+    let voices: Vec<SpeechSynthesisVoice> = speech
+        .get_voices()
+        .iter()
+        .map(|voice| voice.unchecked_into::<SpeechSynthesisVoice>())
+        .collect();
+    voices
+        .into_iter()
+        .filter(|voice| voice.local_service())
+        .filter(|voice| voice.lang().to_lowercase().starts_with(BOOK_LANGUAGE))
+        .max_by_key(|voice| voice.default())
+}
+
+/// Reads `text` aloud with an on-device voice, or says why not.
+fn read_aloud(text: &str) -> Result<(), String> {
+    let speech = speech().ok_or("This browser cannot read aloud.")?;
+    if speech.get_voices().length() == 0 {
+        return Err(
+            "The browser is still getting its voices ready: try Read aloud again in a moment."
+                .into(),
+        );
     }
+    let voice = local_voice(&speech).ok_or(
+        "This browser has no English voice on this device, so the book is not read aloud: its other \
+         voices send the words to a server, and the story stays on this device. Adding an English \
+         voice in the computer's language or speech settings makes Read aloud work.",
+    )?;
+    let utterance = web_sys::SpeechSynthesisUtterance::new_with_text(text)
+        .map_err(|_| "This browser cannot read aloud.")?;
+    speech.cancel();
+    utterance.set_voice(Some(&voice));
+    utterance.set_lang(&voice.lang());
+    utterance.set_rate(0.9);
+    speech.speak(&utterance);
+    Ok(())
 }

@@ -272,6 +272,11 @@ impl KvCache {
     pub fn clear(&mut self) {
         self.length = 0;
     }
+
+    /// Forgets the positions from `length` on (a reply written again from there).
+    pub fn truncate(&mut self, length: usize) {
+        self.length = self.length.min(length);
+    }
 }
 
 impl LlamaForCausalLM {

@@ -175,6 +175,15 @@ impl LanguageTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// `text`'s ids without the special tokens a post-processor adds (a rendered chat template
+    /// carries its own, as transformers' `apply_chat_template` tokenises it).
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self.tokenizer.encode(text, false).map_err(|error| {
+            EngineError::Usage(format!("the text cannot be tokenised: {error}"))
+        })?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
     /// The text of `ids`, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.tokenizer
