@@ -41,8 +41,10 @@ self.addEventListener('fetch', (event) => {
   if (request.method !== 'GET' || url.origin !== self.location.origin) {
     return;
   }
-  // Every screen is the same single page: serve index.html for any in-app navigation.
-  const key = request.mode === 'navigate' ? '/index.html' : url.pathname;
+  // Every screen is the same single page: serve index.html for any in-app navigation. The engine
+  // bench (a developer tool, never cached) is a page of its own: the network serves it.
+  const inApp = request.mode === 'navigate' && url.pathname !== '/bench.html';
+  const key = inApp ? '/index.html' : url.pathname;
   if (PRECACHE.includes(key)) {
     event.respondWith(
       caches.open(SHELL_CACHE).then(async (cache) => {

@@ -6,7 +6,7 @@ use leptos_router::path;
 
 use crate::components::nav::Nav;
 use crate::components::update_banner::UpdateBanner;
-use crate::pages::{avatars, bench, book, library, models, not_found, settings, story};
+use crate::pages::{avatars, book, library, models, not_found, settings, story};
 
 #[component]
 pub fn App() -> impl IntoView {
@@ -27,7 +27,6 @@ pub fn App() -> impl IntoView {
                             <Route path=path!("/book") view=book::Book />
                             <Route path=path!("/models") view=models::Models />
                             <Route path=path!("/settings") view=settings::Settings />
-                            <Route path=path!("/bench") view=bench::Bench />
                         </Routes>
                     </main>
                 </div>

@@ -1,7 +1,10 @@
 //! A zip of stored (uncompressed) entries: the book's PNGs are compressed already, so storing
 //! them keeps the archive the same size as deflating would, with 60 lines instead of a codec.
-//! Format: PKWARE APPNOTE 6.3 (local headers, central directory, end record); CRC-32 from
-//! `crc32fast` (already in the build through `png`).
+//! Format: PKWARE APPNOTE 6.3 (local headers, central directory, end record); CRC-32 (ISO-HDLC,
+//! zip's) from the `crc` crate, a byte at a time.
+
+/// Zip's CRC-32, with the crate's default one-table (1 KB) implementation.
+const CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// An archive holding `entries` (name, bytes), in order.
 pub fn stored(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
@@ -9,7 +12,7 @@ pub fn stored(entries: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut directory = Vec::new();
     for (name, bytes) in entries {
         let offset = archive.len() as u32;
-        let crc = crc32fast::hash(bytes);
+        let crc = CRC32.checksum(bytes);
         let size = bytes.len() as u32;
         // Local file header.
         archive.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
@@ -75,7 +78,7 @@ pub fn read_stored(archive: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
         let data = archive
             .get(data_start..data_start + size)
             .ok_or_else(damaged)?;
-        if crc32fast::hash(data) != crc {
+        if CRC32.checksum(data) != crc {
             return Err(damaged());
         }
         entries.push((String::from_utf8_lossy(name).into_owned(), data.to_vec()));

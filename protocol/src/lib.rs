@@ -599,9 +599,11 @@ pub struct GpuMemory {
     pub reserved_bytes: u64,
 }
 
-/// Worker → app.
+/// Worker → app. Serde's default (externally tagged) form, `{"step": {...}}` or `"ready"`:
+/// read without buffering each message first, its reader is a third the size of a `"type"`
+/// field's in the app's module (the UI's download, docs/benchmarks.md).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Event {
     /// The worker's wasm is running and takes requests.
     Ready,
@@ -798,6 +800,43 @@ mod tests {
             panic!("a load request");
         };
         assert_eq!(precision, None);
+    }
+
+    #[test]
+    fn events_round_trip_as_json() {
+        let events = [
+            Event::Ready,
+            Event::Step {
+                id: 3,
+                step: 1,
+                steps: 4,
+            },
+            Event::StoryDraft {
+                id: 4,
+                part: stories::writer::Part::Scene(2),
+                text: "Mia splashes".into(),
+                kept: true,
+            },
+            Event::Failed {
+                id: 5,
+                message: "The model file is damaged.".into(),
+            },
+        ];
+        for event in events {
+            let text = serde_json::to_string(&event).unwrap();
+            assert_eq!(
+                serde_json::from_str::<Event>(&text).unwrap(),
+                event,
+                "{text}"
+            );
+        }
+        let text = serde_json::to_string(&Event::Step {
+            id: 3,
+            step: 1,
+            steps: 4,
+        })
+        .unwrap();
+        assert_eq!(text, r#"{"step":{"id":3,"step":1,"steps":4}}"#);
     }
 
     #[test]

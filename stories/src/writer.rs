@@ -45,7 +45,7 @@ pub struct WrittenPage {
 
 /// One piece of the story the model writes after a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "part", content = "page")]
+#[serde(rename_all = "snake_case")]
 pub enum Part {
     Title,
     /// Page `n`'s text (from 0).

@@ -291,7 +291,7 @@ test('when the app breaks, the parent sees a kind note and a way back, and nothi
   await page.getByRole('button', { name: 'Make the book' }).click();
   await page.waitForURL(/\/book\?id=/);
   // The bench page panics on request, as any bug would.
-  await page.goto(`${server.origin}/bench?panic=1`);
+  await page.goto(`${server.origin}/bench.html?panic=1`);
   const note = page.getByRole('alertdialog', { name: 'Something went wrong' });
   await note.waitFor();
   await note.getByText('Your books, avatars and photos are safe on this device').waitFor();

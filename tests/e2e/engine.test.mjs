@@ -123,7 +123,7 @@ test('the page stays responsive while the worker draws, and Cancel stops the dra
     }, 20);
   });
   const params = new URLSearchParams(benchParams('tiny-sdxs', 'webgpu')).toString();
-  await page.goto(`${server.origin}/bench?${params}`);
+  await page.goto(`${server.origin}/bench.html?${params}`);
   await page.getByTestId('bench-status').filter({ hasText: 'step 1 of 3' }).waitFor({ timeout: 240_000 });
   // Mid-drawing, the page answers a click at once.
   const clickStarted = Date.now();
@@ -228,7 +228,7 @@ test('avatar training in the worker checkpoints, previews, and after a reload re
     // The app checkpoints gradients from 384² up; here on purpose, so the browser runs that path.
     backend: 'webgpu', gradient_checkpointing: 'true',
   }).toString();
-  await page.goto(`${server.origin}/bench?${params}`);
+  await page.goto(`${server.origin}/bench.html?${params}`);
   await page.getByTestId('bench-status').filter({ hasText: /training step 3 of 4/ }).waitFor({ timeout: 300_000 });
   // The tab goes away mid-training (a reload ends the worker); the next visit goes on.
   await page.reload();
@@ -260,7 +260,7 @@ test('pivotal tuning in the worker: the vectors and a LoRA learn together, and t
     token: '<kid>', steps: '3', checkpoint_every: '2', preview_every: '3', resolution: '32', lr: '0.05', seed: '0',
     backend: 'cpu', lora_rank: '4',
   }).toString();
-  await page.goto(`${server.origin}/bench?${params}`);
+  await page.goto(`${server.origin}/bench.html?${params}`);
   await page.waitForFunction(() => document.getElementById('result')?.textContent.trim().length > 0, null, { timeout: 300_000 });
   const result = JSON.parse(await page.locator('#result').textContent());
   await context.close();

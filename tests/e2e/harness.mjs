@@ -336,7 +336,7 @@ export function relativeL2(actual, expected) {
 /** Opens the bench page with `params` and returns the JSON it writes into `#result`. */
 export async function runBench(page, origin, params, { timeout = 240_000 } = {}) {
   const query = new URLSearchParams(params).toString();
-  await page.goto(`${origin}/bench?${query}`);
+  await page.goto(`${origin}/bench.html?${query}`);
   const result = page.locator('#result');
   await page.waitForFunction(() => document.getElementById('result')?.textContent.trim().length > 0, null, { timeout });
   return JSON.parse(await result.textContent());

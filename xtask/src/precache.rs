@@ -10,6 +10,14 @@ const SERVICE_WORKER: &str = "sw.js";
 /// The engine worker's files: large, and not needed to show the app, so the service worker
 /// caches them the first time the engine starts instead of at install.
 const LAZY_PREFIX: &str = "/engine-worker";
+/// The engine bench (bench.html and its module): a developer tool the service worker leaves to
+/// the network, so parents never download it.
+const DEVELOPER_FILES: [&str; 4] = [
+    "/bench.html",
+    "/bench-boot.js",
+    "/toddler-bench.js",
+    "/toddler-bench_bg.wasm",
+];
 /// What app/index.html's Content-Security-Policy says until the model host is filled in.
 const CONNECT_SRC_PLACEHOLDER: &str = "connect-src 'self' MODEL_HOSTS";
 
@@ -17,13 +25,17 @@ pub fn run() -> Result {
     let staging = std::env::var_os("TRUNK_STAGING_DIR")
         .map(PathBuf::from)
         .ok_or("`precache` runs as Trunk's post_build hook (TRUNK_STAGING_DIR is not set)")?;
-    write_model_hosts(&staging.join("index.html"))?;
+    for page in ["index.html", "bench.html"] {
+        write_model_hosts(&staging.join(page))?;
+    }
     if let Some(wasm_opt) = std::env::var_os("TODDLER_WASM_OPT") {
         optimise_modules(&staging, Path::new(&wasm_opt))?;
     }
     let mut files = Vec::new();
     collect_files(&staging, &staging, &mut files)?;
-    files.retain(|path| path != &format!("/{SERVICE_WORKER}"));
+    files.retain(|path| {
+        path != &format!("/{SERVICE_WORKER}") && !DEVELOPER_FILES.contains(&path.as_str())
+    });
     files.sort();
     // The version is a hash of every cached file, so any change to the app installs a new worker.
     let mut version = Fnv1a::default();
@@ -106,8 +118,9 @@ fn optimise_modules(staging: &Path, wasm_opt: &Path) -> Result {
 }
 
 /// The `connect-src` hosts: exactly the hosts a model download touches (models/registry.json's
-/// `download_hosts`: the hub, which answers `resolve` URLs with redirects, and its CDN hosts).
-fn write_model_hosts(index: &Path) -> Result {
+/// `download_hosts`: the hub, which answers `resolve` URLs with redirects, and its CDN hosts),
+/// into a page's Content-Security-Policy.
+fn write_model_hosts(page: &Path) -> Result {
     let registry_path = root().join("models/registry.json");
     let registry: serde_json::Value = serde_json::from_str(&read_text(&registry_path)?)
         .map_err(|error| format!("{}: {error}", registry_path.display()))?;
@@ -124,19 +137,19 @@ fn write_model_hosts(index: &Path) -> Result {
         return Err(format!("download_hosts: `{bad}` is not an https origin"));
     }
     let hosts = hosts.join(" ");
-    let html = read_text(index)?;
+    let html = read_text(page)?;
     if !html.contains(CONNECT_SRC_PLACEHOLDER) {
         return Err(format!(
             "{} has no `{CONNECT_SRC_PLACEHOLDER}` in its Content-Security-Policy",
-            index.display()
+            page.display()
         ));
     }
     let connect_src = format!("connect-src 'self' {hosts}");
     fs::write(
-        index,
+        page,
         html.replacen(CONNECT_SRC_PLACEHOLDER, &connect_src, 1),
     )
-    .map_err(|error| format!("{}: {error}", index.display()))
+    .map_err(|error| format!("{}: {error}", page.display()))
 }
 
 fn collect_files(base: &Path, folder: &Path, files: &mut Vec<String>) -> Result {

@@ -1,4 +1,4 @@
-//! `/bench`: runs one generation in the engine worker from URL parameters and writes the
+//! `/bench.html`: runs one generation in the engine worker from URL parameters and writes the
 //! outcome as one JSON object into `#result`. Benchmarks and browser tests rely on this
 //! contract (issue 5); keep its parameters and fields exactly.
 //!
