@@ -3,7 +3,8 @@
 # beside PyTorch CUDA, on the full-size SD-Turbo shape with random weights, at 512².
 #
 # Carried from the development machine: .gl/ (Vulkan loader debs), .whl/ (diffusers, peft and
-# importlib_metadata wheels), .bin/toddler.xz (the release CLI, stripped), and .lm/ (the story
+# importlib_metadata wheels), .bin/toddler.xz (the release CLI, stripped), .bin/kernel_bench.xz
+# (`cargo build --release -p engine --example kernel_bench`, stripped), and .lm/ (the story
 # writer's real model, SmolLM2-135M-Instruct.Q4_1.gguf from `cargo xtask language-model`). Every figure is
 # appended to $OUT/log as it comes, so a run cut short still reports what it measured.
 set -u
@@ -16,6 +17,7 @@ export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 xz -dc .bin/toddler.xz >/tmp/toddler && chmod +x /tmp/toddler
+[ -f .bin/kernel_bench.xz ] && xz -dc .bin/kernel_bench.xz >/tmp/kernel_bench && chmod +x /tmp/kernel_bench
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | log
 
 python3 models/make_bench_models.py /tmp/m --full | log
@@ -31,6 +33,11 @@ for dtype in f16 f32; do
   timeout 150 /tmp/toddler generate --backend gpu --dtype $dtype --model $MODEL \
     --prompt "a toddler in a yellow raincoat" --width $RES --height $RES --steps 4 --repeat 3 \
     --out /tmp/four-$dtype.png 2>&1 | log
+  # Issue 30: the same picture with the sliced attention instead of burn's flash kernel.
+  echo "== engine generate $dtype, 4 steps ×2, TODDLER_ATTENTION=sliced" | log
+  TODDLER_ATTENTION=sliced timeout 120 /tmp/toddler generate --backend gpu --dtype $dtype \
+    --model $MODEL --prompt "a toddler in a yellow raincoat" --width $RES --height $RES \
+    --steps 4 --repeat 2 --out /tmp/four-$dtype-sliced.png 2>&1 | log
   for mode in "" "--gradient-checkpointing"; do
     echo "== engine train-avatar $dtype $RES² 10 steps $mode $(date +%T)" | log
     timeout 110 /tmp/toddler train-avatar --backend gpu --dtype $dtype --model $MODEL \
@@ -44,6 +51,15 @@ for dtype in f16 f32; do
     --photos models/fixtures/photos --token "<kid>" --steps 10 --resolution $RES \
     --out /tmp/kid.safetensors --gradient-checkpointing --lora-rank 4 2>&1 | log
 done
+
+# Issue 30: each kernel's rate beside the matmul's (convolutions, group norm, attention sliced
+# and flash at 512²'s shapes), with each first call (compilation).
+if [ -x /tmp/kernel_bench ]; then
+  for dtype in f16 f32; do
+    echo "== kernel_bench gpu $dtype" | log
+    timeout 150 /tmp/kernel_bench gpu $dtype 3 2>&1 | grep "^{" | log
+  done
+fi
 
 # The story writer's language model (issue 28): tokens per second writing on the GPU, f16 and
 # f32, against the anchor for real laptops (≥ 60 tokens/s generating with a ≤ 0.5 B 4-bit model).

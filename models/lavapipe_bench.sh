@@ -14,7 +14,7 @@ target="${CARGO_TARGET_DIR:-target}"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 for build in plain fusion; do
   features=()
-  [[ $build == fusion ]] && features=(--features burn/fusion)
+  [[ $build == fusion ]] && features=(--features fusion)
   cargo build --release --locked -p engine --bin toddler "${features[@]}"
   cp "$target/release/toddler" "/tmp/toddler-$build"
 done

@@ -57,6 +57,13 @@ fn weights_are_held_in_f16() {
     assert_eq!(model.unet.conv_in.weight.val().dtype(), DType::F16);
 }
 
+/// burn's flash attention in f16 (f32 accumulators) against the slices (f32 scores and
+/// softmax): within f16's rounding of the output.
+#[test]
+fn flash_attention_in_f16_matches_the_slices() {
+    common::attention::assert_flash_matches_slices(&f16_device(), 4e-3);
+}
+
 fn assert_f16_pipeline_matches(name: &str) {
     assert_pipeline_within(name, &f16_device(), 1e-2, 2.0);
 }

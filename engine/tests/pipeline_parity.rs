@@ -50,6 +50,15 @@ fn the_gpu_backend_matches_diffusers_too() {
     assert_pipeline_matches_on("tiny-sd2", &device);
 }
 
+/// burn's flash attention, which the GPU takes outside training, against the slices.
+#[test]
+fn flash_attention_on_the_gpu_matches_the_slices() {
+    let (device, _) = engine::device::ComputeBackend::Gpu
+        .device_with(Some(engine::device::Precision::F32))
+        .unwrap();
+    common::attention::assert_flash_matches_slices(&device, 1e-5);
+}
+
 #[test]
 fn noisy_samplers_are_deterministic_under_a_seed() {
     let model = block_on(StableDiffusion::load(&model("tiny-sd2"), None, &device())).unwrap();

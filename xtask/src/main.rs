@@ -334,7 +334,7 @@ fn dist() -> Result {
 
 /// Both kernel benchmarks' builds, burn without and with `fusion`, one after the other.
 fn bench_kernels(backend: &str, dtype: &str) -> Result {
-    for features in [None, Some("burn/fusion")] {
+    for features in [None, Some("fusion")] {
         eprintln!("burn fusion: {}", features.is_some());
         run_example("kernel_bench", features, &[backend, dtype])?;
     }

@@ -15,10 +15,13 @@ use crate::models::resnet::{conv1x1, group_norm};
 
 /// Scaled dot-product attention over `[batch, tokens, heads·dim]`.
 ///
-/// On the GPU, queries are processed in slices so the score tensor of one slice stays small: at
-/// 512² the full `[batch, heads, 4096, 4096]` scores (640 MiB for SD-Turbo's 5 heads with
-/// guidance) would not fit a WebGPU binding (128 MiB by default). On burn's CPU backend the fused
-/// kernel runs instead (see [`fused_on_the_cpu`]).
+/// On a GPU outside training burn's flash kernel runs ([`flash_on_the_gpu`]) for heads up to
+/// [`FLASH_MAX_HEAD_DIM`]: no score matrix, 3–4× faster than the slices at 4,096 tokens
+/// (docs/benchmarks.md, issue 30). Where it does not
+/// apply, queries are processed in slices so the score tensor of one slice stays small: at 512²
+/// the full `[batch, heads, 4096, 4096]` scores (640 MiB for SD-Turbo's 5 heads with guidance)
+/// would not fit a WebGPU binding (128 MiB by default). On burn's CPU backend its fused kernel
+/// runs instead (see [`fused_on_the_cpu`]).
 pub fn scaled_dot_product(
     query: Tensor<3>,
     key: Tensor<3>,
@@ -33,25 +36,31 @@ pub fn scaled_dot_product(
             .reshape([batch, tokens, heads, head_dim])
             .swap_dims(1, 2)
     };
-    if fused_on_the_cpu(&query.device()) {
+    let (query, key, value) = (split(query, queries), split(key, keys), split(value, keys));
+    let device = query.device();
+    let context = if fused_on_the_cpu(&device) {
         let options = AttentionModuleOptions {
             scale: None,
             softcap: None,
             is_causal: false,
         };
-        let context = attention(
-            split(query, queries),
-            split(key, keys),
-            split(value, keys),
-            None,
-            None,
-            options,
-        );
-        return context.swap_dims(1, 2).reshape([batch, queries, width]);
-    }
-    let query = upcast(split(query, queries) * (head_dim as f64).powf(-0.5));
-    let key_t = upcast(split(key, keys).swap_dims(2, 3));
-    let value = split(value, keys);
+        attention(query, key, value, None, None, options)
+    } else {
+        flash_wanted(&device, head_dim)
+            .then(|| flash_on_the_gpu(&query, &key, &value))
+            .flatten()
+            .unwrap_or_else(|| sliced(query, key, value))
+    };
+    context.swap_dims(1, 2).reshape([batch, queries, width])
+}
+
+/// Attention over `[batch, heads, tokens, head_dim]` with the scores materialised one slice of
+/// queries at a time (at most [`MAX_SLICE_SCORES`] each), softmax in f32.
+pub fn sliced(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>) -> Tensor<4> {
+    let [batch, heads, queries, head_dim] = query.dims();
+    let keys = key.dims()[2];
+    let query = upcast(query * (head_dim as f64).powf(-0.5));
+    let key_t = upcast(key.swap_dims(2, 3));
     let slice = query_slice(batch, heads, queries, keys);
     let outputs: Vec<Tensor<4>> = (0..queries)
         .step_by(slice)
@@ -61,13 +70,39 @@ pub fn scaled_dot_product(
             attention_weights(query, key_t.clone(), None, value.dtype()).matmul(value.clone())
         })
         .collect();
-    let context = if outputs.len() == 1 {
+    if outputs.len() == 1 {
         outputs.into_iter().next().unwrap()
     } else {
         Tensor::cat(outputs, 2)
-    };
-    context.swap_dims(1, 2).reshape([batch, queries, width])
+    }
 }
+
+/// Whether attention on `device` tries burn's flash kernel: on a GPU outside training, for
+/// heads of at most [`FLASH_MAX_HEAD_DIM`] (each thread holds its query row and accumulators in
+/// registers; see there). Natively `TODDLER_ATTENTION=sliced` keeps the slices, for benchmarks that put
+/// both side by side.
+fn flash_wanted(device: &Device, head_dim: usize) -> bool {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        static SLICED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let sliced_asked = *SLICED.get_or_init(|| {
+            std::env::var("TODDLER_ATTENTION").is_ok_and(|value| value == "sliced")
+        });
+        if sliced_asked {
+            return false;
+        }
+    }
+    !device.is_autodiff() && head_dim <= FLASH_MAX_HEAD_DIM
+}
+
+/// The widest head burn's flash kernel is given. Its kernel is unrolled over the head, and
+/// compiling it on LLVM-based drivers (lavapipe, and SwiftShader in browsers) grows steeply
+/// with the width: 1.9 s for SD 1.x's heads of 40, 5 s for SD 2.x's 64, 9 s for 80, 49 s for
+/// 160, and over a minute for the VAE's 512 (f16 on lavapipe, docs/benchmarks.md, issue 30).
+/// Heads of 40 and 64 sit at the first level, over 4,096 tokens at 512², where flash saves
+/// 2–3 s a call; the wider heads sit at levels of 1,024 tokens or fewer, where the slices cost
+/// a few hundred milliseconds and the compilation would not pay back within a session.
+pub const FLASH_MAX_HEAD_DIM: usize = 64;
 
 /// Whether attention on `device` goes through burn's fused `attention`: on its CPU backend
 /// outside training. That kernel splits the work by head over the cores, keeps no score matrix
@@ -78,6 +113,47 @@ pub fn scaled_dot_product(
 /// the fallback anyway.
 fn fused_on_the_cpu(device: &Device) -> bool {
     !device.is_autodiff() && *device == Device::flex()
+}
+
+/// burn's flash attention on a GPU outside training: cubek-attention's unit routine, an online
+/// softmax over tiles of keys held in registers with f32 accumulators, so no score matrix is
+/// ever written (the sliced path writes and re-reads 4,096 × 4,096 scores per head at 512²).
+/// It needs no `cmma`, so it runs on WGSL. `None` where it does not apply: burn's CPU backend,
+/// autodiff tensors (burn 0.22.1 differentiates only the materialised fallback), or builds
+/// with burn's `fusion`, whose tensors are fusion handles rather than cubecl tensors.
+/// Inputs are `[batch, heads, tokens, head_dim]`, unscaled (burn scales by `1/√head_dim`).
+pub fn flash_on_the_gpu(
+    query: &Tensor<4>,
+    key: &Tensor<4>,
+    value: &Tensor<4>,
+) -> Option<Tensor<4>> {
+    #[cfg(not(feature = "fusion"))]
+    {
+        use burn_cubecl::Cube;
+        use burn_cubecl::kernel::attention::{AttentionStrategy, attention};
+        let primitive = |tensor: &Tensor<4>| tensor.clone().try_into_primitive::<Cube>().ok();
+        let options = AttentionModuleOptions {
+            scale: None,
+            softcap: None,
+            is_causal: false,
+        };
+        let context = attention(
+            primitive(query)?,
+            primitive(key)?,
+            primitive(value)?,
+            None,
+            None,
+            options,
+            AttentionStrategy::FlashUnit,
+        )
+        .ok()?;
+        Some(Tensor::from_primitive::<Cube>(context))
+    }
+    #[cfg(feature = "fusion")]
+    {
+        let _ = (query, key, value);
+        None
+    }
 }
 
 /// `softmax(q·kᵀ)` from queries and keys already in f32 ([`upcast`]), in the values' type
