@@ -17,9 +17,8 @@ use crate::models::resnet::{conv1x1, group_norm};
 ///
 /// On a GPU outside training burn's flash kernel runs ([`flash_on_the_gpu`]) for heads up to
 /// [`FLASH_MAX_HEAD_DIM`]: no score matrix, 3–4× faster than the slices at 4,096 tokens
-/// (docs/benchmarks.md, issue 30). Where it does not
-/// apply, queries are processed in slices so the score tensor of one slice stays small: at 512²
-/// the full `[batch, heads, 4096, 4096]` scores (640 MiB for SD-Turbo's 5 heads with guidance)
+/// (docs/benchmarks.md, issue 30). Where it does not apply, queries are processed in slices so
+/// the score tensor of one slice stays small: at 512² the full `[batch, heads, 4096, 4096]` scores (640 MiB for SD-Turbo's 5 heads with guidance)
 /// would not fit a WebGPU binding (128 MiB by default). On burn's CPU backend its fused kernel
 /// runs instead (see [`fused_on_the_cpu`]).
 pub fn scaled_dot_product(
@@ -39,12 +38,14 @@ pub fn scaled_dot_product(
     let (query, key, value) = (split(query, queries), split(key, keys), split(value, keys));
     let device = query.device();
     let context = if fused_on_the_cpu(&device) {
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: false,
-        };
-        attention(query, key, value, None, None, options)
+        attention(
+            query,
+            key,
+            value,
+            None,
+            None,
+            AttentionModuleOptions::default(),
+        )
     } else {
         flash_wanted(&device, head_dim)
             .then(|| flash_on_the_gpu(&query, &key, &value))
@@ -78,9 +79,8 @@ pub fn sliced(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>) -> Tensor<4> {
 }
 
 /// Whether attention on `device` tries burn's flash kernel: on a GPU outside training, for
-/// heads of at most [`FLASH_MAX_HEAD_DIM`] (each thread holds its query row and accumulators in
-/// registers; see there). Natively `TODDLER_ATTENTION=sliced` keeps the slices, for benchmarks that put
-/// both side by side.
+/// heads of at most [`FLASH_MAX_HEAD_DIM`] (see there). Natively `TODDLER_ATTENTION=sliced`
+/// keeps the slices, for benchmarks that put both side by side.
 fn flash_wanted(device: &Device, head_dim: usize) -> bool {
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -132,18 +132,14 @@ pub fn flash_on_the_gpu(
         use burn_cubecl::Cube;
         use burn_cubecl::kernel::attention::{AttentionStrategy, attention};
         let primitive = |tensor: &Tensor<4>| tensor.clone().try_into_primitive::<Cube>().ok();
-        let options = AttentionModuleOptions {
-            scale: None,
-            softcap: None,
-            is_causal: false,
-        };
         let context = attention(
             primitive(query)?,
             primitive(key)?,
             primitive(value)?,
             None,
             None,
-            options,
+            // Unscaled (burn's `1/√head_dim`), not causal, no softcap: anything else falls back.
+            AttentionModuleOptions::default(),
             AttentionStrategy::FlashUnit,
         )
         .ok()?;

@@ -1,8 +1,10 @@
 //! burn's flash attention on the GPU against the engine's sliced attention, which the parity
 //! suites hold to diffusers.
 
-use burn::tensor::{Device, Distribution, FloatDType, Tensor};
+use burn::tensor::{Device, Distribution, Tensor};
 use engine::models::attention::{flash_on_the_gpu, scaled_dot_product, sliced};
+
+use super::{max_abs_diff, values};
 
 /// Flash runs (no silent fallback to the slices) and matches them within `tolerance` (max
 /// difference relative to the largest output), over the shapes the engine gives it: SD 2.x's
@@ -50,9 +52,10 @@ fn merge_heads(tensor: Tensor<4>) -> Tensor<3> {
 }
 
 fn max_relative_difference<const D: usize>(reference: &Tensor<D>, other: &Tensor<D>) -> f32 {
-    let reference = reference.clone().cast(FloatDType::F32);
-    let other = other.clone().cast(FloatDType::F32);
-    let scale: f32 = reference.clone().abs().max().into_scalar();
-    let error: f32 = (reference - other).abs().max().into_scalar();
-    error / scale
+    let (reference, other) = (values(reference.clone()), values(other.clone()));
+    let scale = reference
+        .1
+        .iter()
+        .fold(0.0f32, |largest, value| largest.max(value.abs()));
+    max_abs_diff(&other, &reference) / scale
 }
