@@ -14,6 +14,7 @@ use burn::nn::{GroupNormConfig, PaddingConfig2d};
 use burn::tensor::{Distribution, Tensor};
 use engine::device::{ComputeBackend, Precision};
 use engine::models::attention::{flash_on_the_gpu, sliced};
+use engine::models::attention_training::recomputed_in_backward;
 use engine::models::conv;
 
 fn main() {
@@ -55,6 +56,50 @@ fn main() {
         let error: f32 = (reference - other).abs().max().into_scalar::<f32>();
         error / scale
     };
+
+    // Training's attention first, while the allocator's high-water mark is still its own: the
+    // first level's self-attention at 256² and 512² (5 heads of 64), forward and backward (the
+    // query's gradient), differentiated as ordinary operations over the slices (which keeps
+    // every slice's scores and softmax for the backward pass) against the engine's training
+    // path (forward outside the graph, scores recomputed slice by slice in the backward pass).
+    // Recomputed runs before kept at each size, so each peak read is that path's own or larger.
+    let training = device.clone().autodiff();
+    let mut training_rows = Vec::new();
+    for tokens in [1024, 4096] {
+        let (heads, head_dim) = (5, 64);
+        let tracked = || {
+            Tensor::<4>::random(
+                [1, heads, tokens, head_dim],
+                Distribution::Normal(0.0, 1.0),
+                &training,
+            )
+            .require_grad()
+        };
+        let (query, key, value) = (tracked(), tracked(), tracked());
+        // Forward (4·h·n²·d) and backward (twice the forward's matmuls).
+        let flops = 12.0 * (heads * tokens * tokens * head_dim) as f64;
+        let pass = |recompute: bool| {
+            let output = if recompute {
+                recomputed_in_backward(&query, &key, &value).expect("training's attention runs")
+            } else {
+                sliced(query.clone(), key.clone(), value.clone())
+            };
+            let gradients = output.sum().backward();
+            query.grad(&gradients).expect("a gradient for the query")
+        };
+        let gradients_difference = relative_difference(pass(false), pass(true));
+        for (path, recompute) in [("scores recomputed", true), ("scores kept", false)] {
+            let timing = time(&|| pass(recompute));
+            let peak = allocator_peak(&device);
+            let label = format!("training self-attention {tokens}×{tokens}, 5 heads of 64, {path}");
+            eprintln!(
+                "{label}: {:.0} ms, peak {:.0} MiB",
+                timing.best * 1e3,
+                peak / 1048576.0
+            );
+            training_rows.push((label, flops, timing, peak, gradients_difference));
+        }
+    }
 
     // One UNet level at 512² with SD 1.x/2.x's second level widths, scaled to run on a CPU-backed
     // Vulkan in seconds: 256 channels over a 32×32 map.
@@ -163,11 +208,32 @@ fn main() {
             rate(flops, timing.best) / matmul_rate
         );
     }
+    for (kernel, flops, timing, peak, difference) in training_rows {
+        println!(
+            "{{\"kernel\":\"{kernel}\",\"backend\":\"{backend:?}\",\"precision\":\"{precision}\",\"ms\":{:.1},\"first_ms\":{:.0},\"gflops\":{:.2},\"of_matmul\":{:.2},\"allocator_peak_mib\":{:.0},\"gradient_max_relative_difference\":{difference:e}}}",
+            timing.best * 1e3,
+            timing.first * 1e3,
+            rate(flops, timing.best),
+            rate(flops, timing.best) / matmul_rate,
+            peak / 1048576.0
+        );
+    }
     println!("{{\"im2col_max_relative_difference\":{im2col_error:e}}}");
     println!(
         "{{\"flash_max_relative_difference\":{{{}}}}}",
         flash_differences.join(",")
     );
+}
+
+/// The allocator's high-water mark so far, in bytes: its pools' peak pages (0 where the backend
+/// keeps no pools).
+fn allocator_peak(device: &burn::tensor::Device) -> f64 {
+    device.memory_pool_report().map_or(0.0, |pools| {
+        pools
+            .iter()
+            .map(|pool| (pool.pages_peak * pool.page_size) as f64)
+            .sum()
+    })
 }
 
 /// One kernel's time: the best of the timed runs, and the first run before them.

@@ -64,6 +64,13 @@ fn flash_attention_in_f16_matches_the_slices() {
     common::attention::assert_flash_matches_slices(&f16_device(), 4e-3);
 }
 
+/// Training's attention in f16 (gradients computed in f32, returned in f16) against the slices
+/// differentiated as ordinary operations (f32 scores and softmax, f16 matmuls around them).
+#[test]
+fn training_attention_in_f16_has_the_slices_gradients() {
+    common::attention::assert_recomputed_gradients_match_slices(&f16_device(), 1e-2);
+}
+
 fn assert_f16_pipeline_matches(name: &str) {
     assert_pipeline_within(name, &f16_device(), 1e-2, 2.0);
 }

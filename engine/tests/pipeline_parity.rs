@@ -59,6 +59,22 @@ fn flash_attention_on_the_gpu_matches_the_slices() {
     common::attention::assert_flash_matches_slices(&device, 1e-5);
 }
 
+/// The avatar's training attention (scores recomputed in the backward pass) gives the
+/// gradients of the slices differentiated as ordinary operations, on the GPU and on the CPU.
+#[test]
+fn training_attention_on_the_gpu_has_the_slices_gradients() {
+    let (device, _) = engine::device::ComputeBackend::Gpu
+        .device_with(Some(engine::device::Precision::F32))
+        .unwrap();
+    common::attention::assert_recomputed_gradients_match_slices(&device, 1e-5);
+}
+
+#[test]
+fn training_attention_on_the_cpu_has_the_slices_gradients() {
+    let device = engine::device::ComputeBackend::Cpu.device();
+    common::attention::assert_recomputed_gradients_match_slices(&device, 1e-5);
+}
+
 #[test]
 fn noisy_samplers_are_deterministic_under_a_seed() {
     let model = block_on(StableDiffusion::load(&model("tiny-sd2"), None, &device())).unwrap();

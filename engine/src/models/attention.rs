@@ -10,17 +10,19 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, DType, Device, Tensor};
 
 use crate::device::upcast;
+use crate::models::attention_training::recomputed_in_backward;
 use crate::models::conv;
 use crate::models::resnet::{conv1x1, group_norm};
 
 /// Scaled dot-product attention over `[batch, tokens, heads·dim]`.
 ///
-/// On a GPU outside training burn's flash kernel runs ([`flash_on_the_gpu`]) for heads up to
+/// On a GPU burn's flash kernel runs ([`flash_on_the_gpu`]) for heads up to
 /// [`FLASH_MAX_HEAD_DIM`]: no score matrix, 3–4× faster than the slices at 4,096 tokens
 /// (docs/benchmarks.md, issue 30). Where it does not apply, queries are processed in slices so
-/// the score tensor of one slice stays small: at 512² the full `[batch, heads, 4096, 4096]` scores (640 MiB for SD-Turbo's 5 heads with guidance)
-/// would not fit a WebGPU binding (128 MiB by default). On burn's CPU backend its fused kernel
-/// runs instead (see [`fused_on_the_cpu`]).
+/// the score tensor of one slice stays small: at 512² the full `[batch, heads, 4096, 4096]`
+/// scores (640 MiB for SD-Turbo's 5 heads with guidance) would not fit a WebGPU binding (128 MiB
+/// by default). On burn's CPU backend its fused kernel runs instead (see [`fused_on_the_cpu`]);
+/// in training, see [`attend`].
 pub fn scaled_dot_product(
     query: Tensor<3>,
     key: Tensor<3>,
@@ -36,23 +38,39 @@ pub fn scaled_dot_product(
             .swap_dims(1, 2)
     };
     let (query, key, value) = (split(query, queries), split(key, keys), split(value, keys));
+    attend(query, key, value)
+        .swap_dims(1, 2)
+        .reshape([batch, queries, width])
+}
+
+/// Attention over `[batch, heads, tokens, head_dim]` (unscaled) by the fastest path `query`'s
+/// device has: burn's fused kernel on its CPU backend, flash on a GPU, else the slices. Under
+/// autodiff the same forward pass runs outside the graph and the backward pass recomputes the
+/// scores slice by slice ([`recomputed_in_backward`]), so training keeps no score matrix.
+pub fn attend(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>) -> Tensor<4> {
     let device = query.device();
-    let context = if fused_on_the_cpu(&device) {
-        attention(
+    if sliced_asked() {
+        return sliced(query, key, value);
+    }
+    if device.is_autodiff() {
+        return recomputed_in_backward(&query, &key, &value)
+            .unwrap_or_else(|| sliced(query, key, value));
+    }
+    if fused_on_the_cpu(&device) {
+        return attention(
             query,
             key,
             value,
             None,
             None,
             AttentionModuleOptions::default(),
-        )
-    } else {
-        flash_wanted(&device, head_dim)
-            .then(|| flash_on_the_gpu(&query, &key, &value))
-            .flatten()
-            .unwrap_or_else(|| sliced(query, key, value))
-    };
-    context.swap_dims(1, 2).reshape([batch, queries, width])
+        );
+    }
+    let head_dim = query.dims()[3];
+    (head_dim <= FLASH_MAX_HEAD_DIM)
+        .then(|| flash_on_the_gpu(&query, &key, &value))
+        .flatten()
+        .unwrap_or_else(|| sliced(query, key, value))
 }
 
 /// Attention over `[batch, heads, tokens, head_dim]` with the scores materialised one slice of
@@ -78,21 +96,17 @@ pub fn sliced(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// Whether attention on `device` tries burn's flash kernel: on a GPU outside training, for
-/// heads of at most [`FLASH_MAX_HEAD_DIM`] (see there). Natively `TODDLER_ATTENTION=sliced`
-/// keeps the slices, for benchmarks that put both side by side.
-fn flash_wanted(device: &Device, head_dim: usize) -> bool {
+/// Whether `TODDLER_ATTENTION=sliced` asks natively for the slices everywhere (differentiated as
+/// ordinary operations in training), for benchmarks that put both side by side.
+fn sliced_asked() -> bool {
     #[cfg(not(target_arch = "wasm32"))]
     {
         static SLICED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        let sliced_asked = *SLICED.get_or_init(|| {
-            std::env::var("TODDLER_ATTENTION").is_ok_and(|value| value == "sliced")
-        });
-        if sliced_asked {
-            return false;
-        }
+        *SLICED
+            .get_or_init(|| std::env::var("TODDLER_ATTENTION").is_ok_and(|value| value == "sliced"))
     }
-    !device.is_autodiff() && head_dim <= FLASH_MAX_HEAD_DIM
+    #[cfg(target_arch = "wasm32")]
+    false
 }
 
 /// The widest head burn's flash kernel is given. Its kernel is unrolled over the head, and
@@ -105,14 +119,13 @@ fn flash_wanted(device: &Device, head_dim: usize) -> bool {
 pub const FLASH_MAX_HEAD_DIM: usize = 64;
 
 /// Whether attention on `device` goes through burn's fused `attention`: on its CPU backend
-/// outside training. That kernel splits the work by head over the cores, keeps no score matrix
-/// (an online softmax over tiles of keys once there are many) and computes in f32 whatever the
-/// weights' type; the materialised scores it replaces cost a UNet step at 256² a third of its
-/// time, mostly in allocating them (docs/benchmarks.md, issue 18). On the GPU the fused kernel
-/// is the same materialised fallback without autotune, and under autodiff burn differentiates
-/// the fallback anyway.
+/// (in training too, whose forward pass runs outside the graph). That kernel splits the work by
+/// head over the cores, keeps no score matrix (an online softmax over tiles of keys once there
+/// are many) and computes in f32 whatever the weights' type; the materialised scores it replaces
+/// cost a UNet step at 256² a third of its time, mostly in allocating them (docs/benchmarks.md,
+/// issue 18). On the GPU the fused kernel is the same materialised fallback without autotune.
 fn fused_on_the_cpu(device: &Device) -> bool {
-    !device.is_autodiff() && *device == Device::flex()
+    *device == Device::flex()
 }
 
 /// burn's flash attention on a GPU outside training: cubek-attention's unit routine, an online

@@ -3,6 +3,7 @@
 
 use burn::tensor::{Device, Distribution, Tensor};
 use engine::models::attention::{flash_on_the_gpu, scaled_dot_product, sliced};
+use engine::models::attention_training::{attention_gradients, recomputed_in_backward};
 
 use super::{max_abs_diff, values};
 
@@ -58,4 +59,98 @@ fn max_relative_difference<const D: usize>(reference: &Tensor<D>, other: &Tensor
         .iter()
         .fold(0.0f32, |largest, value| largest.max(value.abs()));
     max_abs_diff(&other, &reference) / scale
+}
+
+/// Training's attention (the forward pass outside the graph, the scores recomputed slice by
+/// slice in the backward pass) against the slices differentiated as ordinary operations, which
+/// the avatar's gradient-parity suites hold to diffusers: the same outputs and gradients for
+/// query, key and value within `tolerance` (relative to each reference's largest value), over
+/// the shapes the flash test uses, with the engine's slice and with slices no count divides.
+pub fn assert_recomputed_gradients_match_slices(device: &Device, tolerance: f32) {
+    let training = device.clone().autodiff();
+    for (batch, heads, head_dim, queries, keys) in [
+        (2, 5, 64, 300, 300),
+        (2, 5, 64, 300, 77),
+        (1, 8, 40, 257, 257),
+    ] {
+        let random = |tokens: usize, scale: f64| {
+            Tensor::<4>::random(
+                [batch, heads, tokens, head_dim],
+                Distribution::Normal(0.0, scale),
+                device,
+            )
+            .into_data()
+        };
+        let inputs = [random(queries, 4.0), random(keys, 4.0), random(keys, 1.0)];
+        let dtype = Tensor::<4>::zeros([1, 1, 1, 1], device).dtype();
+        // The loss weighs each output differently so no gradient is trivially shared.
+        let weights = Tensor::<4>::random(
+            [batch, heads, queries, head_dim],
+            Distribution::Normal(0.0, 1.0),
+            &training,
+        );
+        let run = |attend: &dyn Fn(&[Tensor<4>; 3]) -> Tensor<4>| {
+            let tracked = inputs
+                .clone()
+                .map(|data| Tensor::<4>::from_data(data, (&training, dtype)).require_grad());
+            let output = attend(&tracked);
+            let gradients = (output.clone() * weights.clone()).sum().backward();
+            let [query, key, value] =
+                tracked.map(|input| input.grad(&gradients).expect("a gradient for each input"));
+            [output, query, key, value]
+        };
+        let reference =
+            run(&|[query, key, value]| sliced(query.clone(), key.clone(), value.clone()));
+        let recomputed = run(&|[query, key, value]| {
+            recomputed_in_backward(query, key, value).unwrap_or_else(|| {
+                panic!("training's attention runs on {device:?} for {heads} heads of {head_dim}")
+            })
+        });
+        let engine = run(&|[query, key, value]| {
+            let context = scaled_dot_product(
+                merge_heads(query.clone()),
+                merge_heads(key.clone()),
+                merge_heads(value.clone()),
+                heads,
+            );
+            context
+                .reshape([batch, queries, heads, head_dim])
+                .swap_dims(1, 2)
+        });
+        // The gradients' arithmetic alone, with slices of 7 queries (none divides the counts).
+        let plain = inputs
+            .clone()
+            .map(|data| Tensor::<4>::from_data(data, (device, dtype)));
+        let [query, key, value] = plain;
+        let output = sliced(query.clone(), key.clone(), value.clone());
+        let by_sevens = attention_gradients(
+            query,
+            key,
+            value,
+            output.clone(),
+            Tensor::from_data(weights.clone().into_data(), (device, dtype)),
+            7,
+        );
+        let by_sevens = [[output].as_slice(), by_sevens.as_slice()].concat();
+        for (path, results) in [
+            ("recomputed", &recomputed[..]),
+            ("by sevens", &by_sevens[..]),
+        ] {
+            for (name, (reference, result)) in ["output", "query", "key", "value"]
+                .into_iter()
+                .zip(reference.iter().zip(results))
+            {
+                let difference = max_relative_difference(reference, result);
+                assert!(
+                    difference <= tolerance,
+                    "{batch}×{heads} heads of {head_dim}, {queries}×{keys}, {path}: the {name} \
+                     (gradient) differs by {difference:e}"
+                );
+            }
+        }
+        // The engine's attention under autodiff is this path, bit for bit.
+        for (recomputed, engine) in recomputed.iter().zip(&engine) {
+            assert_eq!(max_relative_difference(recomputed, engine), 0.0);
+        }
+    }
 }
