@@ -30,8 +30,8 @@ pub struct Work {
     pub held: u64,
     /// Every operation's output: the activations written (and read again by the next).
     pub written: u64,
-    /// What a backward pass keeps: every operation's inputs, and each attention's scores before
-    /// and after its softmax.
+    /// What a backward pass keeps: every operation's inputs (an attention's q, k, v and output;
+    /// its scores are recomputed).
     pub kept: u64,
     /// The largest single weight tensor (a layer's, widened whole when it is read).
     pub largest_weight: u64,
@@ -105,13 +105,12 @@ impl Work {
         let (queries, keys, channels) = (queries as u64, keys as u64, channels as u64);
         self.product(4.0 * (queries * keys * channels) as f64, queries);
         let scores = heads as u64 * queries * keys;
-        self.op(
-            queries * channels + 2 * keys * channels + scores,
-            queries * channels,
-            4,
-        );
+        let output = queries * channels;
+        self.op(queries * channels + 2 * keys * channels + scores, output, 4);
         self.written += scores;
-        self.kept += 2 * scores;
+        // Training keeps q, k, v and the output but not the scores, which its backward pass
+        // recomputes (`models::attention_training`).
+        self.kept = self.kept - scores + output;
     }
 
     /// A group or layer norm over `elements` with `channels` scales and shifts.
