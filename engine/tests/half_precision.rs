@@ -65,10 +65,10 @@ fn flash_attention_in_f16_matches_the_slices() {
 }
 
 /// Training's attention in f16 (gradients computed in f32, returned in f16) against the slices
-/// differentiated as ordinary operations (f32 scores and softmax, f16 matmuls around them).
+/// differentiated in f32 on the same inputs: within f16's rounding (up to 8e-4 measured).
 #[test]
 fn training_attention_in_f16_has_the_slices_gradients() {
-    common::attention::assert_recomputed_gradients_match_slices(&f16_device(), 1e-2);
+    common::attention::assert_recomputed_gradients_match_slices(&f16_device(), 4e-3);
 }
 
 fn assert_f16_pipeline_matches(name: &str) {

@@ -61,18 +61,21 @@ fn flash_attention_on_the_gpu_matches_the_slices() {
 
 /// The avatar's training attention (scores recomputed in the backward pass) gives the
 /// gradients of the slices differentiated as ordinary operations, on the GPU and on the CPU.
+/// The gradients subtract near-equal terms (`dS = P ⊙ (dP − rowsum(dO ⊙ o))`) and the forward
+/// passes accumulate differently (flash, burn's fused CPU kernel), so they differ by up to about
+/// 1e-5 of their largest value in f32 on random inputs; a 0.1 % error is 1e-3.
 #[test]
 fn training_attention_on_the_gpu_has_the_slices_gradients() {
     let (device, _) = engine::device::ComputeBackend::Gpu
         .device_with(Some(engine::device::Precision::F32))
         .unwrap();
-    common::attention::assert_recomputed_gradients_match_slices(&device, 1e-5);
+    common::attention::assert_recomputed_gradients_match_slices(&device, 1e-4);
 }
 
 #[test]
 fn training_attention_on_the_cpu_has_the_slices_gradients() {
     let device = engine::device::ComputeBackend::Cpu.device();
-    common::attention::assert_recomputed_gradients_match_slices(&device, 1e-5);
+    common::attention::assert_recomputed_gradients_match_slices(&device, 1e-4);
 }
 
 #[test]

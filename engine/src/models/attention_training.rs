@@ -7,7 +7,7 @@
 //! first-level self-attentions (5 heads, 4,096 tokens). Here the forward pass runs outside the
 //! graph by the device's inference path (burn's flash kernel on a GPU, its fused kernel on the
 //! CPU) and keeps only its inputs and output; the backward pass rebuilds `softmax(q·kᵀ)` slice by
-//! slice (at most [`MAX_SLICE_SCORES`](crate::models::attention::MAX_SLICE_SCORES) per tensor) and turns it into the three gradients with
+//! slice (at most [`MAX_SLICE_SCORES`] per tensor) and turns it into the three gradients with
 //! burn's matmuls. burn 0.22.1 differentiates only the materialised fallback of its own
 //! `attention`, and cubek-attention's flash backward (0.3.1) is a per-row scalar scaffold in f32
 //! alone, so the gradients are written here, in f32 whatever the inputs' type.
@@ -22,6 +22,8 @@ use burn::backend::{Autodiff, Backend, DispatchKindConversion, DispatchTensor, F
 use burn::tensor::{DType, Tensor};
 
 use crate::device::upcast;
+#[cfg(doc)]
+use crate::models::attention::MAX_SLICE_SCORES;
 use crate::models::attention::{attend, attention_weights, query_slice};
 
 /// Attention over autodiff tensors `[batch, heads, tokens, head_dim]` (unscaled: `1/√head_dim`
@@ -169,8 +171,12 @@ pub fn attention_gradients(
     let mut query_gradients = Vec::new();
     let mut key_gradient: Option<Tensor<4>> = None;
     let mut value_gradient: Option<Tensor<4>> = None;
-    let add =
-        |sum: Option<Tensor<4>>, term: Tensor<4>| Some(sum.map_or(term.clone(), |sum| sum + term));
+    let add = |sum: Option<Tensor<4>>, term: Tensor<4>| {
+        Some(match sum {
+            Some(sum) => sum + term,
+            None => term,
+        })
+    };
     for start in (0..queries).step_by(slice) {
         let length = slice.min(queries - start);
         let query = query.clone().narrow(2, start, length);
