@@ -13,7 +13,7 @@ use burn::nn::conv::Conv2dConfig;
 use burn::nn::{GroupNormConfig, PaddingConfig2d};
 use burn::tensor::{Distribution, Tensor};
 use engine::device::{ComputeBackend, Precision};
-use engine::models::attention::{flash_on_the_gpu, sliced};
+use engine::models::attention::{attend, flash_on_the_gpu, sliced};
 use engine::models::attention_training::recomputed_in_backward;
 use engine::models::conv;
 
@@ -79,7 +79,8 @@ fn main() {
         let flops = 12.0 * (heads * tokens * tokens * head_dim) as f64;
         let forward = |recompute: bool| {
             if recompute {
-                recomputed_in_backward(&query, &key, &value).expect("training's attention runs")
+                recomputed_in_backward(&query, &key, &value, attend)
+                    .expect("training's attention runs")
             } else {
                 sliced(query.clone(), key.clone(), value.clone())
             }

@@ -4,12 +4,14 @@
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::gelu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, DType, Device, Tensor};
+use burn::tensor::{Device, Tensor};
 
-use crate::device::upcast;
+pub use crate::models::attention_scores::{
+    MAX_SLICE_SCORES, attention_weights, query_slice, sliced,
+};
 use crate::models::attention_training::recomputed_in_backward;
 use crate::models::conv;
 use crate::models::resnet::{conv1x1, group_norm};
@@ -53,7 +55,7 @@ pub fn attend(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>) -> Tensor<4> {
         return sliced(query, key, value);
     }
     if device.is_autodiff() {
-        return recomputed_in_backward(&query, &key, &value)
+        return recomputed_in_backward(&query, &key, &value, attend)
             .unwrap_or_else(|| sliced(query, key, value));
     }
     if fused_on_the_cpu(&device) {
@@ -71,29 +73,6 @@ pub fn attend(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>) -> Tensor<4> {
         .then(|| flash_on_the_gpu(&query, &key, &value))
         .flatten()
         .unwrap_or_else(|| sliced(query, key, value))
-}
-
-/// Attention over `[batch, heads, tokens, head_dim]` with the scores materialised one slice of
-/// queries at a time (at most [`MAX_SLICE_SCORES`] each), softmax in f32.
-pub fn sliced(query: Tensor<4>, key: Tensor<4>, value: Tensor<4>) -> Tensor<4> {
-    let [batch, heads, queries, head_dim] = query.dims();
-    let keys = key.dims()[2];
-    let query = upcast(query * (head_dim as f64).powf(-0.5));
-    let key_t = upcast(key.swap_dims(2, 3));
-    let slice = query_slice(batch, heads, queries, keys);
-    let outputs: Vec<Tensor<4>> = (0..queries)
-        .step_by(slice)
-        .map(|start| {
-            let length = slice.min(queries - start);
-            let query = query.clone().narrow(2, start, length);
-            attention_weights(query, key_t.clone(), None, value.dtype()).matmul(value.clone())
-        })
-        .collect();
-    if outputs.len() == 1 {
-        outputs.into_iter().next().unwrap()
-    } else {
-        Tensor::cat(outputs, 2)
-    }
 }
 
 /// Whether `TODDLER_ATTENTION=sliced` asks natively for the slices everywhere (differentiated as
@@ -163,33 +142,6 @@ pub fn flash_on_the_gpu(
         let _ = (query, key, value);
         None
     }
-}
-
-/// `softmax(q·kᵀ)` from queries and keys already in f32 ([`upcast`]), in the values' type
-/// `dtype`. In f16 the scores of SD 2.x's attention overflow (diffusers' `upcast_attention`) and
-/// softmax loses its small weights, so both always run in f32; `mask` is true where a query
-/// must not look.
-pub fn attention_weights(
-    query: Tensor<4>,
-    key_t: Tensor<4>,
-    mask: Option<&Tensor<4, Bool>>,
-    dtype: DType,
-) -> Tensor<4> {
-    let scores = query.matmul(key_t);
-    let scores = match mask {
-        Some(mask) => scores.mask_fill(mask.clone(), f32::NEG_INFINITY),
-        None => scores,
-    };
-    softmax(scores, 3).cast(dtype)
-}
-
-/// Score elements in one slice's `[batch, heads, slice, keys]` tensor, at most: 32 MiB in f32,
-/// a quarter of WebGPU's default 128 MiB storage-binding limit.
-pub const MAX_SLICE_SCORES: usize = 1 << 23;
-
-/// How many queries one slice takes so its scores stay within [`MAX_SLICE_SCORES`].
-pub fn query_slice(batch: usize, heads: usize, queries: usize, keys: usize) -> usize {
-    (MAX_SLICE_SCORES / (batch * heads * keys).max(1)).clamp(1, queries)
 }
 
 /// Multi-head attention; keys and values come from `context` for cross-attention.

@@ -23,37 +23,53 @@ use burn::tensor::{DType, Tensor};
 
 use crate::device::upcast;
 #[cfg(doc)]
-use crate::models::attention::MAX_SLICE_SCORES;
-use crate::models::attention::{attend, attention_weights, query_slice};
+use crate::models::attention_scores::MAX_SLICE_SCORES;
+use crate::models::attention_scores::{attention_weights, query_slice};
+
+/// The forward pass run outside the graph: `models::attention::attend` (passed in, so this
+/// module depends only on the scores it recomputes).
+pub type Forward = fn(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<4>;
 
 /// Attention over autodiff tensors `[batch, heads, tokens, head_dim]` (unscaled: `1/√head_dim`
-/// is applied here) whose backward recomputes the scores; `None` where the tensors are not
-/// autodiff tensors of a backend this engine runs on.
+/// is applied here) computed by `forward` on the tensors under the graph, whose backward
+/// recomputes the scores; `None` where the tensors are not autodiff tensors of a backend this
+/// engine runs on.
 pub fn recomputed_in_backward(
     query: &Tensor<4>,
     key: &Tensor<4>,
     value: &Tensor<4>,
+    forward: Forward,
 ) -> Option<Tensor<4>> {
     // A fusion build's GPU tensors are fusion handles, not cubecl tensors.
     #[cfg(not(feature = "fusion"))]
-    if let Some(context) = on_backend::<burn_cubecl::Cube>(query, key, value) {
+    if let Some(context) = on_backend::<burn_cubecl::Cube>(query, key, value, forward) {
         return Some(context);
     }
-    on_backend::<Flex>(query, key, value)
+    on_backend::<Flex>(query, key, value, forward)
 }
 
-fn on_backend<B>(query: &Tensor<4>, key: &Tensor<4>, value: &Tensor<4>) -> Option<Tensor<4>>
+fn on_backend<B>(
+    query: &Tensor<4>,
+    key: &Tensor<4>,
+    value: &Tensor<4>,
+    forward: Forward,
+) -> Option<Tensor<4>>
 where
     B: Backend,
     DispatchTensor: DispatchKindConversion<B>
         + DispatchKindConversion<Autodiff<B, NoCheckpointing>>
         + DispatchKindConversion<Autodiff<B, BalancedCheckpointing>>,
 {
-    with_strategy::<B, NoCheckpointing>(query, key, value)
-        .or_else(|| with_strategy::<B, BalancedCheckpointing>(query, key, value))
+    with_strategy::<B, NoCheckpointing>(query, key, value, forward)
+        .or_else(|| with_strategy::<B, BalancedCheckpointing>(query, key, value, forward))
 }
 
-fn with_strategy<B, C>(query: &Tensor<4>, key: &Tensor<4>, value: &Tensor<4>) -> Option<Tensor<4>>
+fn with_strategy<B, C>(
+    query: &Tensor<4>,
+    key: &Tensor<4>,
+    value: &Tensor<4>,
+    forward: Forward,
+) -> Option<Tensor<4>>
 where
     B: Backend,
     C: CheckpointStrategy,
@@ -63,7 +79,7 @@ where
     let (query, key, value) = (tracked(query)?, tracked(key)?, tracked(value)?);
     let inner =
         |primitive: &B::FloatTensorPrimitive| Tensor::<4>::from_primitive::<B>(primitive.clone());
-    let context = attend(
+    let context = forward(
         inner(query.primitive()),
         inner(key.primitive()),
         inner(value.primitive()),

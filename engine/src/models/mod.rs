@@ -12,6 +12,7 @@
 //! never on a pipeline, training or the worker; no `Module` contains a sampling loop.
 
 pub mod attention;
+pub mod attention_scores;
 pub mod attention_training;
 pub mod autoencoder_tiny;
 pub mod clip;

@@ -7,16 +7,20 @@ use engine::models::attention_training::{attention_gradients, recomputed_in_back
 
 use super::{max_abs_diff, values};
 
+/// `(batch, heads, head_dim, queries, keys)`: SD 2.x's heads of 64 and SD 1.x's 40, self- and
+/// cross-attention (77 prompt tokens), token counts that no tile divides, guidance's batch of two.
+const CASES: [(usize, usize, usize, usize, usize); 3] = [
+    (2, 5, 64, 300, 300),
+    (2, 5, 64, 300, 77),
+    (1, 8, 40, 257, 257),
+];
+
 /// Flash runs (no silent fallback to the slices) and matches them within `tolerance` (max
 /// difference relative to the largest output), over the shapes the engine gives it: SD 2.x's
 /// heads of 64 and SD 1.x's 40, self- and cross-attention (77 prompt tokens), token counts that
 /// no tile divides, guidance's batch of two, and sharp scores (queries and keys of scale 4).
 pub fn assert_flash_matches_slices(device: &Device, tolerance: f32) {
-    for (batch, heads, head_dim, queries, keys) in [
-        (2, 5, 64, 300, 300),
-        (2, 5, 64, 300, 77),
-        (1, 8, 40, 257, 257),
-    ] {
+    for (batch, heads, head_dim, queries, keys) in CASES {
         let random = |tokens: usize, scale: f64| {
             Tensor::<4>::random(
                 [batch, heads, tokens, head_dim],
@@ -68,11 +72,7 @@ fn max_relative_difference<const D: usize>(reference: &Tensor<D>, other: &Tensor
 /// the shapes the flash test uses, with the engine's slice and with slices no count divides.
 pub fn assert_recomputed_gradients_match_slices(device: &Device, tolerance: f32) {
     let training = device.clone().autodiff();
-    for (batch, heads, head_dim, queries, keys) in [
-        (2, 5, 64, 300, 300),
-        (2, 5, 64, 300, 77),
-        (1, 8, 40, 257, 257),
-    ] {
+    for (batch, heads, head_dim, queries, keys) in CASES {
         let random = |tokens: usize, scale: f64| {
             Tensor::<4>::random(
                 [batch, heads, tokens, head_dim],
@@ -108,7 +108,7 @@ pub fn assert_recomputed_gradients_match_slices(device: &Device, tolerance: f32)
         });
         let run = |attend: &dyn Fn(&[Tensor<4>; 3]) -> Tensor<4>| run_in(dtype, attend);
         let recomputed = run(&|[query, key, value]| {
-            recomputed_in_backward(query, key, value).unwrap_or_else(|| {
+            recomputed_in_backward(query, key, value, attend).unwrap_or_else(|| {
                 panic!("training's attention runs on {device:?} for {heads} heads of {head_dim}")
             })
         });
