@@ -54,10 +54,16 @@ impl Work {
         self.held + self.largest_op
     }
 
+    /// An operation whose backward pass keeps its inputs.
     fn op(&mut self, inputs: u64, outputs: u64, kernels: u64) {
+        self.op_keeping(inputs, outputs, kernels, inputs);
+    }
+
+    /// An operation whose backward pass keeps `kept` elements.
+    fn op_keeping(&mut self, inputs: u64, outputs: u64, kernels: u64, kept: u64) {
         self.largest_op = self.largest_op.max(inputs + outputs);
         self.written += outputs;
-        self.kept += inputs;
+        self.kept += kept;
         self.kernels += kernels;
     }
 
@@ -105,12 +111,17 @@ impl Work {
         let (queries, keys, channels) = (queries as u64, keys as u64, channels as u64);
         self.product(4.0 * (queries * keys * channels) as f64, queries);
         let scores = heads as u64 * queries * keys;
-        let output = queries * channels;
-        self.op(queries * channels + 2 * keys * channels + scores, output, 4);
-        self.written += scores;
+        let (query_key_value, output) =
+            (queries * channels + 2 * keys * channels, queries * channels);
         // Training keeps q, k, v and the output but not the scores, which its backward pass
         // recomputes (`models::attention_training`).
-        self.kept = self.kept - scores + output;
+        self.op_keeping(
+            query_key_value + scores,
+            output,
+            4,
+            query_key_value + output,
+        );
+        self.written += scores;
     }
 
     /// A group or layer norm over `elements` with `channels` scales and shifts.
