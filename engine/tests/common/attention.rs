@@ -15,20 +15,28 @@ const CASES: [(usize, usize, usize, usize, usize); 3] = [
     (1, 8, 40, 257, 257),
 ];
 
+/// Query, key and value for one case: sharp scores (queries and keys of scale 4).
+fn random_inputs(
+    (batch, heads, head_dim, queries, keys): (usize, usize, usize, usize, usize),
+    device: &Device,
+) -> [Tensor<4>; 3] {
+    let random = |tokens: usize, scale: f64| {
+        Tensor::<4>::random(
+            [batch, heads, tokens, head_dim],
+            Distribution::Normal(0.0, scale),
+            device,
+        )
+    };
+    [random(queries, 4.0), random(keys, 4.0), random(keys, 1.0)]
+}
+
 /// Flash runs (no silent fallback to the slices) and matches them within `tolerance` (max
 /// difference relative to the largest output), over the shapes the engine gives it: SD 2.x's
 /// heads of 64 and SD 1.x's 40, self- and cross-attention (77 prompt tokens), token counts that
 /// no tile divides, guidance's batch of two, and sharp scores (queries and keys of scale 4).
 pub fn assert_flash_matches_slices(device: &Device, tolerance: f32) {
-    for (batch, heads, head_dim, queries, keys) in CASES {
-        let random = |tokens: usize, scale: f64| {
-            Tensor::<4>::random(
-                [batch, heads, tokens, head_dim],
-                Distribution::Normal(0.0, scale),
-                device,
-            )
-        };
-        let (query, key, value) = (random(queries, 4.0), random(keys, 4.0), random(keys, 1.0));
+    for case @ (batch, heads, head_dim, queries, keys) in CASES {
+        let [query, key, value] = random_inputs(case, device);
         let flash = flash_on_the_gpu(&query, &key, &value).unwrap_or_else(|| {
             panic!("flash attention runs on {device:?} for {heads} heads of {head_dim}")
         });
@@ -72,16 +80,8 @@ fn max_relative_difference<const D: usize>(reference: &Tensor<D>, other: &Tensor
 /// the shapes the flash test uses, with the engine's slice and with slices no count divides.
 pub fn assert_recomputed_gradients_match_slices(device: &Device, tolerance: f32) {
     let training = device.clone().autodiff();
-    for (batch, heads, head_dim, queries, keys) in CASES {
-        let random = |tokens: usize, scale: f64| {
-            Tensor::<4>::random(
-                [batch, heads, tokens, head_dim],
-                Distribution::Normal(0.0, scale),
-                device,
-            )
-            .into_data()
-        };
-        let inputs = [random(queries, 4.0), random(keys, 4.0), random(keys, 1.0)];
+    for case @ (batch, heads, head_dim, queries, keys) in CASES {
+        let inputs = random_inputs(case, device).map(Tensor::into_data);
         let dtype = Tensor::<4>::zeros([1, 1, 1, 1], device).dtype();
         // The loss weighs each output differently so no gradient is trivially shared.
         let weights = Tensor::<4>::random(
